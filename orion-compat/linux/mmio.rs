@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `Mmio` over a mapped PCI BAR, and the PCI enable guard.
+
+use crate::error::LinuxError;
+use crate::orion_compat::Mmio;
+use kernel::{bindings, device, io::Io, pci};
+
+/// BAR0 of a bound device, as the Orion [`Mmio`] trait.
+///
+/// Accesses use `readl`/`writel` (`readq`/`writeq`) semantics, which give the ordering the
+/// trait's contract promises: a write is ordered after earlier writes to coherent memory, and
+/// a read completes before later memory reads.
+pub(crate) struct BarMmio<'a> {
+    bar: &'a pci::Bar<'a>,
+}
+
+impl<'a> BarMmio<'a> {
+    /// Wraps a mapped BAR.
+    pub(crate) fn new(bar: &'a pci::Bar<'a>) -> Self {
+        Self { bar }
+    }
+
+    /// Reads a 32-bit register; an access error reads as all ones, like a removed device.
+    pub(crate) fn read32_or_gone(&self, offset: usize) -> u32 {
+        self.read32(offset).unwrap_or(u32::MAX)
+    }
+}
+
+impl Mmio for BarMmio<'_> {
+    type Error = LinuxError;
+
+    fn read32(&self, offset: usize) -> Result<u32, LinuxError> {
+        Ok(self.bar.try_read32(offset)?)
+    }
+
+    fn write32(&self, offset: usize, value: u32) -> Result<(), LinuxError> {
+        Ok(self.bar.try_write32(value, offset)?)
+    }
+
+    fn read64(&self, offset: usize) -> Result<u64, LinuxError> {
+        Ok(self.bar.try_read64(offset)?)
+    }
+
+    fn write64(&self, offset: usize, value: u64) -> Result<(), LinuxError> {
+        Ok(self.bar.try_write64(value, offset)?)
+    }
+}
+
+/// Undoes `pci_enable_device_mem` when dropped; the kernel crate does not.
+///
+/// # Invariants
+///
+/// `pdev` was successfully enabled by this driver's probe, once, and is bound while this
+/// value lives.
+pub(crate) struct EnabledDevice<'a> {
+    pdev: &'a pci::Device<device::Bound>,
+}
+
+impl<'a> EnabledDevice<'a> {
+    /// Records that `pdev` has just been enabled.
+    pub(crate) fn new(pdev: &'a pci::Device<device::Bound>) -> Self {
+        // INVARIANT: called right after a successful `enable_device_mem` in probe.
+        Self { pdev }
+    }
+}
+
+impl Drop for EnabledDevice<'_> {
+    fn drop(&mut self) {
+        let raw = core::ptr::from_ref(self.pdev)
+            .cast::<bindings::pci_dev>()
+            .cast_mut();
+        // SAFETY:
+        // 1. `pci::Device` is `#[repr(transparent)]` over `Opaque<bindings::pci_dev>`, so the cast
+        //    yields a valid pointer to the device's `struct pci_dev`.
+        // 2. By the type invariant the device is bound and was enabled once by this driver, so
+        //    this balances exactly that enable.
+        unsafe { bindings::pci_disable_device(raw) };
+    }
+}

@@ -1,0 +1,3 @@
+//! Host implementation of the Orion driver API, with a simulated NVMe controller, for tests.
+
+pub mod regfile;

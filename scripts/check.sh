@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# `make check`: every test, in stages, each timed. Ends with "N passed, N failed".
+#   host:  cargo test, clippy -D warnings, rustfmt --check
+#   VM:    the selftests (TAP) on each controller profile, under our own 7.3 kernel
+# DEBUG=1 uses the KASAN/lockdep/kmemleak kernel. PROFILES overrides the VM profile list.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+cd "$top"
+. "$here/lib.sh"
+
+DEBUG=${DEBUG:-0}
+PROFILES=${PROFILES:-single dual subsys}
+variant=(); [ "$DEBUG" = 1 ] && variant=(--debug)
+out=$top/out
+mkdir -p "$out"
+passed=0 failed=0
+timings=()
+
+stage() { # stage NAME CMD...: run, time, and record a stage; a failed build stage stops here.
+    local name=$1; shift
+    local t0=$(date +%s)
+    log "stage $name ..."
+    "$@"
+    local rc=$?
+    local dt=$(( $(date +%s) - t0 ))
+    timings+=("$(printf '%-22s %5d s  %s' "$name" "$dt" "$([ $rc = 0 ] && echo ok || echo FAILED)")")
+    log "stage $name: $([ $rc = 0 ] && echo ok || echo FAILED) in ${dt} s"
+    return $rc
+}
+finish() {
+    echo
+    echo "== stage timings"
+    printf '   %s\n' "${timings[@]}"
+    echo "$passed passed, $failed failed"
+    [ "$failed" = 0 ] && [ "$passed" -gt 0 ]
+    exit $?
+}
+fatal_stage() { failed=$((failed + 1)); finish; }
+
+stage setup "$here/setup.sh" || fatal_stage
+stage kernel "$here/kernel.sh" "${variant[@]}" || fatal_stage
+kdir=$("$here/kernel.sh" "${variant[@]}" --print-dir)
+stage module make -s -C "$kdir" M="$top" LLVM=-19 RUSTC=/usr/bin/rustc HOSTRUSTC=/usr/bin/rustc modules \
+    || fatal_stage
+
+cargo_test() {
+    cargo test --workspace --color never 2>&1 | tee "$out/cargo-test.log"
+    local rc=${PIPESTATUS[0]}
+    local p f
+    p=$(grep -o 'test result: [a-zA-Z]*\. [0-9]* passed; [0-9]* failed' "$out/cargo-test.log" | awk '{s+=$4} END {print s+0}')
+    f=$(grep -o 'test result: [a-zA-Z]*\. [0-9]* passed; [0-9]* failed' "$out/cargo-test.log" | awk '{s+=$6} END {print s+0}')
+    [ "$rc" != 0 ] && [ "$f" = 0 ] && f=1   # a build failure is a failure
+    passed=$((passed + p)); failed=$((failed + f))
+    return "$rc"
+}
+one() { # one NAME CMD...: a pass/fail check counted as one test
+    local name=$1; shift
+    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); log "$name FAILED"; return 1; fi
+}
+stage host-test cargo_test
+stage clippy one clippy cargo clippy --workspace --all-targets --color never -- -D warnings
+stage rustfmt one rustfmt cargo fmt --all -- --check
+
+initrd=$out/initramfs-check.cpio.gz
+stage initramfs "$here/initramfs.sh" "$kdir" "$top/orion_nvme.ko" "$initrd" || fatal_stage
+
+vm_profile() {
+    local p=$1 res=$out/vm-$p/../results-$p.tap
+    "$here/vm.py" --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" --profile "$p" \
+        --mode check --rundir "$out/vm-$p" --results "$out/results-$p.tap" --timeout "${VM_TIMEOUT:-1200}"
+    local rc=$?
+    local p_ok p_fail
+    p_ok=$(grep -c '^ok ' "$out/results-$p.tap")
+    p_fail=$(grep -c '^not ok ' "$out/results-$p.tap")
+    # The console must be free of oopses and warnings whatever the tests said.
+    if grep -E 'WARNING:|BUG:|Oops|Kernel panic|KASAN|Call Trace' "$out/vm-$p/console.log" > "$out/console-bad-$p.txt"; then
+        log "profile $p: kernel warnings on the console:"; head -n 20 "$out/console-bad-$p.txt" >&2
+        p_fail=$((p_fail + 1))
+    fi
+    # No verdict from the guest (crash, hang, timeout) counts as a failure too.
+    if [ "$rc" != 0 ] && [ "$p_fail" = 0 ]; then p_fail=1; fi
+    passed=$((passed + p_ok)); failed=$((failed + p_fail))
+    [ "$p_fail" = 0 ]
+}
+for p in $PROFILES; do
+    stage "vm-$p" vm_profile "$p"
+done
+finish

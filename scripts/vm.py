@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Boots the orion-nvme test VM and reports what ran inside it.
+
+The guest talks to us over its second serial port (ttyS1, the "control port"):
+  - every line is appended to the results file (TAP from the selftests);
+  - "ORION-QMP <json>" runs a QMP command on this VM and answers "ORION-QMP-REPLY <json>";
+  - "ORION-DONE rc=N" ends the run with the guest's verdict.
+The console (ttyS0) goes to console.log. A hard timeout kills a hung guest; the exit status is
+the guest's verdict, or 1 when it never delivered one.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+# Named controller layouts. Each entry: (backing files to create as (name, MiB), QEMU args).
+def profile_args(name, rundir):
+    img = lambda n: os.path.join(rundir, n)
+    def ctrl(i, extra, drive=None):
+        a = ["-device", f"pcie-root-port,id=rp{i},bus=pcie.0,chassis={i + 1},slot={i + 1}"]
+        dev = f"nvme,id=nvme{i},bus=rp{i},serial=ORION{i:04d}{extra}"
+        if drive:
+            dev += f",drive={drive}"
+        return a + ["-device", dev]
+    def drive(name):
+        return ["-drive", f"file={img(name)},if=none,id={name},format=raw,cache=none,aio=threads"]
+    if name == "single":
+        files = [("d0", 1024)]
+        args = drive("d0") + ctrl(0, "", "d0")
+    elif name == "dual":
+        files = [("d0", 1024), ("d1", 1024)]
+        args = drive("d0") + ctrl(0, "", "d0") + drive("d1") + ctrl(1, "", "d1")
+    elif name == "subsys":
+        # One controller in an NVM subsystem with several namespaces: different LBA sizes,
+        # sparse NSIDs, and a smaller MDTS than the default.
+        files = [("n1", 512), ("n2", 512), ("n5", 256)]
+        args = ["-device", "nvme-subsys,id=subsys0,nqn=orion-subsys"]
+        args += ctrl(0, ",subsys=subsys0,mdts=5")
+        for nsid, f, lbs in [(1, "n1", 512), (2, "n2", 4096), (5, "n5", 512)]:
+            args += drive(f)
+            args += ["-device", f"nvme-ns,drive={f},nsid={nsid},logical_block_size={lbs},physical_block_size={lbs}"]
+    else:
+        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys)")
+    return files, args
+
+
+class Qmp:
+    def __init__(self, path):
+        self.path = path
+        self.sock = None
+        self.lock = threading.Lock()
+
+    def connect(self, deadline):
+        while time.time() < deadline:
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(self.path)
+                self.sock = s
+                self.f = s.makefile("rw")
+                json.loads(self.f.readline())  # greeting
+                self.execute({"execute": "qmp_capabilities"})
+                return True
+            except OSError:
+                time.sleep(0.1)
+        return False
+
+    def execute(self, cmd):
+        with self.lock:
+            self.f.write(json.dumps(cmd) + "\n")
+            self.f.flush()
+            while True:
+                line = self.f.readline()
+                if not line:
+                    return {"error": {"desc": "QMP connection closed"}}
+                msg = json.loads(line)
+                if "event" in msg:
+                    continue
+                return msg
+
+
+def kvm_works(args, rundir):
+    """A quick probe boot: KVM is used only where it demonstrably runs this kernel."""
+    if os.environ.get("ORION_ACCEL") in ("tcg", "kvm"):
+        return os.environ["ORION_ACCEL"] == "kvm", "forced by ORION_ACCEL"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False, "/dev/kvm not usable"
+    cache = os.path.join(os.environ["ORION_CACHE"], "kvm-probe")
+    key = f"{os.path.realpath(args.kernel)}:{os.stat(args.kernel).st_mtime_ns}"
+    try:
+        with open(cache) as f:
+            k, verdict = f.read().split("\n")[:2]
+            if k == key:
+                return verdict == "yes", "cached probe"
+    except (OSError, ValueError):
+        pass
+    probe = subprocess.run(
+        [sys.executable, __file__, "--kernel", args.kernel, "--initrd", args.initrd,
+         "--profile", "single", "--mode", "probe", "--timeout", "40", "--accel", "kvm",
+         "--rundir", os.path.join(rundir, "kvm-probe")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ok = probe.returncode == 0
+    with open(cache, "w") as f:
+        f.write(f"{key}\n{'yes' if ok else 'no'}\n")
+    return ok, "probe boot " + ("succeeded" if ok else "failed")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kernel", required=True)
+    ap.add_argument("--initrd", required=True)
+    ap.add_argument("--profile", default="single")
+    ap.add_argument("--mode", default="check", choices=["check", "run", "shell", "probe"])
+    ap.add_argument("--args", default="", help="passed to the guest's runner (comma separated)")
+    ap.add_argument("--timeout", type=int, default=900)
+    ap.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
+    ap.add_argument("--smp", type=int, default=2)
+    ap.add_argument("--mem", default="2G")
+    ap.add_argument("--rundir", default="out/vm")
+    ap.add_argument("--results", default=None)
+    ap.add_argument("--show-console", action="store_true")
+    args = ap.parse_args()
+
+    rundir = os.path.abspath(args.rundir)
+    shutil.rmtree(rundir, ignore_errors=True)
+    os.makedirs(rundir)
+    files, devargs = profile_args(args.profile, rundir)
+    for name, mib in files:
+        with open(os.path.join(rundir, name), "wb") as f:
+            f.truncate(mib << 20)
+
+    accel = args.accel
+    why = "requested"
+    if accel == "auto":
+        ok, why = kvm_works(args, rundir)
+        accel = "kvm" if ok else "tcg"
+    if args.mode != "probe":
+        print(f"[orion] vm: profile {args.profile}, accel {accel.upper()} ({why}), "
+              f"{args.smp} vCPUs, timeout {args.timeout} s, logs in {rundir}", file=sys.stderr)
+
+    con_path = os.path.join(rundir, "con.sock")
+    ctl_path = os.path.join(rundir, "ctl.sock")
+    qmp_path = os.path.join(rundir, "qmp.sock")
+    listeners = {}
+    for p in (con_path, ctl_path):
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(p)
+        s.listen(1)
+        listeners[p] = s
+
+    cpu = ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg", "-cpu", "max"]
+    append = f"console=ttyS0 panic=-1 oops=panic softlockup_panic=0 orion.mode={args.mode}"
+    if args.args:
+        append += f" orion.args={args.args}"
+    cmd = (["qemu-system-x86_64", "-machine", "q35", "-nodefaults", "-display", "none",
+            "-no-reboot", "-smp", str(args.smp), "-m", args.mem] + cpu +
+           ["-kernel", args.kernel, "-initrd", args.initrd, "-append", append,
+            "-chardev", f"socket,id=con,path={con_path}", "-serial", "chardev:con",
+            "-chardev", f"socket,id=ctl,path={ctl_path}", "-serial", "chardev:ctl",
+            "-qmp", f"unix:{qmp_path},server=on,wait=off"] + devargs)
+    with open(os.path.join(rundir, "qemu-cmdline"), "w") as f:
+        f.write(" ".join(cmd) + "\n")
+    if args.mode == "shell":
+        # Interactive: console on this terminal; the control port still goes to a socket.
+        i = cmd.index(f"socket,id=con,path={con_path}")
+        cmd[i] = "stdio,id=con,signal=off"
+        del listeners[con_path]
+
+    qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if args.mode != "shell" else None,
+                            stderr=open(os.path.join(rundir, "qemu.stderr"), "w"))
+    deadline = time.time() + args.timeout
+    conns = {}
+    for p, s in listeners.items():
+        s.settimeout(30)
+        try:
+            conns[p], _ = s.accept()
+        except socket.timeout:
+            qemu.kill()
+            print(f"[orion] vm: QEMU never connected; see {rundir}/qemu.stderr", file=sys.stderr)
+            return 1
+
+    qmp = Qmp(qmp_path)
+    qmp_ok = qmp.connect(time.time() + 10)
+
+    console_log = open(os.path.join(rundir, "console.log"), "wb")
+    def pump_console(c):
+        while True:
+            data = c.recv(4096)
+            if not data:
+                return
+            console_log.write(data)
+            console_log.flush()
+            if args.show_console:
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+    if con_path in conns:
+        threading.Thread(target=pump_console, args=(conns[con_path],), daemon=True).start()
+
+    results = open(args.results or os.path.join(rundir, "results.txt"), "w")
+    ctl = conns[ctl_path]
+    ctl.settimeout(1.0)
+    buf = b""
+    verdict = None
+    while verdict is None:
+        if time.time() > deadline:
+            print(f"[orion] vm: TIMEOUT after {args.timeout} s; killing the guest "
+                  f"(console: {rundir}/console.log)", file=sys.stderr)
+            results.write("not ok 999 vm: guest timed out\n")
+            break
+        try:
+            data = ctl.recv(4096)
+        except socket.timeout:
+            if qemu.poll() is not None:
+                break
+            continue
+        if not data:
+            break
+        buf += data
+        while b"\n" in buf:
+            raw, buf = buf.split(b"\n", 1)
+            line = raw.decode(errors="replace").rstrip("\r")
+            if line.startswith("ORION-QMP "):
+                reply = qmp.execute(json.loads(line[len("ORION-QMP "):])) if qmp_ok \
+                    else {"error": {"desc": "no QMP"}}
+                ctl.sendall(b"ORION-QMP-REPLY " + json.dumps(reply).encode() + b"\n")
+                continue
+            m = re.match(r"ORION-DONE rc=(\d+)", line)
+            if m:
+                verdict = int(m.group(1))
+                break
+            results.write(line + "\n")
+            results.flush()
+            if args.mode in ("check",) and not args.show_console:
+                print(line, flush=True)
+            elif args.mode == "run" and not args.show_console and not line.startswith("ORION-"):
+                print(line, flush=True)
+    try:
+        qemu.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        qemu.kill()
+        qemu.wait()
+    time.sleep(0.2)
+    console_log.close()
+    if verdict is None:
+        print(f"[orion] vm: the guest gave no verdict (crashed, hung or QEMU failed); "
+              f"console: {rundir}/console.log", file=sys.stderr)
+        return 1
+    return 0 if verdict == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Runs every selftest in order as one TAP 13 stream, then the summary line.
+# Usage: run.sh [TEST-NAME-PATTERN]
+cd /selftests || exit 1
+. ./lib.sh
+echo "TAP version 13"
+pat=${1:-}
+for t in tests/[0-9]*.sh; do
+    name=$(basename "$t" .sh)
+    case $name in *$pat*) ;; *) continue ;; esac
+    echo "# --- $name"
+    . "./$t"
+done
+echo "1..$_n"
+echo "# $_pass passed, $_fail failed, $_skip skipped"
+[ "$_fail" -eq 0 ] && [ "$_n" -gt 0 ]

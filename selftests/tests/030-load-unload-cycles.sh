@@ -1,0 +1,21 @@
+# 20 load/unload cycles with every controller bound each time leave no warning in dmesg.
+devs=$(nvme_pci_devs)
+override_all orion_nvme
+dmesg -C
+cycles=0
+bound_all=1
+for i in $(seq 1 20); do
+    load_orion || break
+    for d in $devs; do [ "$(driver_of "$d")" = orion_nvme ] || bound_all=0; done
+    unload_orion || break
+    cycles=$i
+done
+tap_check "cycles: 20 insmod/rmmod cycles completed ($cycles)" test "$cycles" = 20
+tap_check "cycles: every controller bound in every cycle" test "$bound_all" = 1
+n_bound=$(dmesg | grep -c 'orion_nvme: bound')
+n_unbound=$(dmesg | grep -c 'orion_nvme: unbinding')
+want=$(( 20 * $(echo $devs | wc -w) ))
+tap_check "cycles: $n_bound binds and $n_unbound unbinds logged (want $want each)" \
+    test "$n_bound,$n_unbound" = "$want,$want"
+tap_check "cycles: no kernel warnings after 20 cycles" dmesg_clean || diag_file /tmp/bad.txt
+override_all none
