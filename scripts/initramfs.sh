@@ -22,9 +22,9 @@ if [ ! -f "$base" ]; then
         [ -x "$t" ] || die "missing $t (run make setup)"
         install -D "$t" "$stage$t"
         # Copy every shared library the tool needs, at the same path (ldd prints "name => path").
-        ldd "$t" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+        { ldd "$t" 2>/dev/null || true; } | grep -o '/[^ ]*' | while read -r lib; do
             [ -e "$stage$lib" ] || install -D "$(readlink -f "$lib")" "$stage$lib"
-        done
+        done || true
     done
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/tmp:/bin/sh\n' > "$stage/etc/passwd"
     printf 'root:x:0:\nnogroup:x:65534:\n' > "$stage/etc/group"

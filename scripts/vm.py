@@ -90,7 +90,10 @@ def kvm_works(args, rundir):
         return os.environ["ORION_ACCEL"] == "kvm", "forced by ORION_ACCEL"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False, "/dev/kvm not usable"
-    cache = os.path.join(os.environ["ORION_CACHE"], "kvm-probe")
+    cache_dir = os.environ.get("ORION_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "orion-nvme")
+    os.makedirs(cache_dir, exist_ok=True)
+    cache = os.path.join(cache_dir, "kvm-probe")
     key = f"{os.path.realpath(args.kernel)}:{os.stat(args.kernel).st_mtime_ns}"
     try:
         with open(cache) as f:

@@ -11,13 +11,18 @@ tap_ok()   { _n=$((_n + 1)); _pass=$((_pass + 1)); echo "ok $_n $*"; }
 tap_fail() { _n=$((_n + 1)); _fail=$((_fail + 1)); echo "not ok $_n $*"; }
 tap_skip() { _n=$((_n + 1)); _skip=$((_skip + 1)); echo "ok $_n $1 # SKIP $2"; }
 # tap_check DESC CMD...: ok when CMD succeeds.
-tap_check() { d=$1; shift; if "$@"; then tap_ok "$d"; else tap_fail "$d"; fi; }
+tap_check() { local desc=$1; shift; if "$@"; then tap_ok "$desc"; else tap_fail "$desc"; fi; }
+# tap_same DESC GOT WANT: ok when both are non-empty and equal (an empty value never matches).
+tap_same() {
+    if [ -n "$2" ] && [ "$2" = "$3" ]; then tap_ok "$1"; else tap_fail "$1"; diag "got '$2', want '$3'"; fi
+}
 diag() { echo "# $*"; }
 # Prints a file (or stdin) as TAP diagnostics.
 diag_file() { sed 's/^/#   /' "${1:--}"; }
 
 # PCI addresses of every NVMe controller (class 01:08:02) present.
 nvme_pci_devs() {
+    local d
     for d in /sys/bus/pci/devices/*; do
         [ "$(cat "$d/class")" = "$NVME_CLASS" ] && basename "$d"
     done
@@ -34,6 +39,7 @@ driver_of() {
 
 # bind BDF DRIVER: unbind BDF from whatever holds it, then bind it to DRIVER via driver_override.
 bind() {
+    local cur
     cur=$(driver_of "$1")
     [ "$cur" = "$2" ] && return 0
     [ "$cur" != none ] && echo "$1" > "/sys/bus/pci/devices/$1/driver/unbind"
@@ -48,6 +54,7 @@ unbind() {
 
 # Sets driver_override on every NVMe controller, so a module loaded later binds only those.
 override_all() {
+    local d
     for d in $(nvme_pci_devs); do echo "$1" > "/sys/bus/pci/devices/$d/driver_override"; done
 }
 
@@ -70,12 +77,14 @@ dmesg_clean() { ! dmesg | grep -E "$KERNEL_BAD" > /tmp/bad.txt; }
 # qmp JSON: runs a QMP command on this VM through the host and prints the reply.
 qmp() {
     echo "ORION-QMP $1" > "$ORION_CTL"
-    read -r _tag reply < "$ORION_CTL"
+    local tag reply
+    read -r tag reply < "$ORION_CTL"
     echo "$reply"
 }
 
 # Waits up to $2 seconds (default 10) for the command in $1 to succeed.
 wait_for() {
+    local t
     t=$(( ${2:-10} * 10 ))
     while [ "$t" -gt 0 ]; do
         eval "$1" && return 0

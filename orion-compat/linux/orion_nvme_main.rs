@@ -19,6 +19,16 @@ use orion::{controller, spec};
 mod error;
 mod mmio;
 
+/// Prints a core type (which implements `core::fmt::Display`) through the kernel's formatting
+/// macros, which use their own `Display` trait.
+struct Show<'a, T>(&'a T);
+
+impl<T: core::fmt::Display> kernel::fmt::Display for Show<'_, T> {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        core::fmt::Display::fmt(self.0, f)
+    }
+}
+
 use mmio::BarMmio;
 
 /// Per-device state, alive from probe until the device is unbound.
@@ -64,7 +74,7 @@ impl pci::Driver for OrionNvmeDriver {
             "orion_nvme: bound {:04x}:{:04x}: {}\n",
             pdev.vendor_id().as_raw(),
             pdev.device_id(),
-            regs
+            Show(&regs)
         );
         Ok(OrionNvme {
             pdev,

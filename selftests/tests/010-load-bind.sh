@@ -1,11 +1,11 @@
 # orion_nvme loads and binds every NVMe controller in the VM (chosen via driver_override).
 devs=$(nvme_pci_devs)
 ndev=$(echo $devs | wc -w)
-diag "NVMe controllers: $devs"
+diag "NVMe controllers: "$devs
 if [ "$ndev" -eq 0 ]; then
     tap_fail "load-bind: the VM has NVMe controllers"
 else
-    dmesg -C
+    dmesg -c >/dev/null
     override_all orion_nvme
     tap_check "load-bind: insmod orion_nvme.ko" load_orion
     for d in $devs; do

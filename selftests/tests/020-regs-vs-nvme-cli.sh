@@ -9,7 +9,7 @@ _orion_field() { echo "$2" | sed -n "s/.* $1 \([^ ]*\).*/\1/p"; }
 for d in $(nvme_pci_devs); do
     override_all none
     unload_orion 2>/dev/null
-    dmesg -C
+    dmesg -c >/dev/null
     bind "$d" orion_nvme 2>/dev/null || { load_orion; bind "$d" orion_nvme; }
     line=$(dmesg | grep "$d: orion_nvme: bound" | tail -n1)
     unbind "$d"
@@ -36,22 +36,21 @@ for d in $(nvme_pci_devs); do
     o_cap=$(_orion_field cap "$line")
     o_vs=$(_orion_field NVMe "$line")
     diag "$d orion: $line"
-    diag "$d nvme-cli: cap $cli_cap version $cli_vs"
-    tap_check "regs: $d CAP raw value matches nvme-cli ($o_cap)" \
-        test "$(printf '%x' "$o_cap")" = "$(printf '%x' "0x$cli_cap")"
-    vs_hex=$(printf '%x' "0x$cli_vs")
+    diag "$d nvme-cli: cap $cli_cap version $cli_vs;$(grep -E "\((MQES|TO|DSTRD|MPSMIN|MPSMAX)\)" /tmp/regsH.txt | tr -s " \t" " " | tr "\n" ";")"
+    tap_same "regs: $d CAP raw value matches nvme-cli ($o_cap)" \
+        "$(printf '%x' "$o_cap")" "$(printf '%x' "0x$cli_cap")"
     want_vs="$(( 0x$cli_vs >> 16 )).$(( (0x$cli_vs >> 8) & 0xff )).$(( 0x$cli_vs & 0xff ))"
-    tap_check "regs: $d VS matches nvme-cli ($o_vs = 0x$vs_hex)" test "$o_vs" = "$want_vs"
-    tap_check "regs: $d MQES entries match nvme-cli" \
-        test "$(echo "$line" | sed -n 's/.*mqes [0-9]* (\([0-9]*\) entries).*/\1/p')" = "$(_cli_field MQES /tmp/regsH.txt)"
-    tap_check "regs: $d TO matches nvme-cli" \
-        test "$(echo "$line" | sed -n 's/.* to [0-9]* (\([0-9]*\) ms).*/\1/p')" = "$(_cli_field TO /tmp/regsH.txt)"
-    tap_check "regs: $d DSTRD matches nvme-cli" \
-        test "$(echo "$line" | sed -n 's/.* dstrd [0-9]* (\([0-9]*\) B).*/\1/p')" = "$(_cli_field DSTRD /tmp/regsH.txt)"
-    tap_check "regs: $d MPSMIN matches nvme-cli" \
-        test "$(( $(echo "$line" | sed -n 's/.* mpsmin [0-9]* (\([0-9]*\) KiB).*/\1/p') * 1024 ))" = "$(_cli_field MPSMIN /tmp/regsH.txt)"
-    tap_check "regs: $d MPSMAX matches nvme-cli" \
-        test "$(( $(echo "$line" | sed -n 's/.* mpsmax [0-9]* (\([0-9]*\) KiB).*/\1/p') * 1024 ))" = "$(_cli_field MPSMAX /tmp/regsH.txt)"
+    tap_same "regs: $d VS matches nvme-cli ($o_vs)" "$o_vs" "$want_vs"
+    tap_same "regs: $d MQES entries match nvme-cli" \
+        "$(echo "$line" | sed -n 's/.*mqes [0-9]* (\([0-9]*\) entries).*/\1/p')" "$(_cli_field MQES /tmp/regsH.txt)"
+    tap_same "regs: $d TO matches nvme-cli" \
+        "$(echo "$line" | sed -n 's/.* to [0-9]* (\([0-9]*\) ms).*/\1/p')" "$(_cli_field TO /tmp/regsH.txt)"
+    tap_same "regs: $d DSTRD matches nvme-cli" \
+        "$(echo "$line" | sed -n 's/.* dstrd [0-9]* (\([0-9]*\) B).*/\1/p')" "$(_cli_field DSTRD /tmp/regsH.txt)"
+    tap_same "regs: $d MPSMIN matches nvme-cli" \
+        "$(( $(echo "$line" | sed -n 's/.* mpsmin [0-9]* (\([0-9]*\) KiB).*/\1/p') * 1024 ))" "$(_cli_field MPSMIN /tmp/regsH.txt)"
+    tap_same "regs: $d MPSMAX matches nvme-cli" \
+        "$(( $(echo "$line" | sed -n 's/.* mpsmax [0-9]* (\([0-9]*\) KiB).*/\1/p') * 1024 ))" "$(_cli_field MPSMAX /tmp/regsH.txt)"
 done
 override_all none
 unload_cnvme

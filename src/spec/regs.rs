@@ -270,8 +270,8 @@ bitfield! {
 mod tests {
     use super::*;
 
-    /// CAP as QEMU 7.2's `-device nvme` reports it (read with `nvme show-regs`).
-    const QEMU_CAP: u64 = 0x0040_0020_0f01_07ff;
+    /// CAP as QEMU 7.2's `-device nvme` reports it (logged by orion_nvme in the test VM).
+    const QEMU_CAP: u64 = 0x0040_1820_0f01_07ff;
 
     #[test]
     fn cap_decodes_qemu_value() {
@@ -282,7 +282,7 @@ mod tests {
         assert_eq!(cap.to(), 0x0f);
         assert_eq!(cap.timeout_ms(), 7500);
         assert_eq!(cap.dstrd(), 0);
-        assert_eq!(cap.css(), CSS_NVM);
+        assert_eq!(cap.css(), CSS_NVM | CSS_IO_SETS | CSS_ADMIN_ONLY);
         assert_eq!(cap.mpsmin(), 0);
         assert_eq!(cap.mpsmax(), 4);
         assert!(!cap.cmbs() && !cap.pmrs());
