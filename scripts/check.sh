@@ -41,8 +41,16 @@ fatal_stage() { failed=$((failed + 1)); finish; }
 stage setup "$here/setup.sh" || fatal_stage
 stage kernel "$here/kernel.sh" "${variant[@]}" || fatal_stage
 kdir=$("$here/kernel.sh" "${variant[@]}" --print-dir)
-stage module make -s -C "$kdir" M="$top" LLVM=-19 RUSTC=/usr/bin/rustc HOSTRUSTC=/usr/bin/rustc modules \
-    || fatal_stage
+kbuild_module() { # kbuild_module [EXTRA MAKE ARGS]: build the module; any compiler warning fails it.
+    make -s -C "$kdir" M="$top" LLVM=-19 RUSTC=/usr/bin/rustc HOSTRUSTC=/usr/bin/rustc "$@" modules \
+        > "$out/kbuild.log" 2>&1
+    local rc=$?
+    cat "$out/kbuild.log"
+    [ "$rc" = 0 ] && ! grep -q 'warning:' "$out/kbuild.log"
+}
+# The kernel's own clippy lints (undocumented_unsafe_blocks among them) over the module crate.
+stage module-clippy kbuild_module CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver || fatal_stage
+stage module kbuild_module || fatal_stage
 
 cargo_test() {
     cargo test --workspace --color never 2>&1 | tee "$out/cargo-test.log"
@@ -60,7 +68,10 @@ one() { # one NAME CMD...: a pass/fail check counted as one test
 }
 stage host-test cargo_test
 stage clippy one clippy cargo clippy --workspace --all-targets --color never -- -D warnings
-stage rustfmt one rustfmt cargo fmt --all -- --check
+fmt_all() {
+    cargo fmt --all -- --check && rustfmt --check --edition 2021 "$top"/orion-compat/linux/orion_nvme_main.rs
+}
+stage rustfmt one rustfmt fmt_all
 
 initrd=$out/initramfs-check.cpio.gz
 stage initramfs "$here/initramfs.sh" "$kdir" "$top/orion_nvme.ko" "$initrd" || fatal_stage

@@ -1,7 +1,9 @@
 //! Controller state: register snapshots, bring-up, shutdown and reset.
 
+use crate::orion::spec::regs::{
+    Cap, Csts, Offset, Shutdown, Vs, CSS_ADMIN_ONLY, CSS_IO_SETS, CSS_NVM,
+};
 use crate::orion_compat::{Error, ErrorKind, Mmio};
-use crate::orion::spec::regs::{Cap, Csts, Offset, Shutdown, Vs, CSS_ADMIN_ONLY, CSS_IO_SETS, CSS_NVM};
 
 /// Errors from controller register access and state transitions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -84,10 +84,8 @@ impl pci::Driver for OrionNvmeDriver {
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
-        let csts = spec::regs::Csts(
-            BarMmio::new(&this.bar)
-                .read32_or_gone(spec::regs::Offset::Csts.at()),
-        );
+        let csts =
+            spec::regs::Csts(BarMmio::new(&this.bar).read32_or_gone(spec::regs::Offset::Csts.at()));
         dev_info!(pdev, "orion_nvme: unbinding (csts {:#x})\n", csts.0);
     }
 }
