@@ -18,5 +18,7 @@ extern crate self as orion;
 #[cfg(test)]
 extern crate std;
 
+pub mod command;
 pub mod controller;
+pub mod queue;
 pub mod spec;

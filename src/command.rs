@@ -1,0 +1,501 @@
+//! Command identifiers and data pointers: CID allocation and validation, PRP construction.
+
+/// Bits of a command identifier that carry the tag; the bits above carry a generation count.
+pub const CID_TAG_BITS: u32 = 12;
+/// The largest queue depth whose tags fit [`CID_TAG_BITS`].
+pub const MAX_TAGGED_DEPTH: u32 = 1 << CID_TAG_BITS;
+const GEN_MASK: u8 = 0x0f;
+
+/// The bookkeeping of one command slot (one tag) on a queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CidSlot {
+    generation: u8,
+    in_flight: bool,
+}
+
+/// Why a completion's command identifier was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CidError {
+    /// The tag part is beyond the queue depth.
+    OutOfRange(u16),
+    /// No command with this tag is outstanding (a duplicate or invented completion).
+    NotInFlight(u16),
+    /// The tag is outstanding but under a different generation (a stale completion).
+    StaleGeneration(u16),
+}
+
+/// Command identifiers for one queue: each outstanding command's CID is its tag plus a 4-bit
+/// generation that changes every time the tag is reused, so a late or duplicated completion
+/// for an earlier use of the tag is recognised instead of completing the wrong request.
+///
+/// The slot storage is provided by the caller (no allocation here).
+#[derive(Debug)]
+pub struct CidTable<S> {
+    slots: S,
+}
+
+impl<S: AsRef<[CidSlot]> + AsMut<[CidSlot]>> CidTable<S> {
+    /// Wraps `slots`, one per tag. Fails if there are more tags than fit a CID.
+    pub fn new(slots: S) -> Option<Self> {
+        let n = slots.as_ref().len();
+        if n == 0 || n > MAX_TAGGED_DEPTH as usize {
+            return None;
+        }
+        Some(Self { slots })
+    }
+
+    /// Marks `tag` in flight and returns the CID to put in the command, or `None` if the tag
+    /// is out of range or already in flight (a caller bug: the tag allocator owns uniqueness).
+    pub fn start(&mut self, tag: u16) -> Option<u16> {
+        let slot = self.slots.as_mut().get_mut(usize::from(tag))?;
+        if slot.in_flight {
+            return None;
+        }
+        slot.generation = (slot.generation + 1) & GEN_MASK;
+        slot.in_flight = true;
+        Some((u16::from(slot.generation) << CID_TAG_BITS) | tag)
+    }
+
+    /// Validates the CID of a completion and, if it is genuine, ends the command and returns
+    /// its tag. A refused CID changes nothing.
+    pub fn complete(&mut self, cid: u16) -> Result<u16, CidError> {
+        let tag = cid & ((1 << CID_TAG_BITS) - 1);
+        // CAST: the generation is the top 4 bits of a u16.
+        let generation = (cid >> CID_TAG_BITS) as u8;
+        let slot = self
+            .slots
+            .as_mut()
+            .get_mut(usize::from(tag))
+            .ok_or(CidError::OutOfRange(cid))?;
+        if !slot.in_flight {
+            return Err(CidError::NotInFlight(cid));
+        }
+        if slot.generation != generation {
+            return Err(CidError::StaleGeneration(cid));
+        }
+        slot.in_flight = false;
+        Ok(tag)
+    }
+
+    /// Ends `tag` without a completion (timeout, abort, controller reset): a completion that
+    /// arrives for it later will be refused as not in flight.
+    pub fn cancel(&mut self, tag: u16) -> bool {
+        match self.slots.as_mut().get_mut(usize::from(tag)) {
+            Some(slot) if slot.in_flight => {
+                slot.in_flight = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Number of commands in flight.
+    pub fn in_flight(&self) -> usize {
+        self.slots.as_ref().iter().filter(|s| s.in_flight).count()
+    }
+}
+
+/// One DMA segment of a data buffer, as a bus address and a length in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Bus (device-visible) address of the first byte.
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// Where PRP list entries are written: pre-allocated list pages, one memory page each.
+///
+/// In the kernel these are DMA-coherent pages owned by the request's tag; in the simulator,
+/// host memory the controller model can read.
+pub trait PrpListPages {
+    /// Number of list pages available for this command.
+    fn pages(&self) -> usize;
+    /// Bus address of list page `page` (page aligned).
+    fn bus_addr(&self, page: usize) -> u64;
+    /// Writes entry `index` of list page `page`.
+    fn write(&mut self, page: usize, index: usize, entry: u64);
+}
+
+/// Why a segment list cannot be described with PRPs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrpError {
+    /// No data, or a segment of length zero.
+    Empty,
+    /// The first address is not dword aligned (§4.1.1: bits 1:0 must be zero).
+    Misaligned,
+    /// A segment other than the first does not start on a page boundary, or one other than the
+    /// last does not end on one: PRPs cannot express the gap (use an SGL or split the I/O).
+    Gap(usize),
+    /// More list pages would be needed than the caller provided.
+    TooLong,
+    /// The page size is not a power of two of at least 4 KiB.
+    BadPageSize,
+}
+
+/// PRP1 and PRP2 of a command (§4.1.1), plus how many list entries were written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prps {
+    /// PRP Entry 1: the first byte of data, possibly with an offset into its page.
+    pub prp1: u64,
+    /// PRP Entry 2: zero, the second page, or the first PRP list page.
+    pub prp2: u64,
+    /// Entries written to list pages (including chain pointers).
+    pub list_entries: usize,
+}
+
+/// Builds the PRPs for `segs`, NVMe Base 2.0 §4.3.1, with host memory page size `page`.
+///
+/// PRP1 carries the first byte (any dword-aligned offset). If the data ends within PRP1's
+/// page, PRP2 is zero; if it ends within the next page, PRP2 points at that page; otherwise
+/// PRP2 points at a list of page addresses, and when a list page fills, its last entry points
+/// at the next list page.
+pub fn build_prps<L: PrpListPages>(
+    segs: &[Segment],
+    page: u64,
+    list: &mut L,
+) -> Result<Prps, PrpError> {
+    if page < 4096 || !page.is_power_of_two() {
+        return Err(PrpError::BadPageSize);
+    }
+    let first = segs.first().ok_or(PrpError::Empty)?;
+    if first.addr & 3 != 0 {
+        return Err(PrpError::Misaligned);
+    }
+    // Pass 1: validate and count the page entries after PRP1.
+    let mut entries = 0u64;
+    for (i, s) in segs.iter().enumerate() {
+        if s.len == 0 {
+            return Err(PrpError::Empty);
+        }
+        let start = s.addr;
+        let end = start
+            .checked_add(u64::from(s.len))
+            .ok_or(PrpError::Gap(i))?;
+        if i > 0 && start % page != 0 {
+            return Err(PrpError::Gap(i));
+        }
+        if i + 1 < segs.len() && end % page != 0 {
+            return Err(PrpError::Gap(i));
+        }
+        // Pages this segment touches; the first segment's first page is PRP1's.
+        let pages = (end - 1) / page - start / page + 1;
+        entries += if i == 0 { pages - 1 } else { pages };
+    }
+    let mut pages_iter = segs.iter().enumerate().flat_map(|(i, s)| {
+        let first_page = if i == 0 {
+            s.addr / page + 1
+        } else {
+            s.addr / page
+        };
+        let last_page = (s.addr + u64::from(s.len) - 1) / page;
+        (first_page..=last_page).map(move |p| p * page)
+    });
+    match entries {
+        0 => Ok(Prps {
+            prp1: first.addr,
+            prp2: 0,
+            list_entries: 0,
+        }),
+        1 => Ok(Prps {
+            prp1: first.addr,
+            prp2: pages_iter.next().ok_or(PrpError::Empty)?,
+            list_entries: 0,
+        }),
+        n => {
+            let per_page = page / 8;
+            // Every list page but the last gives its final slot to the chain pointer.
+            let list_pages = if n <= per_page {
+                1
+            } else {
+                (n - 1).div_ceil(per_page - 1)
+            };
+            if list_pages > list.pages() as u64 {
+                return Err(PrpError::TooLong);
+            }
+            let mut written = 0usize;
+            let mut remaining = n;
+            let mut lp = 0usize;
+            while remaining > 0 {
+                let last_list_page = remaining <= per_page;
+                let here = if last_list_page {
+                    remaining
+                } else {
+                    per_page - 1
+                };
+                for idx in 0..here {
+                    let addr = pages_iter.next().ok_or(PrpError::Empty)?;
+                    // CAST: idx < per_page <= 2^13 on any supported page size.
+                    list.write(lp, idx as usize, addr);
+                    written += 1;
+                }
+                remaining -= here;
+                if !last_list_page {
+                    // CAST: as above.
+                    list.write(lp, (per_page - 1) as usize, list.bus_addr(lp + 1));
+                    written += 1;
+                    lp += 1;
+                }
+            }
+            Ok(Prps {
+                prp1: first.addr,
+                prp2: list.bus_addr(0),
+                list_entries: written,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    #[test]
+    fn cid_round_trip_and_generations() {
+        let mut t = CidTable::new([CidSlot::default(); 16]).unwrap();
+        let c1 = t.start(3).unwrap();
+        assert_eq!(c1 & 0xfff, 3);
+        assert_eq!(t.start(3), None, "tag already in flight");
+        assert_eq!(t.complete(c1), Ok(3));
+        assert_eq!(t.complete(c1), Err(CidError::NotInFlight(c1)), "duplicate");
+        let c2 = t.start(3).unwrap();
+        assert_ne!(c1, c2, "generation changes on reuse");
+        assert_eq!(t.complete(c1), Err(CidError::StaleGeneration(c1)));
+        assert_eq!(t.in_flight(), 1);
+        assert_eq!(t.complete(c2), Ok(3));
+        assert_eq!(t.complete(0x0fff), Err(CidError::OutOfRange(0x0fff)));
+        assert_eq!(t.start(16), None);
+        // Generations cycle through 4 bits and never break validation.
+        for _ in 0..40 {
+            let c = t.start(5).unwrap();
+            assert_eq!(t.complete(c), Ok(5));
+        }
+        let c = t.start(7).unwrap();
+        assert!(t.cancel(7));
+        assert_eq!(t.complete(c), Err(CidError::NotInFlight(c)));
+        assert!(CidTable::new([CidSlot::default(); 0]).is_none());
+        assert!(CidTable::new(vec![CidSlot::default(); 4097]).is_none());
+    }
+
+    /// List pages in host memory, at fake bus addresses 0x1_0000_0000 + i * page.
+    struct Lists {
+        page: u64,
+        pages: Vec<Vec<u64>>,
+    }
+
+    impl Lists {
+        fn new(n: usize, page: u64) -> Self {
+            Self {
+                page,
+                pages: vec![vec![0; (page / 8) as usize]; n],
+            }
+        }
+    }
+
+    impl PrpListPages for Lists {
+        fn pages(&self) -> usize {
+            self.pages.len()
+        }
+        fn bus_addr(&self, page: usize) -> u64 {
+            0x1_0000_0000 + page as u64 * self.page
+        }
+        fn write(&mut self, page: usize, index: usize, entry: u64) {
+            self.pages[page][index] = entry;
+        }
+    }
+
+    /// Walks PRPs the way a controller does and returns the (addr, len) runs it would transfer.
+    fn controller_walk(p: &Prps, total: u64, page: u64, lists: &Lists) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let first_len = (page - p.prp1 % page).min(total);
+        out.push((p.prp1, first_len));
+        let mut left = total - first_len;
+        if left == 0 {
+            return out;
+        }
+        if left <= page {
+            out.push((p.prp2, left));
+            return out;
+        }
+        let per = (page / 8) as usize;
+        let mut lp = ((p.prp2 - 0x1_0000_0000) / page) as usize;
+        let mut idx = ((p.prp2 % page) / 8) as usize;
+        while left > 0 {
+            let e = lists.pages[lp][idx];
+            if idx == per - 1 && left > page {
+                lp = ((e - 0x1_0000_0000) / page) as usize;
+                idx = 0;
+                continue;
+            }
+            let n = left.min(page);
+            assert_eq!(e % page, 0, "list entries are page aligned");
+            out.push((e, n));
+            left -= n;
+            idx += 1;
+        }
+        out
+    }
+
+    /// Flattens runs into byte addresses for comparison.
+    fn bytes(runs: &[(u64, u64)]) -> Vec<u64> {
+        runs.iter().flat_map(|&(a, n)| a..a + n).collect()
+    }
+
+    fn check(segs: &[Segment], page: u64) {
+        let mut lists = Lists::new(8, page);
+        let p = build_prps(segs, page, &mut lists).unwrap();
+        let total: u64 = segs.iter().map(|s| u64::from(s.len)).sum();
+        let want: Vec<(u64, u64)> = segs.iter().map(|s| (s.addr, u64::from(s.len))).collect();
+        assert_eq!(
+            bytes(&controller_walk(&p, total, page, &lists)),
+            bytes(&want)
+        );
+    }
+
+    #[test]
+    fn prp_shapes() {
+        let pg = 4096;
+        // Within one page, with an offset.
+        check(
+            &[Segment {
+                addr: 0x10_0200,
+                len: 512,
+            }],
+            pg,
+        );
+        // Two pages: PRP2 is the second page.
+        check(
+            &[Segment {
+                addr: 0x10_0e00,
+                len: 1024,
+            }],
+            pg,
+        );
+        // Exactly one page at an offset spills into a second page.
+        check(
+            &[Segment {
+                addr: 0x10_0004,
+                len: 4096,
+            }],
+            pg,
+        );
+        // A list.
+        check(
+            &[Segment {
+                addr: 0x10_0000,
+                len: 5 * 4096,
+            }],
+            pg,
+        );
+        // Several segments, page-aligned joints.
+        check(
+            &[
+                Segment {
+                    addr: 0x20_0800,
+                    len: 0x800,
+                },
+                Segment {
+                    addr: 0x50_0000,
+                    len: 0x3000,
+                },
+                Segment {
+                    addr: 0x90_0000,
+                    len: 0x100,
+                },
+            ],
+            pg,
+        );
+        // 4 MiB + offset: 1024 entries, more than one 4 KiB list page (512 slots) holds, so
+        // the list is chained.
+        check(
+            &[Segment {
+                addr: 0x4000_0010,
+                len: 4 << 20,
+            }],
+            pg,
+        );
+        // A larger host page size.
+        check(
+            &[Segment {
+                addr: 0x4000_0010,
+                len: 300 << 10,
+            }],
+            16384,
+        );
+    }
+
+    #[test]
+    fn prp_exact_chain_boundary() {
+        let pg = 4096u64;
+        // 1 (PRP1) + 512 entries fits one list page exactly; one more entry needs a chain.
+        for extra in [511u64, 512, 513, 1022, 1023, 1024] {
+            check(
+                &[Segment {
+                    addr: 0x8000_0000,
+                    len: ((extra + 1) * pg) as u32,
+                }],
+                pg,
+            );
+        }
+    }
+
+    #[test]
+    fn prp_rejects_what_it_cannot_express() {
+        let mut l = Lists::new(1, 4096);
+        assert_eq!(build_prps(&[], 4096, &mut l), Err(PrpError::Empty));
+        assert_eq!(
+            build_prps(&[Segment { addr: 2, len: 8 }], 4096, &mut l),
+            Err(PrpError::Misaligned)
+        );
+        let gap = [
+            Segment {
+                addr: 0x1000,
+                len: 0x800,
+            },
+            Segment {
+                addr: 0x3000,
+                len: 0x1000,
+            },
+        ];
+        assert_eq!(build_prps(&gap, 4096, &mut l), Err(PrpError::Gap(0)));
+        let gap2 = [
+            Segment {
+                addr: 0x1000,
+                len: 0x1000,
+            },
+            Segment {
+                addr: 0x3200,
+                len: 0x1000,
+            },
+        ];
+        assert_eq!(build_prps(&gap2, 4096, &mut l), Err(PrpError::Gap(1)));
+        assert_eq!(
+            build_prps(
+                &[Segment {
+                    addr: 0,
+                    len: 4 << 20
+                }],
+                4096,
+                &mut l
+            ),
+            Err(PrpError::TooLong)
+        );
+        assert_eq!(
+            build_prps(&[Segment { addr: 0, len: 4096 }], 2048, &mut l),
+            Err(PrpError::BadPageSize)
+        );
+        assert_eq!(
+            build_prps(
+                &[Segment {
+                    addr: u64::MAX - 3,
+                    len: 16
+                }],
+                4096,
+                &mut l
+            ),
+            Err(PrpError::Gap(0))
+        );
+    }
+}
