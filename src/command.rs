@@ -275,7 +275,7 @@ mod tests {
         let c = t.start(7).unwrap();
         assert!(t.cancel(7));
         assert_eq!(t.complete(c), Err(CidError::NotInFlight(c)));
-        assert!(CidTable::new([CidSlot::default(); 0]).is_none());
+        assert!(CidTable::new(Vec::<CidSlot>::new()).is_none());
         assert!(CidTable::new(vec![CidSlot::default(); 4097]).is_none());
     }
 
