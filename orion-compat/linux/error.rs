@@ -22,6 +22,8 @@ impl crate::orion_compat::Error for LinuxError {
             ErrorKind::Timeout
         } else if e == code::EOPNOTSUPP {
             ErrorKind::Unsupported
+        } else if e == code::EBUSY {
+            ErrorKind::Busy
         } else {
             ErrorKind::Other
         }

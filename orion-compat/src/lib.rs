@@ -16,9 +16,24 @@
 #[cfg(not(orion_kernel))]
 extern crate self as orion_compat;
 
+pub mod block;
+pub mod conformance;
+pub mod dma;
+pub mod irq;
 pub mod mmio;
+pub mod pci;
+pub mod sync;
+pub mod time;
+pub mod work;
 
+pub use block::{Block, BlockHandler, BlockQueues, Disk};
+pub use dma::{BusAddr, CoherentMem, Dma, DmaMapping, Segment};
+pub use irq::{IrqHandler, IrqRegistration, IrqVectors};
 pub use mmio::Mmio;
+pub use pci::Pci;
+pub use sync::{Lock, Locks, Share};
+pub use time::{Clock, Deadline};
+pub use work::{Work, WorkHandler, Workqueue};
 
 /// The platform-neutral classification of a failure reported by an implementation.
 ///
@@ -35,6 +50,9 @@ pub enum ErrorKind {
     Gone,
     /// The operation did not finish in the time allowed.
     Timeout,
+    /// The resource is taken (a BAR already mapped, a vector that already has a handler);
+    /// it may become free once its holder lets go. On Linux: `EBUSY`.
+    Busy,
     /// The platform does not offer this service.
     Unsupported,
     /// Any other platform failure.
