@@ -12,7 +12,7 @@ cd "$top"
 DEBUG=${DEBUG:-0}
 PROFILES=${PROFILES:-single dual subsys}
 variant=(); [ "$DEBUG" = 1 ] && variant=(--debug)
-out=$top/out
+out=$top/out; [ "$DEBUG" = 1 ] && out=$top/out/debug
 mkdir -p "$out"
 passed=0 failed=0
 timings=()
