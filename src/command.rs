@@ -1,4 +1,8 @@
-//! Command identifiers and data pointers: CID allocation and validation, PRP construction.
+//! Command identifiers and data pointers: CID allocation and validation, PRP and SGL
+//! construction.
+
+use crate::orion::spec::sgl;
+use zerocopy::IntoBytes;
 
 /// Bits of a command identifier that carry the tag; the bits above carry a generation count.
 pub const CID_TAG_BITS: u32 = 12;
@@ -89,6 +93,19 @@ impl<S: AsRef<[CidSlot]> + AsMut<[CidSlot]>> CidTable<S> {
         }
     }
 
+    /// True when `tag` is in range and has no command outstanding.
+    pub fn is_free(&self, tag: u16) -> bool {
+        self.slots
+            .as_ref()
+            .get(usize::from(tag))
+            .is_some_and(|s| !s.in_flight)
+    }
+
+    /// Gives back the slot storage.
+    pub fn into_slots(self) -> S {
+        self.slots
+    }
+
     /// Number of commands in flight.
     pub fn in_flight(&self) -> usize {
         self.slots.as_ref().iter().filter(|s| s.in_flight).count()
@@ -104,17 +121,18 @@ pub struct Segment {
     pub len: u32,
 }
 
-/// Where PRP list entries are written: pre-allocated list pages, one memory page each.
+/// Where PRP lists and SGL segments are written: pre-allocated list pages, one memory page
+/// each.
 ///
 /// In the kernel these are DMA-coherent pages owned by the request's tag; in the simulator,
 /// host memory the controller model can read.
-pub trait PrpListPages {
+pub trait ListPages {
     /// Number of list pages available for this command.
     fn pages(&self) -> usize;
     /// Bus address of list page `page` (page aligned).
     fn bus_addr(&self, page: usize) -> u64;
-    /// Writes entry `index` of list page `page`.
-    fn write(&mut self, page: usize, index: usize, entry: u64);
+    /// Writes `bytes` at byte `offset` of list page `page` (always inside the page).
+    fn write(&mut self, page: usize, offset: usize, bytes: &[u8]);
 }
 
 /// Why a segment list cannot be described with PRPs.
@@ -150,7 +168,7 @@ pub struct Prps {
 /// page, PRP2 is zero; if it ends within the next page, PRP2 points at that page; otherwise
 /// PRP2 points at a list of page addresses, and when a list page fills, its last entry points
 /// at the next list page.
-pub fn build_prps<L: PrpListPages>(
+pub fn build_prps<L: ListPages>(
     segs: &[Segment],
     page: u64,
     list: &mut L,
@@ -226,13 +244,14 @@ pub fn build_prps<L: PrpListPages>(
                 for idx in 0..here {
                     let addr = pages_iter.next().ok_or(PrpError::Empty)?;
                     // CAST: idx < per_page <= 2^13 on any supported page size.
-                    list.write(lp, idx as usize, addr);
+                    list.write(lp, idx as usize * 8, &addr.to_le_bytes());
                     written += 1;
                 }
                 remaining -= here;
                 if !last_list_page {
                     // CAST: as above.
-                    list.write(lp, (per_page - 1) as usize, list.bus_addr(lp + 1));
+                    let next = list.bus_addr(lp + 1);
+                    list.write(lp, (per_page - 1) as usize * 8, &next.to_le_bytes());
                     written += 1;
                     lp += 1;
                 }
@@ -246,11 +265,90 @@ pub fn build_prps<L: PrpListPages>(
     }
 }
 
+/// Why a segment list cannot be described with an SGL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SglError {
+    /// No data, or a segment of length zero.
+    Empty,
+    /// More list pages would be needed than the caller provided.
+    TooLong,
+    /// The page size is not a power of two of at least 4 KiB.
+    BadPageSize,
+}
+
+/// Builds the SGL for `segs`, NVMe Base 2.0 §4.3.2, and returns the descriptor for the
+/// command's DPTR (SGL1).
+///
+/// One segment is a Data Block descriptor in the command itself. More go into list pages of
+/// Data Block descriptors; the command points at the first with a Last Segment descriptor when
+/// one page holds them all, otherwise with a Segment descriptor, and every full page ends with
+/// a (Last) Segment descriptor to the next.
+pub fn build_sgl<L: ListPages>(
+    segs: &[Segment],
+    page: u64,
+    list: &mut L,
+) -> Result<sgl::Descriptor, SglError> {
+    if page < 4096 || !page.is_power_of_two() {
+        return Err(SglError::BadPageSize);
+    }
+    if segs.is_empty() || segs.iter().any(|s| s.len == 0) {
+        return Err(SglError::Empty);
+    }
+    if let [only] = segs {
+        return Ok(sgl::Descriptor::data_block(only.addr, only.len));
+    }
+    // CAST: page / 16 <= 2^12 for any page size the controller can select (at most 128 MiB).
+    let per_page = (page / DESC as u64) as usize;
+    // Descriptors for page `lp` onward, given `left` data blocks still to place.
+    let pointer_to = |lp: usize, left: usize, list: &L| -> sgl::Descriptor {
+        // CAST: at most per_page descriptors, which fits a u16.
+        if left <= per_page {
+            sgl::Descriptor::last_segment(list.bus_addr(lp), left as u16)
+        } else {
+            sgl::Descriptor::segment(list.bus_addr(lp), per_page as u16)
+        }
+    };
+    let n = segs.len();
+    let pages_needed = if n <= per_page {
+        1
+    } else {
+        (n - 1).div_ceil(per_page - 1)
+    };
+    if pages_needed > list.pages() {
+        return Err(SglError::TooLong);
+    }
+    let first = pointer_to(0, n, list);
+    let mut left = n;
+    let mut it = segs.iter();
+    let mut lp = 0;
+    while left > 0 {
+        let last_page = left <= per_page;
+        let here = if last_page { left } else { per_page - 1 };
+        for idx in 0..here {
+            let s = it.next().ok_or(SglError::Empty)?;
+            let d = sgl::Descriptor::data_block(s.addr, s.len);
+            list.write(lp, idx * DESC, d.as_bytes());
+        }
+        left -= here;
+        if !last_page {
+            let d = pointer_to(lp + 1, left, list);
+            list.write(lp, (per_page - 1) * DESC, d.as_bytes());
+            lp += 1;
+        }
+    }
+    Ok(first)
+}
+
+/// Size of an SGL descriptor.
+const DESC: usize = 16;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::vec;
     use std::vec::Vec;
+    use zerocopy::FromBytes;
 
     #[test]
     fn cid_round_trip_and_generations() {
@@ -294,15 +392,16 @@ mod tests {
         }
     }
 
-    impl PrpListPages for Lists {
+    impl ListPages for Lists {
         fn pages(&self) -> usize {
             self.pages.len()
         }
         fn bus_addr(&self, page: usize) -> u64 {
             0x1_0000_0000 + page as u64 * self.page
         }
-        fn write(&mut self, page: usize, index: usize, entry: u64) {
-            self.pages[page][index] = entry;
+        fn write(&mut self, page: usize, offset: usize, bytes: &[u8]) {
+            let words = self.pages[page].as_mut_bytes();
+            words[offset..offset + bytes.len()].copy_from_slice(bytes);
         }
     }
 
@@ -497,5 +596,137 @@ mod tests {
             ),
             Err(PrpError::Gap(0))
         );
+    }
+
+    /// Walks an SGL the way a controller does (§4.3.2) and returns the data runs.
+    fn sgl_walk(first: sgl::Descriptor, lists: &Lists) -> Vec<(u64, u64)> {
+        use sgl::DescriptorType as T;
+        let mut out = Vec::new();
+        let mut cur = first;
+        for _ in 0..64 {
+            match cur.descriptor_type().unwrap() {
+                T::DataBlock => {
+                    out.push((cur.address, u64::from(cur.length())));
+                    return out;
+                }
+                T::Segment | T::LastSegment => {
+                    let count = cur.descriptor_count().unwrap() as usize;
+                    let lp = ((cur.address - 0x1_0000_0000) / lists.page) as usize;
+                    let bytes = lists.pages[lp].as_bytes();
+                    let mut next = None;
+                    for i in 0..count {
+                        let d =
+                            sgl::Descriptor::read_from_bytes(&bytes[i * 16..i * 16 + 16]).unwrap();
+                        match d.descriptor_type().unwrap() {
+                            T::DataBlock => out.push((d.address, u64::from(d.length()))),
+                            T::Segment | T::LastSegment => {
+                                assert_eq!(i, count - 1, "segment pointer only in the last slot");
+                                assert!(
+                                    cur.descriptor_type().unwrap() == T::Segment,
+                                    "no pointer after Last Segment"
+                                );
+                                next = Some(d);
+                            }
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    match next {
+                        Some(d) => cur = d,
+                        None => return out,
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        panic!("SGL chain does not end");
+    }
+
+    fn check_sgl(segs: &[Segment], page: u64) {
+        let mut lists = Lists::new(8, page);
+        let d = build_sgl(segs, page, &mut lists).unwrap();
+        let want: Vec<(u64, u64)> = segs.iter().map(|s| (s.addr, u64::from(s.len))).collect();
+        assert_eq!(sgl_walk(d, &lists), want);
+    }
+
+    #[test]
+    fn sgl_shapes() {
+        let seg = |i: u64| Segment {
+            addr: 0x10_0000 + i * 0x3333,
+            len: 100 + i as u32,
+        };
+        for n in [1usize, 2, 255, 256, 257, 511, 600] {
+            let segs: Vec<Segment> = (0..n as u64).map(seg).collect();
+            check_sgl(&segs, 4096);
+        }
+        let mut l = Lists::new(1, 4096);
+        let many: Vec<Segment> = (0..300).map(seg).collect();
+        assert_eq!(build_sgl(&many, 4096, &mut l), Err(SglError::TooLong));
+        assert_eq!(build_sgl(&[], 4096, &mut l), Err(SglError::Empty));
+    }
+
+    /// Segment lists as the block layer produces them for PRP-capable queues: a dword-aligned
+    /// first segment, page-aligned inner joints, any last length.
+    fn prp_segments(page: u64) -> impl Strategy<Value = Vec<Segment>> {
+        (1usize..12, any::<u64>(), 0u64..page / 4).prop_flat_map(move |(n, seed, first_off)| {
+            prop::collection::vec((1u64..6, 1u64..64, 1u32..(page as u32)), n).prop_map(
+                move |parts| {
+                    let mut segs = Vec::new();
+                    let count = parts.len();
+                    for (i, (pages, gap, tail)) in parts.into_iter().enumerate() {
+                        let base = 0x1000_0000 + (seed % 4096 + i as u64 * 64 + gap) * page;
+                        let start = if i == 0 { base + first_off * 4 } else { base };
+                        let end = if i + 1 == count {
+                            base + (pages - 1) * page + u64::from(tail)
+                        } else {
+                            base + pages * page
+                        };
+                        let end = end.max(start + 4);
+                        segs.push(Segment {
+                            addr: start,
+                            len: (end - start) as u32,
+                        });
+                    }
+                    segs
+                },
+            )
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn prp_reproduces_random_segment_lists(segs in prp_segments(4096)) {
+            check(&segs, 4096);
+        }
+
+        #[test]
+        fn prp_reproduces_random_segment_lists_16k(segs in prp_segments(16384)) {
+            check(&segs, 16384);
+        }
+
+        #[test]
+        fn sgl_reproduces_random_segment_lists(
+            segs in prop::collection::vec((any::<u32>(), 1u32..1 << 20), 1..700)
+        ) {
+            let segs: Vec<Segment> = segs.into_iter().enumerate()
+                .map(|(i, (a, len))| Segment { addr: u64::from(a) + ((i as u64) << 32), len })
+                .collect();
+            check_sgl(&segs, 4096);
+        }
+
+        /// Arbitrary (mostly unmappable) lists are refused or mapped exactly; never a panic.
+        #[test]
+        fn prp_never_panics(
+            raw in prop::collection::vec((any::<u64>(), any::<u32>()), 0..8),
+        ) {
+            let segs: Vec<Segment> = raw.into_iter().map(|(addr, len)| Segment { addr, len }).collect();
+            let mut lists = Lists::new(4, 4096);
+            if let Ok(p) = build_prps(&segs, 4096, &mut lists) {
+                let total: u64 = segs.iter().map(|s| u64::from(s.len)).sum();
+                let want: Vec<(u64, u64)> = segs.iter().map(|s| (s.addr, u64::from(s.len))).collect();
+                if total < 1 << 24 {
+                    prop_assert_eq!(bytes(&controller_walk(&p, total, 4096, &lists)), bytes(&want));
+                }
+            }
+        }
     }
 }

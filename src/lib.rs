@@ -5,7 +5,7 @@
 //! unchanged, inside the `orion_nvme.ko` Rust-for-Linux module, where it is a module of the
 //! kernel crate (`cfg(orion_kernel)`).
 
-#![cfg_attr(not(orion_kernel), no_std)]
+#![cfg_attr(not(any(orion_kernel, test)), no_std)]
 #![forbid(unsafe_code)]
 
 // Paths inside the core are written `crate::orion::...` (the core) and `crate::orion_compat::...`
@@ -15,8 +15,6 @@
 extern crate orion_compat;
 #[cfg(not(orion_kernel))]
 extern crate self as orion;
-#[cfg(test)]
-extern crate std;
 
 pub mod command;
 pub mod controller;
