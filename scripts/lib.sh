@@ -2,7 +2,8 @@
 ORION_CACHE=${ORION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/orion-nvme}
 KSRC=$ORION_CACHE/linux-7.3
 BINDGEN=$ORION_CACHE/tools/bin/bindgen
-export ORION_CACHE KSRC BINDGEN
+CARGO_FUZZ=$ORION_CACHE/tools/bin/cargo-fuzz
+export ORION_CACHE KSRC BINDGEN CARGO_FUZZ
 
 log() { printf '[orion] %s\n' "$*" >&2; }
 die() { printf '[orion] error: %s\n' "$*" >&2; exit 1; }

@@ -12,6 +12,7 @@ PKGS=(rustc-web rust-web-src rust-web-clippy clang-19 lld-19 llvm-19 libclang-19
       libssl-dev cpio qemu-system-x86 busybox-static fio nvme-cli kmod xz-utils python3 make gcc
       libc6-dev socat)
 BINDGEN_VERSION=0.73.2
+CARGO_FUZZ_VERSION=0.13.1
 KSRC_PKG=linux-source-7.3
 KSRC_SUITE=trixie-backports
 
@@ -36,6 +37,13 @@ if ! "$BINDGEN" --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
     log "building bindgen-cli $BINDGEN_VERSION with cargo"
     cargo install --quiet --locked --root "$ORION_CACHE/tools" "bindgen-cli@$BINDGEN_VERSION" \
         || die "cannot install bindgen-cli $BINDGEN_VERSION with cargo"
+fi
+
+# 2b. cargo-fuzz for the parser fuzz targets (run with RUSTC_BOOTSTRAP=1 on the stable toolchain).
+if ! "$CARGO_FUZZ" --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    log "building cargo-fuzz $CARGO_FUZZ_VERSION with cargo"
+    cargo install --quiet --locked --root "$ORION_CACHE/tools" "cargo-fuzz@$CARGO_FUZZ_VERSION" \
+        || die "cannot install cargo-fuzz $CARGO_FUZZ_VERSION with cargo"
 fi
 
 # 3. Kernel source from trixie-backports through this machine's own Debian mirror.

@@ -1,17 +1,68 @@
 //! Controller state: register snapshots, bring-up, shutdown and reset.
 
+use crate::orion::command::CidSlot;
+use crate::orion::queue::{QueueError, QueuePair, Reaped, ShadowDoorbells, SQE_SIZE};
+use crate::orion::spec::cqe::CQE_SIZE;
+use crate::orion::spec::features::{Fid, NumberOfQueues};
+use crate::orion::spec::identify::{self, Cns};
 use crate::orion::spec::regs::{
-    Cap, Csts, Offset, Shutdown, Vs, CSS_ADMIN_ONLY, CSS_IO_SETS, CSS_NVM,
+    Aqa, Cap, Cc, Csts, Offset, Shutdown, Vs, CSS_ADMIN_ONLY, CSS_IO_SETS, CSS_NVM,
 };
+use crate::orion::spec::sqe::{Qprio, Sqe};
+use crate::orion::spec::status::Status;
+use crate::orion_compat::dma::{CoherentMem, Dma};
+use crate::orion_compat::time::{Clock, Deadline, Duration, WaitError};
 use crate::orion_compat::{Error, ErrorKind, Mmio};
+use core::marker::PhantomData;
+use core::ops::DerefMut;
+use zerocopy::{FromBytes, IntoBytes};
 
-/// Errors from controller register access and state transitions.
+/// Errors from controller register access, state transitions and admin commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CtrlError {
-    /// The platform failed the access.
+    /// The platform failed an access.
     Platform(ErrorKind),
     /// The controller's registers read as all ones: it is gone.
     Gone,
+    /// CSTS.CFS: the controller reported a fatal error.
+    Fatal,
+    /// A bounded wait ran out (what was being waited for).
+    Timeout(Wait),
+    /// The controller completed a command with an error status.
+    Status(Status),
+    /// The controller cannot be driven: it lacks something required (what).
+    Unsupported(&'static str),
+    /// The controller answered with something that cannot be right (what).
+    Invalid(&'static str),
+    /// The admin queue has no free entry (too many outstanding admin commands).
+    Busy,
+}
+
+impl From<QueueError> for CtrlError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::Full | QueueError::BadTag(_) => CtrlError::Busy,
+            QueueError::BadMemory => CtrlError::Invalid("queue memory"),
+            QueueError::Platform(k) => CtrlError::Platform(k),
+        }
+    }
+}
+
+/// What a bounded wait was waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// CSTS.RDY to become 0 after CC.EN was cleared.
+    NotReady,
+    /// CSTS.RDY to become 1 after CC.EN was set.
+    Ready,
+    /// CSTS.SHST to report shutdown complete.
+    Shutdown,
+    /// An admin command's completion.
+    Admin,
+}
+
+fn plat<E: Error>(e: E) -> CtrlError {
+    CtrlError::Platform(e.kind())
 }
 
 /// The identity registers of a controller, read once at probe: CAP, VS and CSTS.
@@ -86,6 +137,624 @@ impl core::fmt::Display for RegisterSnapshot {
             u8::from(self.csts.cfs()),
             Shutdown::from_bits(self.csts.shst()),
         )
+    }
+}
+
+/// One 4 KiB buffer, aligned for the 4 KiB structures it holds (Identify data, log pages).
+/// The platform provides it (boxed in the kernel: too big for a kernel stack).
+pub type PageBuf = [u64; 512];
+
+/// Size of Identify data and of the admin data buffer.
+pub const IDENTIFY_SIZE: usize = 4096;
+
+/// Admin queue depth the driver uses.
+pub const ADMIN_DEPTH: u32 = 32;
+
+/// The platform services the controller is driven through.
+pub trait Platform {
+    /// BAR0.
+    type Mmio: Mmio;
+    /// DMA memory.
+    type Dma: Dma;
+    /// Time.
+    type Clock: Clock;
+    /// A 4 KiB scratch buffer in ordinary memory.
+    type Scratch: DerefMut<Target = PageBuf>;
+}
+
+type Coherent<P> = <<P as Platform>::Dma as Dma>::Coherent;
+
+/// The admin queue pair.
+pub type AdminQueue<P> = QueuePair<Coherent<P>, [CidSlot; ADMIN_DEPTH as usize]>;
+
+/// Controller typestate: disabled (CC.EN = 0, CSTS.RDY = 0).
+#[derive(Debug)]
+pub struct Disabled;
+/// Controller typestate: enabled and ready, admin queue live.
+#[derive(Debug)]
+pub struct Enabled;
+
+/// Driver settings for bring-up (the `[nvme]` table's relevant part).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Timeout for admin commands.
+    pub admin_timeout: Duration,
+    /// Poll interval while waiting for registers or admin completions.
+    pub poll_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            admin_timeout: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(1),
+        }
+    }
+}
+
+/// What Identify Controller told us, in the units the driver uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerInfo {
+    /// PCI Vendor ID.
+    pub vid: u16,
+    /// Serial number (ASCII, space padded).
+    pub sn: [u8; 20],
+    /// Model number (ASCII, space padded).
+    pub mn: [u8; 40],
+    /// Firmware revision (ASCII, space padded).
+    pub fr: [u8; 8],
+    /// Controller ID.
+    pub cntlid: u16,
+    /// Largest transfer in bytes, or `None` when unlimited.
+    pub max_transfer: Option<u64>,
+    /// Number of Namespaces: the largest valid NSID.
+    pub nn: u32,
+    /// Optional Admin Command Support.
+    pub oacs: identify::Oacs,
+    /// Optional NVM Command Support.
+    pub oncs: identify::Oncs,
+    /// Volatile write cache present.
+    pub vwc: bool,
+    /// SGLs supported for NVM commands.
+    pub sgls: bool,
+    /// Asynchronous Event Request Limit, 0's based.
+    pub aerl: u8,
+}
+
+/// What Identify Namespace told us about one active namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamespaceInfo {
+    /// Namespace ID.
+    pub nsid: u32,
+    /// Size in logical blocks (NSZE).
+    pub blocks: u64,
+    /// Logical block size in bytes.
+    pub block_size: u32,
+    /// Metadata bytes per block in the format in use (0 for none).
+    pub metadata: u16,
+}
+
+/// An NVMe controller on the PCIe transport, in state `S`.
+pub struct Controller<P: Platform, S> {
+    mmio: P::Mmio,
+    dma: P::Dma,
+    clock: P::Clock,
+    scratch: P::Scratch,
+    settings: Settings,
+    cap: Cap,
+    page_size: u64,
+    admin: Option<AdminQueue<P>>,
+    admin_buf: Option<Coherent<P>>,
+    info: Option<ControllerInfo>,
+    _state: PhantomData<S>,
+}
+
+impl<P: Platform, S> Controller<P, S> {
+    /// Controller Capabilities as read at construction.
+    pub fn cap(&self) -> Cap {
+        self.cap
+    }
+
+    /// The host memory page size in use (CC.MPS).
+    pub fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    /// The platform's register window.
+    pub fn mmio(&self) -> &P::Mmio {
+        &self.mmio
+    }
+
+    /// The platform's DMA service.
+    pub fn dma(&self) -> &P::Dma {
+        &self.dma
+    }
+
+    /// The platform's clock.
+    pub fn clock(&self) -> &P::Clock {
+        &self.clock
+    }
+
+    fn csts(&self) -> Result<Csts, CtrlError> {
+        let csts = Csts(self.mmio.read32(Offset::Csts.at()).map_err(plat)?);
+        if csts.is_gone() {
+            return Err(CtrlError::Gone);
+        }
+        Ok(csts)
+    }
+
+    /// Checks that the controller is still alive: present and without CSTS.CFS.
+    pub fn check_alive(&self) -> Result<Csts, CtrlError> {
+        let csts = self.csts()?;
+        if csts.cfs() {
+            return Err(CtrlError::Fatal);
+        }
+        Ok(csts)
+    }
+
+    /// Waits, bounded by CAP.TO, until `done(csts)` holds. CFS ends the wait at once, except
+    /// while waiting for RDY = 0 (a controller with CFS set is expected to be reset).
+    fn wait_csts(&self, what: Wait, done: impl Fn(Csts) -> bool) -> Result<(), CtrlError> {
+        // A controller reporting TO = 0 would make every wait fail at once; give it 500 ms.
+        let to = Duration::from_millis(u64::from(self.cap.timeout_ms().max(500)));
+        let deadline = Deadline::after(&self.clock, to);
+        deadline
+            .poll(&self.clock, self.settings.poll_interval, || {
+                let csts = self.csts()?;
+                if done(csts) {
+                    return Ok(Some(()));
+                }
+                if csts.cfs() && what != Wait::NotReady {
+                    return Err(CtrlError::Fatal);
+                }
+                Ok(None)
+            })
+            .map_err(|e| match e {
+                WaitError::TimedOut => CtrlError::Timeout(what),
+                WaitError::Failed(e) => e,
+            })
+    }
+
+    fn into_state<T>(self) -> Controller<P, T> {
+        let _state = PhantomData::<T>;
+        Controller {
+            mmio: self.mmio,
+            dma: self.dma,
+            clock: self.clock,
+            scratch: self.scratch,
+            settings: self.settings,
+            cap: self.cap,
+            page_size: self.page_size,
+            admin: self.admin,
+            admin_buf: self.admin_buf,
+            info: self.info,
+            _state,
+        }
+    }
+
+    /// Clears CC.EN and waits for CSTS.RDY = 0 (NVMe Base 2.0 §3.5.1 step 1, and controller
+    /// reset, §3.7.2). Queue state is dropped: every outstanding command is lost.
+    #[expect(
+        clippy::result_large_err,
+        reason = "a failed transition hands the controller back to the caller"
+    )]
+    fn disable_inner(mut self) -> Result<Controller<P, Disabled>, (CtrlError, Self)> {
+        let res = (|| {
+            let cc = Cc(self.mmio.read32(Offset::Cc.at()).map_err(plat)?);
+            if cc.en() {
+                self.mmio
+                    .write32(Offset::Cc.at(), cc.with_en(false).0)
+                    .map_err(plat)?;
+            }
+            self.wait_csts(Wait::NotReady, |c| !c.rdy())
+        })();
+        match res {
+            Ok(()) => {
+                self.admin = None;
+                Ok(self.into_state())
+            }
+            Err(e) => Err((e, self)),
+        }
+    }
+}
+
+impl<P: Platform> Controller<P, Disabled> {
+    /// Takes over a controller: reads CAP, chooses the memory page size, and disables the
+    /// controller (it may have been left enabled by firmware or a previous driver).
+    pub fn new(
+        mmio: P::Mmio,
+        dma: P::Dma,
+        clock: P::Clock,
+        scratch: P::Scratch,
+        settings: Settings,
+    ) -> Result<Self, CtrlError> {
+        let csts = Csts(mmio.read32(Offset::Csts.at()).map_err(plat)?);
+        if csts.is_gone() {
+            return Err(CtrlError::Gone);
+        }
+        let cap = Cap(mmio.read64(Offset::Cap.at()).map_err(plat)?);
+        if cap.css() & CSS_NVM == 0 && cap.css() & CSS_IO_SETS == 0 {
+            return Err(CtrlError::Unsupported("the NVM command set"));
+        }
+        // 4 KiB host pages unless the controller's minimum is larger (§3.1.4.1 MPSMIN).
+        let page_size = cap.min_page_size().max(4096);
+        if page_size > cap.max_page_size() {
+            return Err(CtrlError::Invalid("CAP.MPSMAX below MPSMIN"));
+        }
+        let ctrl: Controller<P, Disabled> = Controller {
+            mmio,
+            dma,
+            clock,
+            scratch,
+            settings,
+            cap,
+            page_size,
+            admin: None,
+            admin_buf: None,
+            info: None,
+            _state: PhantomData,
+        };
+        match ctrl.disable_inner() {
+            Ok(c) => Ok(c),
+            Err((e, _)) => Err(e),
+        }
+    }
+
+    /// Brings the controller up, NVMe Base 2.0 §3.5.1 steps 2-5: admin queue registers,
+    /// CC, CC.EN = 1, bounded wait for CSTS.RDY = 1. On failure the controller is handed back
+    /// disabled (best effort) with the error.
+    #[expect(
+        clippy::result_large_err,
+        reason = "a failed transition hands the controller back to the caller"
+    )]
+    pub fn enable(mut self) -> Result<Controller<P, Enabled>, (CtrlError, Self)> {
+        if let Err(e) = self.setup_admin() {
+            return Err((e, self));
+        }
+        let res = (|| {
+            let admin = self
+                .admin
+                .as_ref()
+                .ok_or(CtrlError::Invalid("admin queue"))?;
+            // Step 2: admin queue attributes and base addresses (0's based sizes).
+            let qs = (ADMIN_DEPTH - 1) as u16;
+            let aqa = Aqa(0).with_asqs(qs).with_acqs(qs);
+            self.mmio.write32(Offset::Aqa.at(), aqa.0).map_err(plat)?;
+            self.mmio
+                .write64(Offset::Asq.at(), admin.sq_bus_addr())
+                .map_err(plat)?;
+            self.mmio
+                .write64(Offset::Acq.at(), admin.cq_bus_addr())
+                .map_err(plat)?;
+            // Step 3-4: command set, page size, arbitration, entry sizes; then enable.
+            let css = if self.cap.css() & CSS_IO_SETS != 0 {
+                0b110
+            } else {
+                0b000
+            };
+            let mps = (self.page_size.trailing_zeros() - 12) as u8;
+            let cc = Cc(0)
+                .with_css(css)
+                .with_mps(mps)
+                .with_ams(0)
+                .with_shn(Shutdown::None.bits())
+                .with_iosqes(SQE_SIZE.trailing_zeros() as u8)
+                .with_iocqes(CQE_SIZE.trailing_zeros() as u8);
+            self.mmio.write32(Offset::Cc.at(), cc.0).map_err(plat)?;
+            self.mmio
+                .write32(Offset::Cc.at(), cc.with_en(true).0)
+                .map_err(plat)?;
+            // Step 5: wait for ready.
+            self.wait_csts(Wait::Ready, |c| c.rdy())
+        })();
+        match res {
+            Ok(()) => Ok(self.into_state()),
+            Err(e) => {
+                // Leave it disabled; if even that fails the caller sees the first error.
+                let me: Controller<P, Enabled> = self.into_state();
+                match me.disable_inner() {
+                    Ok(d) => Err((e, d)),
+                    Err((_, me)) => Err((e, me.into_state())),
+                }
+            }
+        }
+    }
+
+    fn setup_admin(&mut self) -> Result<(), CtrlError> {
+        let align = self.page_size as usize;
+        let sq = self
+            .dma
+            .alloc_coherent(ADMIN_DEPTH as usize * SQE_SIZE, align)
+            .map_err(plat)?;
+        let cq = self
+            .dma
+            .alloc_coherent(ADMIN_DEPTH as usize * CQE_SIZE, align)
+            .map_err(plat)?;
+        let buf = self
+            .dma
+            .alloc_coherent(IDENTIFY_SIZE, align)
+            .map_err(plat)?;
+        let q = QueuePair::new(
+            0,
+            ADMIN_DEPTH,
+            self.cap,
+            sq,
+            cq,
+            [CidSlot::default(); ADMIN_DEPTH as usize],
+        )?;
+        self.admin = Some(q);
+        self.admin_buf = Some(buf);
+        Ok(())
+    }
+}
+
+impl<P: Platform> Controller<P, Enabled> {
+    /// Identify Controller data, once [`Controller::identify`] has run.
+    pub fn info(&self) -> Option<&ControllerInfo> {
+        self.info.as_ref()
+    }
+
+    /// Runs one admin command to completion, polling, bounded by the admin timeout. With
+    /// `data`, the command's data pointer is the 4 KiB admin buffer (for Identify, logs,
+    /// features with data); after success its contents are copied into the scratch page.
+    ///
+    /// Returns the completion's result (DW0/DW1). A command that times out is cancelled: a
+    /// late completion is refused as bogus rather than matched to a later command.
+    pub fn admin_command(&mut self, sqe: Sqe, data: bool) -> Result<u64, CtrlError> {
+        let buf_addr = match (&self.admin_buf, data) {
+            (Some(b), true) => {
+                b.zero(0, IDENTIFY_SIZE).map_err(plat)?;
+                Some(b.bus_addr().as_u64())
+            }
+            _ => None,
+        };
+        let sqe = match buf_addr {
+            // One page, page aligned: PRP1 alone describes it.
+            Some(a) => sqe.with_prp(a, 0),
+            None => sqe,
+        };
+        let admin = self
+            .admin
+            .as_mut()
+            .ok_or(CtrlError::Invalid("admin queue"))?;
+        let tag = (0..ADMIN_DEPTH as u16)
+            .find(|&t| admin.tag_is_free(t))
+            .ok_or(CtrlError::Busy)?;
+        admin.submit(tag, &sqe)?;
+        admin.ring(&self.mmio, None::<&ShadowDoorbells<Coherent<P>>>)?;
+        let deadline = Deadline::after(&self.clock, self.settings.admin_timeout);
+        let mut outcome: Option<Result<u64, CtrlError>> = None;
+        let res = deadline.poll(&self.clock, self.settings.poll_interval, || {
+            let admin = self
+                .admin
+                .as_mut()
+                .ok_or(CtrlError::Invalid("admin queue"))?;
+            admin.reap(&self.mmio, None, ADMIN_DEPTH as usize, |r| {
+                if let Reaped::Done {
+                    tag: t,
+                    status,
+                    result,
+                } = r
+                {
+                    if t == tag {
+                        outcome = Some(if status.is_success() {
+                            Ok(result)
+                        } else {
+                            Err(CtrlError::Status(status))
+                        });
+                    }
+                }
+            })?;
+            if let Some(o) = outcome {
+                return Ok(Some(o));
+            }
+            // A dead controller never completes anything; do not wait out the timeout.
+            let csts = Csts(self.mmio.read32(Offset::Csts.at()).map_err(plat)?);
+            if csts.is_gone() {
+                return Err(CtrlError::Gone);
+            }
+            if csts.cfs() {
+                return Err(CtrlError::Fatal);
+            }
+            Ok(None)
+        });
+        let result = match res {
+            Ok(r) => r,
+            Err(WaitError::TimedOut) => Err(CtrlError::Timeout(Wait::Admin)),
+            Err(WaitError::Failed(e)) => Err(e),
+        };
+        if result.is_err() {
+            if let Some(admin) = self.admin.as_mut() {
+                admin.cancel(tag);
+            }
+        }
+        if result.is_ok() && data {
+            if let Some(b) = &self.admin_buf {
+                b.read_bytes(0, self.scratch.as_mut_bytes()).map_err(plat)?;
+            }
+        }
+        result
+    }
+
+    /// Identify Controller (CNS 01h); checks the entry sizes the driver uses are supported.
+    pub fn identify(&mut self) -> Result<&ControllerInfo, CtrlError> {
+        self.admin_command(Sqe::identify(Cns::Controller, 0), true)?;
+        let id = identify::Controller::ref_from_bytes(self.scratch.as_bytes())
+            .map_err(|_| CtrlError::Invalid("identify buffer"))?;
+        // CAST: log2 of the entry sizes, 6 and 4.
+        let (sqes, cqes) = (
+            SQE_SIZE.trailing_zeros() as u8,
+            CQE_SIZE.trailing_zeros() as u8,
+        );
+        if !id.sqes.allows(sqes) || !id.cqes.allows(cqes) {
+            return Err(CtrlError::Unsupported("64-byte SQEs and 16-byte CQEs"));
+        }
+        let info = ControllerInfo {
+            vid: id.vid,
+            sn: id.sn,
+            mn: id.mn,
+            fr: id.fr,
+            cntlid: id.cntlid,
+            max_transfer: id.max_transfer_bytes(self.cap.min_page_size()),
+            nn: id.nn,
+            oacs: id.oacs,
+            oncs: id.oncs,
+            vwc: id.vwc.present(),
+            sgls: id.sgls.support() != 0,
+            aerl: id.aerl,
+        };
+        Ok(self.info.insert(info))
+    }
+
+    /// Set Features – Number of Queues: asks for `want` I/O queue pairs and returns how many
+    /// the controller granted (at least 1, at most `want`).
+    pub fn set_queue_count(&mut self, want: u16) -> Result<u16, CtrlError> {
+        let want = want.max(1);
+        let req = NumberOfQueues::request(want, want);
+        let dw0 = self.admin_command(
+            Sqe::set_features(Fid::NUMBER_OF_QUEUES, req.0, false),
+            false,
+        )?;
+        // CAST: DW0 is the low half of the 64-bit result.
+        let got = NumberOfQueues(dw0 as u32);
+        let granted = got.sq_count().min(got.cq_count()).min(u32::from(want));
+        // CAST: granted <= want, a u16.
+        Ok(granted as u16)
+    }
+
+    /// Creates I/O queue pair `qid` with `depth` entries posting interrupts on `vector`
+    /// (or polled when `vector` is `None`): Create I/O CQ, then Create I/O SQ (§3.5.1 step 9).
+    pub fn create_io_queue<S: AsRef<[CidSlot]> + AsMut<[CidSlot]>>(
+        &mut self,
+        qid: u16,
+        depth: u32,
+        vector: Option<u16>,
+        slots: S,
+    ) -> Result<QueuePair<Coherent<P>, S>, CtrlError> {
+        if qid == 0 || depth < 2 || depth > self.cap.max_queue_entries() {
+            return Err(CtrlError::Invalid("I/O queue id or depth"));
+        }
+        let align = self.page_size as usize;
+        let sq = self
+            .dma
+            .alloc_coherent(depth as usize * SQE_SIZE, align)
+            .map_err(plat)?;
+        let cq = self
+            .dma
+            .alloc_coherent(depth as usize * CQE_SIZE, align)
+            .map_err(plat)?;
+        let q = QueuePair::new(qid, depth, self.cap, sq, cq, slots)?;
+        // CAST: depth <= 65536, so depth - 1 fits the 0's based 16-bit size.
+        let qsize = (depth - 1) as u16;
+        self.admin_command(
+            Sqe::create_io_cq(
+                qid,
+                qsize,
+                q.cq_bus_addr(),
+                vector.unwrap_or(0),
+                vector.is_some(),
+            ),
+            false,
+        )?;
+        if let Err(e) = self.admin_command(
+            Sqe::create_io_sq(qid, qsize, q.sq_bus_addr(), qid, Qprio::Medium),
+            false,
+        ) {
+            let _ = self.admin_command(Sqe::delete_io_cq(qid), false);
+            return Err(e);
+        }
+        Ok(q)
+    }
+
+    /// Deletes an I/O queue pair (SQ first, then CQ) and hands back its memory.
+    pub fn delete_io_queue<S: AsRef<[CidSlot]> + AsMut<[CidSlot]>>(
+        &mut self,
+        q: QueuePair<Coherent<P>, S>,
+    ) -> Result<S, CtrlError> {
+        let qid = q.qid();
+        self.admin_command(Sqe::delete_io_sq(qid), false)?;
+        self.admin_command(Sqe::delete_io_cq(qid), false)?;
+        let (_, _, slots) = q.into_parts();
+        Ok(slots)
+    }
+
+    /// Lists active namespaces (Identify CNS 02h, following continuation) and identifies each
+    /// (CNS 00h), calling `f` for every namespace with a usable format. Namespaces whose
+    /// format the driver cannot use are reported through `skipped`.
+    pub fn for_each_namespace(
+        &mut self,
+        mut f: impl FnMut(NamespaceInfo),
+        mut skipped: impl FnMut(u32, &'static str),
+    ) -> Result<(), CtrlError> {
+        let mut after = 0u32;
+        loop {
+            self.admin_command(Sqe::identify(Cns::ActiveNsList, after), true)?;
+            // Copy out the list: identifying each namespace reuses the scratch page.
+            let mut ids = [0u32; 1024];
+            ids.as_mut_bytes().copy_from_slice(self.scratch.as_bytes());
+            let mut last = after;
+            for &nsid in ids.iter().take_while(|&&id| id != 0) {
+                // The list is increasing; anything else is a confused controller, and
+                // following it could loop forever.
+                if nsid <= last {
+                    return Err(CtrlError::Invalid("active namespace list not increasing"));
+                }
+                last = nsid;
+                self.admin_command(Sqe::identify(Cns::Namespace, nsid), true)?;
+                let ns = identify::Namespace::ref_from_bytes(self.scratch.as_bytes())
+                    .map_err(|_| CtrlError::Invalid("identify buffer"))?;
+                if !ns.is_active() {
+                    continue;
+                }
+                match (ns.block_size(), ns.metadata_size()) {
+                    (Some(bs), Some(ms)) if (512..=65536).contains(&bs) => f(NamespaceInfo {
+                        nsid,
+                        blocks: ns.nsze,
+                        block_size: bs,
+                        metadata: ms,
+                    }),
+                    _ => skipped(nsid, "unsupported LBA format"),
+                }
+            }
+            match ids.last() {
+                Some(&id) if id != 0 && id < u32::MAX => after = id,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Orderly shutdown, NVMe Base 2.0 §3.6.1: CC.SHN = normal, bounded wait for
+    /// CSTS.SHST = complete, then disable. Outstanding I/O must have been drained.
+    #[expect(
+        clippy::result_large_err,
+        reason = "a failed transition hands the controller back to the caller"
+    )]
+    pub fn shutdown(self) -> Result<Controller<P, Disabled>, (CtrlError, Controller<P, Disabled>)> {
+        let res = (|| {
+            let cc = Cc(self.mmio.read32(Offset::Cc.at()).map_err(plat)?);
+            self.mmio
+                .write32(Offset::Cc.at(), cc.with_shn(Shutdown::Normal.bits()).0)
+                .map_err(plat)?;
+            self.wait_csts(Wait::Shutdown, |c| {
+                Shutdown::from_bits(c.shst()) == Shutdown::Abrupt
+            })
+        })();
+        // SHST 10b is "shutdown processing complete" (named Abrupt in the shared encoding).
+        match (res, self.disable_inner()) {
+            (Ok(()), Ok(d)) => Ok(d),
+            (Err(e), Ok(d)) => Err((e, d)),
+            (Ok(()), Err((e, me))) | (Err(e), Err((_, me))) => Err((e, me.into_state())),
+        }
+    }
+
+    /// Controller reset (§3.7.2): disable, dropping all queues. Bring it up again with
+    /// [`Controller::enable`].
+    #[expect(
+        clippy::result_large_err,
+        reason = "a failed transition hands the controller back to the caller"
+    )]
+    pub fn reset(self) -> Result<Controller<P, Disabled>, (CtrlError, Controller<P, Disabled>)> {
+        self.disable_inner().map_err(|(e, me)| (e, me.into_state()))
     }
 }
 
