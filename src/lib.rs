@@ -17,6 +17,7 @@ extern crate orion_compat;
 extern crate self as orion;
 
 pub mod command;
+pub mod config;
 pub mod controller;
 pub mod queue;
 pub mod spec;
