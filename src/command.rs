@@ -2,6 +2,7 @@
 //! construction.
 
 use crate::orion::spec::sgl;
+use crate::orion::spec::sqe::{DsmRange, Sqe};
 use zerocopy::IntoBytes;
 
 /// Bits of a command identifier that carry the tag; the bits above carry a generation count.
@@ -341,6 +342,110 @@ pub fn build_sgl<L: ListPages>(
 
 /// Size of an SGL descriptor.
 const DESC: usize = 16;
+
+/// The block operations the driver issues as NVM commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoOp {
+    /// Read (NVM Cmd Set 1.0 §3.2.4).
+    Read,
+    /// Write (§3.2.6).
+    Write,
+    /// Flush the volatile write cache (§3.2.2).
+    Flush,
+    /// Write Zeroes (§3.2.7), deallocating where the controller can.
+    WriteZeroes,
+    /// Dataset Management – Deallocate of one range (§3.2.3): discard.
+    Discard,
+}
+
+/// One block request in the core's terms.
+#[derive(Clone, Copy, Debug)]
+pub struct IoRequest<'a> {
+    /// The operation.
+    pub op: IoOp,
+    /// Namespace ID.
+    pub nsid: u32,
+    /// First logical block.
+    pub lba: u64,
+    /// Number of logical blocks (0 only for Flush).
+    pub blocks: u32,
+    /// Force Unit Access (Read/Write only).
+    pub fua: bool,
+    /// The data buffer's DMA segments (Read/Write only).
+    pub segs: &'a [Segment],
+}
+
+/// Why a request could not be turned into a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoError {
+    /// Block count zero (for a data command) or above 65536 (NLB is 16 bits, 0's based).
+    BadLength(u32),
+    /// The data pointer could not be built.
+    Prp(PrpError),
+    /// The data pointer could not be built as an SGL.
+    Sgl(SglError),
+    /// Discard needs one list page for its range.
+    NoListPage,
+}
+
+/// How the data pointer of read and write commands is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataPointer {
+    /// PRPs (every controller).
+    Prp,
+    /// SGLs, where Identify Controller SGLS says the controller supports them.
+    Sgl,
+}
+
+/// Builds the NVM command for `req`. Data pointers and the discard range go into `list`,
+/// whose pages belong to this request until it completes.
+pub fn build_io<L: ListPages>(
+    req: &IoRequest<'_>,
+    page: u64,
+    dptr: DataPointer,
+    list: &mut L,
+) -> Result<Sqe, IoError> {
+    let nlb = |blocks: u32| -> Result<u16, IoError> {
+        match blocks {
+            // CAST: 1..=65536 minus one fits in a u16.
+            1..=65536 => Ok((blocks - 1) as u16),
+            _ => Err(IoError::BadLength(blocks)),
+        }
+    };
+    let data = |sqe: Sqe, list: &mut L| -> Result<Sqe, IoError> {
+        Ok(match dptr {
+            DataPointer::Prp => {
+                let p = build_prps(req.segs, page, list).map_err(IoError::Prp)?;
+                sqe.with_prp(p.prp1, p.prp2)
+            }
+            DataPointer::Sgl => {
+                sqe.with_sgl(build_sgl(req.segs, page, list).map_err(IoError::Sgl)?)
+            }
+        })
+    };
+    match req.op {
+        IoOp::Read => {
+            data(Sqe::read(req.nsid, req.lba, nlb(req.blocks)?), list).map(|s| s.with_fua(req.fua))
+        }
+        IoOp::Write => {
+            data(Sqe::write(req.nsid, req.lba, nlb(req.blocks)?), list).map(|s| s.with_fua(req.fua))
+        }
+        IoOp::Flush => Ok(Sqe::flush(req.nsid)),
+        IoOp::WriteZeroes => Ok(Sqe::write_zeroes(req.nsid, req.lba, nlb(req.blocks)?, true)),
+        IoOp::Discard => {
+            if req.blocks == 0 {
+                return Err(IoError::BadLength(0));
+            }
+            if list.pages() == 0 {
+                return Err(IoError::NoListPage);
+            }
+            let range = DsmRange::new(req.lba, req.blocks);
+            list.write(0, 0, range.as_bytes());
+            // One range (NR is 0's based); the range buffer is 16 bytes at the start of a page.
+            Ok(Sqe::dsm_deallocate(req.nsid, 0).with_prp(list.bus_addr(0), 0))
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -728,5 +833,72 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn io_commands() {
+        use crate::orion::spec::opcode::Nvm;
+        let mut l = Lists::new(2, 4096);
+        let segs = [Segment {
+            addr: 0x10_0000,
+            len: 8192,
+        }];
+        let rq = |op, blocks, fua| IoRequest {
+            op,
+            nsid: 3,
+            lba: 0x1234,
+            blocks,
+            fua,
+            segs: &segs,
+        };
+        let w = build_io(&rq(IoOp::Write, 16, true), 4096, DataPointer::Prp, &mut l).unwrap();
+        assert_eq!(w.opcode(), Nvm::Write as u8);
+        assert_eq!((w.nsid, w.slba(), w.cdw12 & 0xffff), (3, 0x1234, 15));
+        assert_ne!(w.cdw12 & (1 << 30), 0, "FUA");
+        assert_eq!((w.dptr.prp1, w.dptr.prp2), (0x10_0000, 0x10_1000));
+        let r = build_io(
+            &rq(IoOp::Read, 65536, false),
+            4096,
+            DataPointer::Sgl,
+            &mut l,
+        )
+        .unwrap();
+        assert_eq!(r.cdw12 & 0xffff, 0xffff);
+        assert_eq!(r.cdw12 & (1 << 30), 0);
+        assert_eq!(
+            build_io(
+                &rq(IoOp::Read, 65537, false),
+                4096,
+                DataPointer::Prp,
+                &mut l
+            )
+            .unwrap_err(),
+            IoError::BadLength(65537)
+        );
+        assert_eq!(
+            build_io(&rq(IoOp::Write, 0, false), 4096, DataPointer::Prp, &mut l).unwrap_err(),
+            IoError::BadLength(0)
+        );
+        let f = build_io(&rq(IoOp::Flush, 0, false), 4096, DataPointer::Prp, &mut l).unwrap();
+        assert_eq!(f.opcode(), Nvm::Flush as u8);
+        let d = build_io(
+            &rq(IoOp::Discard, 100_000, false),
+            4096,
+            DataPointer::Prp,
+            &mut l,
+        )
+        .unwrap();
+        assert_eq!(d.opcode(), Nvm::DatasetManagement as u8);
+        assert_eq!(d.dptr.prp1, l.bus_addr(0));
+        let range = DsmRange::read_from_bytes(&l.pages[0].as_bytes()[..16]).unwrap();
+        assert_eq!((range.slba, range.nlb), (0x1234, 100_000));
+        let z = build_io(
+            &rq(IoOp::WriteZeroes, 8, false),
+            4096,
+            DataPointer::Prp,
+            &mut l,
+        )
+        .unwrap();
+        assert_eq!(z.opcode(), Nvm::WriteZeroes as u8);
     }
 }
