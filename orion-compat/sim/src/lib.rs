@@ -21,6 +21,7 @@ pub mod clock;
 pub mod context;
 pub mod dma;
 pub mod irq;
+pub mod nvme;
 pub mod pci;
 pub mod regfile;
 pub mod sync;

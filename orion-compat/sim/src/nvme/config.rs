@@ -456,7 +456,10 @@ impl NvmeBuilder {
     /// one of the formats or whose size is 0, or 0 or more than 256 error log entries.
     pub fn build(self, space: DmaSpace, clock: VirtualClock) -> SimNvme {
         let c = &self.cfg;
-        assert!(c.mqes >= 1, "nvme model: MQES must be at least 1 (two entries)");
+        assert!(
+            c.mqes >= 1,
+            "nvme model: MQES must be at least 1 (two entries)"
+        );
         assert!(c.dstrd <= 15, "nvme model: DSTRD above 15");
         assert!(
             c.mpsmin <= c.mpsmax && c.mpsmax <= 15,
@@ -471,8 +474,7 @@ impl NvmeBuilder {
         assert!(
             !c.lba_formats.is_empty()
                 && c.lba_formats.len() <= 16
-                && c
-                    .lba_formats
+                && c.lba_formats
                     .iter()
                     .all(|s| s.is_power_of_two() && (512..=65536).contains(s)),
             "nvme model: LBA formats must be 1..=16 powers of two from 512 to 65536"

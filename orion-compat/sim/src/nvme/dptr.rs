@@ -132,7 +132,10 @@ pub(super) fn prp_segments(
                 u64::from_le_bytes(b)
             })
             .collect();
-        for &e in entries.iter().take(usize::try_from(data_entries).unwrap_or(0)) {
+        for &e in entries
+            .iter()
+            .take(usize::try_from(data_entries).unwrap_or(0))
+        {
             if e & mask != 0 {
                 return Err(generic::PRP_OFFSET_INVALID);
             }
@@ -302,7 +305,13 @@ impl<'a> Xfer<'a> {
         let mut done = 0usize;
         while done < n {
             let seg = *self.segs.get(self.idx).ok_or(DmaError)?;
-            let avail = seg.len - self.off;
+            let avail = seg.len.saturating_sub(self.off);
+            if avail == 0 {
+                // Segments are never empty; this only guards the loop.
+                self.idx += 1;
+                self.off = 0;
+                continue;
+            }
             // CAST: the piece is at most n - done, a usize.
             let piece = avail.min((n - done) as u64) as usize;
             let addr = seg.addr.checked_add(self.off).ok_or(DmaError)?;
@@ -318,13 +327,13 @@ impl<'a> Xfer<'a> {
     }
 
     /// The device writes `data` to the host at the current position.
-    pub(super) fn to_host(&mut self, data: &[u8]) -> Result<(), DmaError> {
+    pub(super) fn put(&mut self, data: &[u8]) -> Result<(), DmaError> {
         let bus = self.bus;
         self.step(data.len(), |addr, r| bus.write(addr, &data[r]))
     }
 
     /// The device reads `buf.len()` bytes from the host at the current position.
-    pub(super) fn from_host(&mut self, buf: &mut [u8]) -> Result<(), DmaError> {
+    pub(super) fn get(&mut self, buf: &mut [u8]) -> Result<(), DmaError> {
         let bus = self.bus;
         self.step(buf.len(), |addr, r| bus.read(addr, &mut buf[r]))
     }

@@ -150,6 +150,8 @@ pub mod specific {
     pub const NS_ALREADY_ATTACHED: Status = c(0x18);
     /// 1Ah Namespace Not Attached (Namespace Attachment).
     pub const NS_NOT_ATTACHED: Status = c(0x1a);
+    /// 1Bh Thin Provisioning Not Supported (Namespace Management).
+    pub const THIN_PROVISIONING_NOT_SUPPORTED: Status = c(0x1b);
     /// 1Ch Controller List Invalid (Namespace Attachment).
     pub const CONTROLLER_LIST_INVALID: Status = c(0x1c);
 }
