@@ -723,6 +723,28 @@ impl<P: Platform> Controller<P, Enabled> {
         }
     }
 
+    /// Doorbell Buffer Config (NVMe Base 2.0 §5.8), when Identify Controller OACS offers it:
+    /// allocates the shadow doorbell and EventIdx buffers for `queues` I/O queues plus the
+    /// admin queue and hands them to the controller. `Ok(None)` when not supported.
+    /// Needs [`Controller::identify`] first.
+    pub fn setup_shadow_doorbells(
+        &mut self,
+        queues: u16,
+    ) -> Result<Option<ShadowDoorbells<Coherent<P>>>, CtrlError> {
+        if !self.info.as_ref().is_some_and(|i| i.oacs.dbbuf()) {
+            return Ok(None);
+        }
+        let page = self.page_size as usize;
+        let len = (usize::from(queues) + 1) * 2 * self.cap.doorbell_stride();
+        let len = len.div_ceil(page) * page;
+        let shadow = self.dma.alloc_coherent(len, page).map_err(plat)?;
+        let event_idx = self.dma.alloc_coherent(len, page).map_err(plat)?;
+        let sqe =
+            Sqe::doorbell_buffer_config(shadow.bus_addr().as_u64(), event_idx.bus_addr().as_u64());
+        self.admin_command(sqe, false)?;
+        Ok(Some(ShadowDoorbells { shadow, event_idx }))
+    }
+
     /// Orderly shutdown, NVMe Base 2.0 §3.6.1: CC.SHN = normal, bounded wait for
     /// CSTS.SHST = complete, then disable. Outstanding I/O must have been drained.
     #[expect(

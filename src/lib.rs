@@ -21,3 +21,6 @@ pub mod config;
 pub mod controller;
 pub mod queue;
 pub mod spec;
+
+#[cfg(test)]
+mod tests;

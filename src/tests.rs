@@ -1,0 +1,732 @@
+//! The core against the simulated controller (`orion-sim`): bring-up, I/O on every queue,
+//! shutdown, controllers configured in ways QEMU's defaults never are, and injected faults.
+//! The model was written from the spec independently of this crate.
+
+use crate::orion::command::{build_io, CidSlot, DataPointer, IoOp, IoRequest, ListPages, Segment};
+use crate::orion::controller::{
+    Controller, CtrlError, Disabled, Enabled, NamespaceInfo, PageBuf, Platform, Settings, Wait,
+};
+use crate::orion::queue::{QueueError, QueuePair, Reaped};
+use crate::orion::spec::regs::{Csts, Offset, Shutdown};
+use crate::orion::spec::status::{Sct, Status};
+use crate::orion_compat::dma::{CoherentMem, Dma};
+use crate::orion_compat::pci::Pci;
+use crate::orion_compat::time::{Clock, Duration};
+use crate::orion_compat::Mmio;
+use orion_sim::dma::SimCoherent;
+use orion_sim::nvme::{CmdMatch, NvmeBuilder, SimNvme, Status as SimStatus};
+use orion_sim::pci::SimBar;
+use orion_sim::{Sim, SimDma, VirtualClock};
+
+struct SimPlatform;
+
+impl Platform for SimPlatform {
+    type Mmio = SimBar;
+    type Dma = SimDma;
+    type Clock = VirtualClock;
+    type Scratch = Box<PageBuf>;
+}
+
+type Ctrl<S> = Controller<SimPlatform, S>;
+type IoQueue = QueuePair<SimCoherent, Vec<CidSlot>>;
+
+struct Rig {
+    sim: Sim,
+    nvme: SimNvme,
+}
+
+fn rig(b: NvmeBuilder) -> (Rig, Ctrl<Disabled>) {
+    let sim = Sim::new();
+    let (pci, nvme) = b.build_pci(&sim);
+    pci.set_bus_master(true).unwrap();
+    let bar = pci.map_bar(0).unwrap();
+    let ctrl = Controller::new(
+        bar,
+        sim.dma.clone(),
+        sim.clock.clone(),
+        Box::new([0u64; 512]),
+        Settings::default(),
+    )
+    .unwrap();
+    (Rig { sim, nvme }, ctrl)
+}
+
+fn up(b: NvmeBuilder) -> (Rig, Ctrl<Enabled>) {
+    let (r, c) = rig(b);
+    let c = c.enable().map_err(|(e, _)| e).unwrap();
+    (r, c)
+}
+
+/// List pages for PRP lists / SGL segments, in simulated DMA memory.
+struct Lists(Vec<SimCoherent>);
+
+impl Lists {
+    fn new(dma: &SimDma, n: usize, page: u64) -> Self {
+        Self(
+            (0..n)
+                .map(|_| dma.alloc_coherent(page as usize, page as usize).unwrap())
+                .collect(),
+        )
+    }
+}
+
+impl ListPages for Lists {
+    fn pages(&self) -> usize {
+        self.0.len()
+    }
+    fn bus_addr(&self, page: usize) -> u64 {
+        self.0[page].bus_addr().as_u64()
+    }
+    fn write(&mut self, page: usize, offset: usize, bytes: &[u8]) {
+        self.0[page].write_bytes(offset, bytes).unwrap();
+    }
+}
+
+/// A data buffer split into page-sized pieces scattered in bus space (as a real scatterlist
+/// would be), with the first piece starting at `offset` into its page.
+struct Buffer {
+    pieces: Vec<SimCoherent>,
+    segs: Vec<Segment>,
+}
+
+impl Buffer {
+    fn new(dma: &SimDma, len: usize, offset: usize, page: usize) -> Self {
+        let mut pieces = Vec::new();
+        let mut segs = Vec::new();
+        let mut left = len;
+        let mut off = offset;
+        while left > 0 {
+            let m = dma.alloc_coherent(page, page).unwrap();
+            let n = (page - off).min(left);
+            segs.push(Segment {
+                addr: m.bus_addr().as_u64() + off as u64,
+                len: n as u32,
+            });
+            pieces.push(m);
+            left -= n;
+            off = 0;
+        }
+        Self { pieces, segs }
+    }
+    fn fill(&self, pattern: impl Fn(usize) -> u8) {
+        let mut i = 0;
+        for (m, s) in self.pieces.iter().zip(&self.segs) {
+            let off = (s.addr - m.bus_addr().as_u64()) as usize;
+            let data: Vec<u8> = (0..s.len as usize).map(|k| pattern(i + k)).collect();
+            m.write_bytes(off, &data).unwrap();
+            i += s.len as usize;
+        }
+    }
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (m, s) in self.pieces.iter().zip(&self.segs) {
+            let off = (s.addr - m.bus_addr().as_u64()) as usize;
+            let mut b = vec![0; s.len as usize];
+            m.read_bytes(off, &mut b).unwrap();
+            out.extend(b);
+        }
+        out
+    }
+}
+
+/// Submits one command on `q` and reaps until its completion; returns its status.
+fn run(
+    c: &Ctrl<Enabled>,
+    q: &mut IoQueue,
+    tag: u16,
+    req: &IoRequest<'_>,
+    dptr: DataPointer,
+    lists: &mut Lists,
+) -> Status {
+    let sqe = build_io(req, c.page_size(), dptr, lists).unwrap();
+    q.submit(tag, &sqe).unwrap();
+    q.ring(c.mmio(), None).unwrap();
+    let mut got = None;
+    for _ in 0..10 {
+        q.reap(c.mmio(), None, 64, |r| match r {
+            Reaped::Done { tag: t, status, .. } if t == tag => got = Some(status),
+            other => panic!("unexpected {other:?}"),
+        })
+        .unwrap();
+        if let Some(s) = got {
+            return s;
+        }
+    }
+    panic!("no completion for tag {tag}");
+}
+
+fn namespaces(c: &mut Ctrl<Enabled>) -> Vec<NamespaceInfo> {
+    let mut v = Vec::new();
+    c.for_each_namespace(|n| v.push(n), |id, why| panic!("ns {id} skipped: {why}"))
+        .unwrap();
+    v
+}
+
+/// Bring-up, Identify, queues, a write/read round trip on every queue and namespace through
+/// PRPs and SGLs, then an orderly shutdown.
+fn full_cycle(b: NvmeBuilder, queues: u16, depth: u32) {
+    let (r, mut c) = up(b);
+    let info = c.identify().unwrap().clone();
+    let granted = c.set_queue_count(queues).unwrap();
+    assert!(granted >= 1 && granted <= queues);
+    let nss = namespaces(&mut c);
+    assert!(!nss.is_empty());
+    let depth = depth.min(c.cap().max_queue_entries());
+    let page = c.page_size() as usize;
+    let mut qs: Vec<IoQueue> = (1..=granted)
+        .map(|qid| {
+            c.create_io_queue(
+                qid,
+                depth,
+                Some(qid),
+                vec![CidSlot::default(); depth as usize],
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut lists = Lists::new(&r.sim.dma, 4, c.page_size());
+    let max_xfer = info.max_transfer.unwrap_or(1 << 20).min(256 << 10) as usize;
+    for (qi, q) in qs.iter_mut().enumerate() {
+        for ns in &nss {
+            let bs = ns.block_size as usize;
+            for (k, dptr) in [DataPointer::Prp, DataPointer::Sgl].into_iter().enumerate() {
+                if dptr == DataPointer::Sgl && !info.sgls {
+                    continue;
+                }
+                let len = (max_xfer / bs).max(1) * bs;
+                let lba = (qi as u64 * 7919 + k as u64 * 131) % (ns.blocks - (len / bs) as u64);
+                let w = Buffer::new(&r.sim.dma, len, 4 * (qi + 1) % page, page);
+                let seed = qi * 31 + ns.nsid as usize * 7 + k;
+                w.fill(|i| (i * 13 + seed) as u8);
+                let req = |op, segs| IoRequest {
+                    op,
+                    nsid: ns.nsid,
+                    lba,
+                    blocks: (len / bs) as u32,
+                    fua: k == 1,
+                    segs,
+                };
+                let st = run(&c, q, 0, &req(IoOp::Write, &w.segs), dptr, &mut lists);
+                assert!(st.is_success(), "write q{} ns{}: {st:?}", q.qid(), ns.nsid);
+                // The model's own view of the medium has exactly the bytes we wrote.
+                let first = r.nvme.read_block(ns.nsid, lba).unwrap();
+                assert_eq!(&first[..], &w.bytes()[..bs]);
+                let rd = Buffer::new(&r.sim.dma, len, 0, page);
+                let st = run(&c, q, 1, &req(IoOp::Read, &rd.segs), dptr, &mut lists);
+                assert!(st.is_success(), "read: {st:?}");
+                assert_eq!(rd.bytes(), w.bytes(), "q{} ns{} {dptr:?}", q.qid(), ns.nsid);
+            }
+        }
+    }
+    // Flush, write zeroes and discard read back as zeroes.
+    let q = &mut qs[0];
+    let ns = nss[0];
+    let bs = ns.block_size as usize;
+    let none: [Segment; 0] = [];
+    let st = run(
+        &c,
+        q,
+        1,
+        &IoRequest {
+            op: IoOp::Flush,
+            nsid: ns.nsid,
+            lba: 0,
+            blocks: 0,
+            fua: false,
+            segs: &none,
+        },
+        DataPointer::Prp,
+        &mut lists,
+    );
+    assert!(st.is_success());
+    for op in [IoOp::WriteZeroes, IoOp::Discard] {
+        let w = Buffer::new(&r.sim.dma, 2 * bs, 0, page);
+        w.fill(|_| 0xa5);
+        let wr = IoRequest {
+            op: IoOp::Write,
+            nsid: ns.nsid,
+            lba: 10,
+            blocks: 2,
+            fua: false,
+            segs: &w.segs,
+        };
+        assert!(run(&c, q, 1, &wr, DataPointer::Prp, &mut lists).is_success());
+        let z = IoRequest {
+            op,
+            nsid: ns.nsid,
+            lba: 10,
+            blocks: 2,
+            fua: false,
+            segs: &none,
+        };
+        assert!(run(&c, q, 1, &z, DataPointer::Prp, &mut lists).is_success());
+        let rd = Buffer::new(&r.sim.dma, 2 * bs, 0, page);
+        let rq = IoRequest {
+            op: IoOp::Read,
+            nsid: ns.nsid,
+            lba: 10,
+            blocks: 2,
+            fua: false,
+            segs: &rd.segs,
+        };
+        assert!(run(&c, q, 1, &rq, DataPointer::Prp, &mut lists).is_success());
+        assert!(
+            rd.bytes().iter().all(|&b| b == 0),
+            "{op:?} reads back as zeroes"
+        );
+    }
+    for q in qs {
+        c.delete_io_queue(q).unwrap();
+    }
+    assert!(r.nvme.io_submission_queues().is_empty());
+    let d = c.shutdown().map_err(|(e, _)| e).unwrap();
+    let csts = Csts(d.mmio().read32(Offset::Csts.at()).unwrap());
+    assert!(!csts.rdy());
+}
+
+#[test]
+fn qemu_like_controller_full_cycle() {
+    full_cycle(NvmeBuilder::new(), 4, 64);
+}
+
+#[test]
+fn several_namespaces_sparse_ids_mixed_block_sizes() {
+    let b = NvmeBuilder::new()
+        .no_namespaces()
+        .namespace(1, 512, 1 << 16)
+        .namespace(2, 4096, 1 << 14)
+        .namespace(7, 512, 1 << 12);
+    let (_r, mut c) = up(b);
+    c.identify().unwrap();
+    let nss = namespaces(&mut c);
+    let got: Vec<(u32, u32, u64)> = nss
+        .iter()
+        .map(|n| (n.nsid, n.block_size, n.blocks))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, 512, 1 << 16), (2, 4096, 1 << 14), (7, 512, 1 << 12)]
+    );
+}
+
+/// Controllers nobody's QEMU command line produces: two-entry queues, wide doorbell strides,
+/// 8 KiB minimum pages, tiny and unlimited MDTS, no SGLs, one I/O queue.
+#[test]
+fn unusual_controllers_full_cycle() {
+    full_cycle(NvmeBuilder::new().mqes(1), 2, 64);
+    full_cycle(NvmeBuilder::new().dstrd(4).max_io_queues(3), 8, 16);
+    full_cycle(
+        NvmeBuilder::new().mps(1, 4).namespace(1, 4096, 1 << 16),
+        2,
+        32,
+    );
+    full_cycle(NvmeBuilder::new().mdts(1).sgls(false), 2, 8);
+    full_cycle(NvmeBuilder::new().mdts(0).max_io_queues(1), 16, 1024);
+}
+
+#[test]
+fn queue_count_is_what_the_controller_grants() {
+    let (_r, mut c) = up(NvmeBuilder::new().max_io_queues(3));
+    c.identify().unwrap();
+    assert_eq!(c.set_queue_count(64).unwrap(), 3);
+}
+
+#[test]
+fn one_doorbell_per_batch() {
+    let (r, mut c) = up(NvmeBuilder::new());
+    c.set_queue_count(1).unwrap();
+    let mut q: IoQueue = c
+        .create_io_queue(1, 64, Some(1), vec![CidSlot::default(); 64])
+        .unwrap();
+    let page = c.page_size() as usize;
+    let mut lists = Lists::new(&r.sim.dma, 1, c.page_size());
+    let bufs: Vec<Buffer> = (0..16)
+        .map(|_| Buffer::new(&r.sim.dma, 4096, 0, page))
+        .collect();
+    for (i, b) in bufs.iter().enumerate() {
+        let req = IoRequest {
+            op: IoOp::Read,
+            nsid: 1,
+            lba: i as u64 * 8,
+            blocks: 8,
+            fua: false,
+            segs: &b.segs,
+        };
+        let sqe = build_io(&req, c.page_size(), DataPointer::Prp, &mut lists).unwrap();
+        q.submit(i as u16, &sqe).unwrap();
+    }
+    let before = (
+        r.nvme.counters().sq_doorbells(1),
+        r.nvme.counters().cq_doorbells(1),
+    );
+    q.ring(c.mmio(), None).unwrap();
+    let mut done = 0;
+    q.reap(c.mmio(), None, 64, |x| {
+        assert!(matches!(x, Reaped::Done { status, .. } if status.is_success()));
+        done += 1;
+    })
+    .unwrap();
+    assert_eq!(done, 16);
+    let after = (
+        r.nvme.counters().sq_doorbells(1),
+        r.nvme.counters().cq_doorbells(1),
+    );
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (1, 1),
+        "one SQ and one CQ doorbell for 16 commands"
+    );
+}
+
+#[test]
+fn full_queue_hands_the_command_back() {
+    let (r, mut c) = up(NvmeBuilder::new());
+    c.set_queue_count(1).unwrap();
+    let mut q: IoQueue = c
+        .create_io_queue(1, 4, Some(1), vec![CidSlot::default(); 4])
+        .unwrap();
+    let mut lists = Lists::new(&r.sim.dma, 1, c.page_size());
+    let none: [Segment; 0] = [];
+    let flush = IoRequest {
+        op: IoOp::Flush,
+        nsid: 1,
+        lba: 0,
+        blocks: 0,
+        fua: false,
+        segs: &none,
+    };
+    let sqe = build_io(&flush, c.page_size(), DataPointer::Prp, &mut lists).unwrap();
+    for t in 0..3 {
+        q.submit(t, &sqe).unwrap();
+    }
+    assert_eq!(q.submit(3, &sqe), Err(QueueError::Full));
+    assert!(q.tag_is_free(3), "a refused submit leaves the tag free");
+    assert_eq!(q.submit(0, &sqe), Err(QueueError::Full));
+    q.ring(c.mmio(), None).unwrap();
+    assert_eq!(q.reap(c.mmio(), None, 64, |_| {}).unwrap(), 3);
+    q.submit(3, &sqe).unwrap();
+}
+
+// ---- faults ----------------------------------------------------------------------------
+
+#[test]
+fn fault_cfs_during_enable_is_fatal_and_bounded() {
+    let (r, c) = rig(NvmeBuilder::new());
+    r.nvme.faults().fail_now();
+    let t0 = r.sim.clock.now();
+    let (e, _c) = c.enable().map(|_| ()).unwrap_err();
+    assert_eq!(e, CtrlError::Fatal);
+    assert!(r.sim.clock.now().saturating_duration_since(t0) <= Duration::from_millis(7500));
+}
+
+#[test]
+fn fault_never_ready_times_out_after_cap_to() {
+    let (r, c) = rig(NvmeBuilder::new().timeout(4));
+    r.nvme.faults().never_ready(true);
+    let t0 = r.sim.clock.now();
+    let (e, c) = c.enable().map(|_| ()).unwrap_err();
+    assert_eq!(e, CtrlError::Timeout(Wait::Ready));
+    let waited = r.sim.clock.now().saturating_duration_since(t0);
+    assert!(waited >= Duration::from_millis(2000), "waited {waited:?}");
+    assert!(
+        waited <= Duration::from_millis(2100 + 2000),
+        "waited {waited:?}"
+    );
+    // Handed back disabled: a second try works once the device behaves.
+    r.nvme.faults().never_ready(false);
+    assert!(c.enable().is_ok());
+}
+
+#[test]
+fn fault_slow_ready_within_to_succeeds() {
+    let (r, c) = rig(NvmeBuilder::new().timeout(10));
+    r.nvme
+        .faults()
+        .ready_delay(Some(Duration::from_millis(3000)));
+    assert!(c.enable().is_ok());
+    let _ = r;
+}
+
+#[test]
+fn fault_slow_ready_beyond_to_fails() {
+    let (r, c) = rig(NvmeBuilder::new().timeout(2));
+    r.nvme
+        .faults()
+        .ready_delay(Some(Duration::from_millis(5000)));
+    assert_eq!(
+        c.enable().map(|_| ()).unwrap_err().0,
+        CtrlError::Timeout(Wait::Ready)
+    );
+}
+
+#[test]
+fn fault_dropped_admin_completion_times_out_and_controller_recovers() {
+    let (r, c) = rig(NvmeBuilder::new());
+    let mut c = c.enable().map_err(|(e, _)| e).unwrap();
+    r.nvme.faults().drop_completions(CmdMatch::admin(0x06), 1);
+    let t0 = r.sim.clock.now();
+    assert_eq!(
+        c.identify().map(|_| ()),
+        Err(CtrlError::Timeout(Wait::Admin))
+    );
+    assert!(r.sim.clock.now().saturating_duration_since(t0) >= Duration::from_secs(60));
+    // The controller still works afterwards.
+    assert!(c.identify().is_ok());
+}
+
+#[test]
+fn fault_error_status_is_reported_with_dnr() {
+    let (r, mut c) = up(NvmeBuilder::new());
+    r.nvme.faults().force_status(
+        CmdMatch::admin(0x06),
+        orion_sim::nvme::generic::INVALID_FIELD,
+    );
+    match c.identify() {
+        Err(CtrlError::Status(s)) => {
+            assert_eq!((s.kind(), s.sc(), s.dnr()), (Sct::Generic, 0x02, true));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn fault_io_error_status_reaches_the_request() {
+    let (r, mut c) = up(NvmeBuilder::new());
+    c.set_queue_count(1).unwrap();
+    let mut q: IoQueue = c
+        .create_io_queue(1, 16, Some(1), vec![CidSlot::default(); 16])
+        .unwrap();
+    let mut lists = Lists::new(&r.sim.dma, 1, c.page_size());
+    let b = Buffer::new(&r.sim.dma, 4096, 0, 4096);
+    r.nvme
+        .faults()
+        .force_status(CmdMatch::io(0x02), SimStatus::new(2, 0x81));
+    let req = IoRequest {
+        op: IoOp::Read,
+        nsid: 1,
+        lba: 0,
+        blocks: 8,
+        fua: false,
+        segs: &b.segs,
+    };
+    let st = run(&c, &mut q, 5, &req, DataPointer::Prp, &mut lists);
+    assert_eq!((st.kind(), st.sc()), (Sct::MediaDataIntegrity, 0x81));
+    // Out-of-range LBA: the device's own check, seen as such.
+    let far = IoRequest {
+        lba: 1 << 40,
+        ..req
+    };
+    let st = run(&c, &mut q, 5, &far, DataPointer::Prp, &mut lists);
+    assert_eq!((st.kind(), st.sc(), st.dnr()), (Sct::Generic, 0x80, true));
+}
+
+fn io_queue_with_one_read(r: &Rig, c: &mut Ctrl<Enabled>) -> (IoQueue, Lists, Buffer) {
+    c.set_queue_count(1).unwrap();
+    let q: IoQueue = c
+        .create_io_queue(1, 16, Some(1), vec![CidSlot::default(); 16])
+        .unwrap();
+    let lists = Lists::new(&r.sim.dma, 1, c.page_size());
+    let b = Buffer::new(&r.sim.dma, 4096, 0, 4096);
+    (q, lists, b)
+}
+
+#[test]
+fn fault_duplicate_cid_completes_once() {
+    let (r, mut c) = up(NvmeBuilder::new());
+    let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
+    r.nvme.faults().duplicate_next(CmdMatch::io(0x02));
+    let req = IoRequest {
+        op: IoOp::Read,
+        nsid: 1,
+        lba: 0,
+        blocks: 8,
+        fua: false,
+        segs: &b.segs,
+    };
+    let sqe = build_io(&req, c.page_size(), DataPointer::Prp, &mut lists).unwrap();
+    q.submit(9, &sqe).unwrap();
+    q.ring(c.mmio(), None).unwrap();
+    let mut seen = Vec::new();
+    q.reap(c.mmio(), None, 64, |x| seen.push(x)).unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(matches!(seen[0], Reaped::Done { tag: 9, .. }));
+    assert!(matches!(seen[1], Reaped::Bogus(_)), "{:?}", seen[1]);
+    assert_eq!(q.in_flight(), 0);
+}
+
+#[test]
+fn fault_unknown_and_wrong_cids_are_refused() {
+    let (r, mut c) = up(NvmeBuilder::new());
+    let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
+    assert!(r.nvme.faults().stray_completion(1, 0x0abc));
+    let mut seen = Vec::new();
+    q.reap(c.mmio(), None, 64, |x| seen.push(x)).unwrap();
+    assert!(matches!(seen.as_slice(), [Reaped::Bogus(_)]), "{seen:?}");
+    // A completion carrying another command's CID: the real command stays outstanding.
+    r.nvme.faults().wrong_cid_next(CmdMatch::io(0x02), 0x0123);
+    let req = IoRequest {
+        op: IoOp::Read,
+        nsid: 1,
+        lba: 0,
+        blocks: 8,
+        fua: false,
+        segs: &b.segs,
+    };
+    let sqe = build_io(&req, c.page_size(), DataPointer::Prp, &mut lists).unwrap();
+    q.submit(2, &sqe).unwrap();
+    q.ring(c.mmio(), None).unwrap();
+    seen.clear();
+    q.reap(c.mmio(), None, 64, |x| seen.push(x)).unwrap();
+    assert!(matches!(seen.as_slice(), [Reaped::Bogus(_)]), "{seen:?}");
+    assert_eq!(q.in_flight(), 1, "the genuine command is still outstanding");
+    assert!(q.cancel(2));
+}
+
+#[test]
+fn fault_lost_interrupt_is_recovered_by_reaping() {
+    let (r, mut c) = up(NvmeBuilder::new());
+    let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
+    r.nvme.faults().lose_next_interrupts(1);
+    let req = IoRequest {
+        op: IoOp::Read,
+        nsid: 1,
+        lba: 0,
+        blocks: 8,
+        fua: false,
+        segs: &b.segs,
+    };
+    // The completion is posted even though its interrupt is lost; the timeout path's first
+    // rung (reap the CQ) finds it.
+    let st = run(&c, &mut q, 1, &req, DataPointer::Prp, &mut lists);
+    assert!(st.is_success());
+    assert_eq!(r.nvme.counters().lost_interrupts, 1);
+}
+
+#[test]
+fn fault_device_gone_fails_fast() {
+    let (r, mut c) = up(NvmeBuilder::new());
+    r.nvme.faults().device_gone();
+    let t0 = r.sim.clock.now();
+    assert_eq!(c.identify().map(|_| ()), Err(CtrlError::Gone));
+    assert!(
+        r.sim.clock.now().saturating_duration_since(t0) < Duration::from_secs(1),
+        "no waiting out the admin timeout"
+    );
+    assert_eq!(c.check_alive(), Err(CtrlError::Gone));
+    let (e, _) = c.shutdown().map(|_| ()).unwrap_err();
+    assert_eq!(e, CtrlError::Gone);
+}
+
+#[test]
+fn fault_device_gone_at_probe() {
+    let sim = Sim::new();
+    let (pci, nvme) = NvmeBuilder::new().build_pci(&sim);
+    nvme.faults().device_gone();
+    let bar = pci.map_bar(0).unwrap();
+    let r = Controller::<SimPlatform, Disabled>::new(
+        bar,
+        sim.dma.clone(),
+        sim.clock.clone(),
+        Box::new([0; 512]),
+        Settings::default(),
+    );
+    assert_eq!(r.err(), Some(CtrlError::Gone));
+}
+
+#[test]
+fn fault_cfs_mid_io_is_seen_by_admin_and_alive_check() {
+    let (r, mut c) = up(NvmeBuilder::new());
+    let (_q, _lists, _b) = io_queue_with_one_read(&r, &mut c);
+    r.nvme.faults().fail_now();
+    assert_eq!(c.check_alive(), Err(CtrlError::Fatal));
+    assert_eq!(c.identify().map(|_| ()), Err(CtrlError::Fatal));
+    // Reset clears it: disable, enable again, and I/O works.
+    let d = c.reset().map_err(|(e, _)| e).unwrap();
+    let mut c = d.enable().map_err(|(e, _)| e).unwrap();
+    let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
+    let req = IoRequest {
+        op: IoOp::Read,
+        nsid: 1,
+        lba: 0,
+        blocks: 8,
+        fua: false,
+        segs: &b.segs,
+    };
+    assert!(run(&c, &mut q, 1, &req, DataPointer::Prp, &mut lists).is_success());
+}
+
+#[test]
+fn shutdown_reports_complete() {
+    // Shutdown processing that takes a while (but less than CAP.TO) is waited for.
+    let (r, c) = up(NvmeBuilder::new().shutdown_delay(Duration::from_millis(1500)));
+    let t0 = r.sim.clock.now();
+    let d = c.shutdown().map_err(|(e, _)| e).unwrap();
+    assert!(r.sim.clock.now().saturating_duration_since(t0) >= Duration::from_millis(1500));
+    let csts = Csts(d.mmio().read32(Offset::Csts.at()).unwrap());
+    assert!(!csts.rdy());
+    let _ = Shutdown::None;
+}
+
+#[test]
+fn shadow_doorbells_follow_event_idx() {
+    let (r, mut c) = up(NvmeBuilder::new());
+    c.identify().unwrap();
+    c.set_queue_count(1).unwrap();
+    let sh = c
+        .setup_shadow_doorbells(1)
+        .unwrap()
+        .expect("the model offers Doorbell Buffer Config");
+    let mut q: IoQueue = c
+        .create_io_queue(1, 64, Some(1), vec![CidSlot::default(); 64])
+        .unwrap();
+    let mut lists = Lists::new(&r.sim.dma, 1, c.page_size());
+    let none: [Segment; 0] = [];
+    let flush = IoRequest {
+        op: IoOp::Flush,
+        nsid: 1,
+        lba: 0,
+        blocks: 0,
+        fua: false,
+        segs: &none,
+    };
+    let sqe = build_io(&flush, c.page_size(), DataPointer::Prp, &mut lists).unwrap();
+    let sq_db = c.cap().sq_tail_doorbell(1) - 0x1000;
+    // EventIdx inside the new window: the controller asked to be told, so MMIO is written.
+    for t in 0..4 {
+        q.submit(t, &sqe).unwrap();
+    }
+    let mmio0 = r.nvme.counters().sq_doorbells(1);
+    q.ring(c.mmio(), Some(&sh)).unwrap();
+    assert_eq!(r.nvme.counters().sq_doorbells(1), mmio0 + 1);
+    assert_eq!(sh.shadow.read32(sq_db).unwrap(), 4, "shadow tail written");
+    let mut n = 0;
+    q.reap(c.mmio(), Some(&sh), 64, |_| n += 1).unwrap();
+    assert_eq!(n, 4);
+    // EventIdx behind the window (the controller is polling the shadow buffer): no MMIO; the
+    // controller finds the commands on its own.
+    sh.event_idx.write32(sq_db, 2).unwrap();
+    for t in 4..8 {
+        q.submit(t, &sqe).unwrap();
+    }
+    q.ring(c.mmio(), Some(&sh)).unwrap();
+    assert_eq!(r.nvme.counters().sq_doorbells(1), mmio0 + 1, "MMIO skipped");
+    assert_eq!(sh.shadow.read32(sq_db).unwrap(), 8);
+    r.nvme.process();
+    n = 0;
+    q.reap(c.mmio(), Some(&sh), 64, |x| {
+        assert!(matches!(x, Reaped::Done { status, .. } if status.is_success()));
+        n += 1;
+    })
+    .unwrap();
+    assert_eq!(
+        n, 4,
+        "the controller picked the commands up from the shadow doorbell"
+    );
+}
+
+#[test]
+fn no_shadow_doorbells_without_oacs_support() {
+    let (_r, mut c) = up(NvmeBuilder::new().doorbell_buffer(false));
+    c.identify().unwrap();
+    assert!(c.setup_shadow_doorbells(4).unwrap().is_none());
+}
