@@ -1,5 +1,5 @@
 //! Driver configuration: the product brief's `[nvme]` table, with its defaults and the ranges
-//! each value may take. Values come from the platform (module parameters on Linux); anything
+//! each value may take. Values come from the platform (module parameters, a config file); anything
 //! outside its range is refused with an error naming the setting, never clamped silently.
 
 use crate::orion::command::MAX_TAGGED_DEPTH;

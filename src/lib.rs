@@ -2,7 +2,7 @@
 //!
 //! The core knows nothing about any operating system. It is written against the Orion driver
 //! API ([`orion_compat`]) and is built twice: as a host library (tests, simulator, tools) and,
-//! unchanged, inside the `orion_nvme.ko` Rust-for-Linux module, where it is a module of the
+//! unchanged, inside the platform's driver crate (today a loadable kernel module), where it is a module of the
 //! kernel crate (`cfg(orion_kernel)`).
 
 #![cfg_attr(not(any(orion_kernel, test)), no_std)]

@@ -163,7 +163,7 @@ pub mod generic {
     pub const PROHIBITED_BY_LOCKDOWN: u8 = 0x23;
     /// Admin Command Media Not Ready.
     pub const ADMIN_MEDIA_NOT_READY: u8 = 0x24;
-    /// Invalid I/O Command Set (as the Linux driver names and places it).
+    /// Invalid I/O Command Set (as established host drivers name and place it).
     pub const INVALID_IO_COMMAND_SET: u8 = 0x2c;
     /// LBA Out of Range.
     pub const LBA_OUT_OF_RANGE: u8 = 0x80;
@@ -342,7 +342,7 @@ impl Status {
         self.sct() == sct.bits() && self.sc() == sc
     }
 
-    /// The name the Linux driver prints for this status, or `None` for codes it does not
+    /// The name established host drivers print for this status, or `None` for codes it does not
     /// know (vendor specific, reserved).
     pub const fn name(self) -> Option<&'static str> {
         match self.kind() {
@@ -489,7 +489,7 @@ const fn path_name(sc: u8) -> Option<&'static str> {
     })
 }
 
-/// Formats as the Linux driver logs a failed command's status:
+/// Formats as established host drivers log a failed command's status:
 /// `Invalid Field in Command (sct 0x0 / sc 0x2) DNR`, with `MORE` and `DNR` when set and
 /// `Unknown` for codes without a name.
 impl core::fmt::Display for Status {
