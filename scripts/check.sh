@@ -72,7 +72,7 @@ stage clippy one clippy cargo clippy --workspace --all-targets --color never -- 
 # The core stays portable: no unsafe, no OS named anywhere in it.
 core_rules() {
     grep -q '^#!\[forbid(unsafe_code)\]' "$top/src/lib.rs" || { log "src/lib.rs lost #![forbid(unsafe_code)]"; return 1; }
-    ! grep -rniw -e linux -e windows -e macos -e freebsd "$top/src" || { log "src/ names an OS (above)"; return 1; }
+    ! grep -rnw -e Linux -e linux -e Windows -e macOS -e FreeBSD "$top/src" || { log "src/ names an OS (above)"; return 1; }
     ! grep -rnE '\bunsafe *(\{|fn|impl|trait|extern)' "$top/src" || { log "src/ has unsafe code (above)"; return 1; }
 }
 stage core-rules one core-rules core_rules
