@@ -85,7 +85,7 @@ stage rustfmt one rustfmt fmt_all
 # Fuzz every parser of device data for a short while (FUZZ_SECONDS each; 0 skips, loudly).
 fuzz_all() {
     local t rc=0
-    for t in identify log_pages; do
+    for t in identify log_pages cq_reap; do
         if (cd "$top/orion-compat/sim/fuzz" && RUSTC_BOOTSTRAP=1 "$CARGO_FUZZ" run "$t" -- \
                 -max_total_time="${FUZZ_SECONDS:-15}" > "$out/fuzz-$t.log" 2>&1); then
             passed=$((passed + 1)); log "fuzz $t: $(grep -o 'Done [0-9]* runs' "$out/fuzz-$t.log")"
@@ -96,7 +96,7 @@ fuzz_all() {
     return $rc
 }
 if [ "${FUZZ_SECONDS:-15}" = 0 ]; then
-    log "SKIP fuzz (FUZZ_SECONDS=0)"; skipped=$((skipped + 2))
+    log "SKIP fuzz (FUZZ_SECONDS=0)"; skipped=$((skipped + 3))
 else
     stage fuzz fuzz_all
 fi
