@@ -5,7 +5,8 @@
 #   make / module     build orion_nvme.ko (against the test kernel, or KDIR=/your/linux/build)
 #   make run          boot the VM, load orion_nvme, show it bound (PROFILE=single|dual|subsys)
 #   make shell        boot the VM with an interactive shell on the console
-#   make check        host tests, clippy, rustfmt, then the VM selftests; ends "N passed, N failed"
+#   make check        host tests, clippy, rustfmt, fuzz, then the VM selftests; ends "N passed, N failed"
+#   make bench-core   instructions per 4 KiB read through the core on the simulator (callgrind)
 #   make clean        remove build products from the checkout (caches stay)
 
 SHELL := /bin/bash
@@ -19,7 +20,7 @@ kdir = $(or $(KDIR),$(shell scripts/kernel.sh $(KVARIANT) --print-dir))
 OUT := out
 INITRD := $(OUT)/initramfs$(if $(filter 1,$(DEBUG)),-debug,).cpio.gz
 
-.PHONY: all setup kernel module run shell check clean host-test initramfs
+.PHONY: all setup kernel module run shell check clean host-test initramfs bench-core
 
 all: module
 
@@ -51,6 +52,9 @@ host-test:
 
 check:
 	@DEBUG=$(DEBUG) scripts/check.sh
+
+bench-core: setup
+	@scripts/bench-core.sh
 
 clean:
 	-[ -d "$(kdir)" ] && $(MAKE) -C $(kdir) M=$(CURDIR) $(KMAKE_FLAGS) clean
