@@ -807,7 +807,7 @@ mod model_props {
         assert!(run(c, q, 0, &req, dptr, &mut lists).is_success());
         // The controller model stored exactly the bytes of the scattered buffer.
         let want = w.bytes();
-        for b in 0..blocks as u64 {
+        for b in 0..u64::from(blocks) {
             let got = r.nvme.read_block(1, lba + b).unwrap();
             let k = b as usize * 512;
             assert_eq!(&got[..], &want[k..k + 512], "block {b}");
