@@ -17,5 +17,5 @@ echo "== orion_nvme in dmesg:"
 dmesg | grep orion_nvme | sed 's/^/   /'
 echo "== rmmod orion_nvme"
 unload_orion || rc=1
-dmesg | grep 'orion_nvme: unbinding' | sed 's/^/   /'
+dmesg | grep -E 'orion_nvme: (unbinding|shutdown)' | sed 's/^/   /'
 exit $rc

@@ -6,44 +6,39 @@ use crate::error::LinuxError;
 use crate::orion_compat::Mmio;
 use kernel::{bindings, device, io::Io, pci};
 
-/// BAR0 of a bound device, as the Orion [`Mmio`] trait.
+/// BAR0 of a bound device, owned, as the Orion [`Mmio`] trait.
 ///
 /// Accesses use `readl`/`writel` (`readq`/`writeq`) semantics, which give the ordering the
 /// trait's contract promises: a write is ordered after earlier writes to coherent memory, and
 /// a read completes before later memory reads.
-pub(crate) struct BarMmio<'a> {
-    bar: &'a pci::Bar<'a>,
+pub(crate) struct Bar0<'a> {
+    bar: pci::Bar<'a>,
 }
 
-impl<'a> BarMmio<'a> {
-    /// Wraps a mapped BAR.
-    pub(crate) fn new(bar: &'a pci::Bar<'a>) -> Self {
+impl<'a> Bar0<'a> {
+    /// Takes a mapped BAR.
+    pub(crate) fn new(bar: pci::Bar<'a>) -> Self {
         Self { bar }
     }
-
-    /// Reads a 32-bit register; an access error reads as all ones, like a removed device.
-    pub(crate) fn read32_or_gone(&self, offset: usize) -> u32 {
-        self.read32(offset).unwrap_or(u32::MAX)
-    }
 }
 
-impl Mmio for BarMmio<'_> {
+impl Mmio for Bar0<'_> {
     type Error = LinuxError;
 
     fn read32(&self, offset: usize) -> Result<u32, LinuxError> {
-        Ok(self.bar.try_read32(offset)?)
+        Ok((&self.bar).try_read32(offset)?)
     }
 
     fn write32(&self, offset: usize, value: u32) -> Result<(), LinuxError> {
-        Ok(self.bar.try_write32(value, offset)?)
+        Ok((&self.bar).try_write32(value, offset)?)
     }
 
     fn read64(&self, offset: usize) -> Result<u64, LinuxError> {
-        Ok(self.bar.try_read64(offset)?)
+        Ok((&self.bar).try_read64(offset)?)
     }
 
     fn write64(&self, offset: usize, value: u64) -> Result<(), LinuxError> {
-        Ok(self.bar.try_write64(value, offset)?)
+        Ok((&self.bar).try_write64(value, offset)?)
     }
 }
 

@@ -6,7 +6,12 @@
 //! project where `unsafe` is allowed. The portable core (`src/`) and the API traits
 //! (`orion-compat/src/`) are compiled into this crate as modules, unchanged.
 
-use kernel::{device::Core, pci, prelude::*};
+use kernel::{
+    device::Core,
+    dma::{Device as _, DmaMask},
+    pci,
+    prelude::*,
+};
 
 #[path = "../src/lib.rs"]
 pub mod orion_compat;
@@ -18,6 +23,7 @@ use orion::{controller, spec};
 
 mod error;
 mod mmio;
+mod platform;
 
 /// Prints a core type (which implements `core::fmt::Display`) through the kernel's formatting
 /// macros, which use their own `Display` trait.
@@ -29,16 +35,85 @@ impl<T: core::fmt::Display> kernel::fmt::Display for Show<'_, T> {
     }
 }
 
-use mmio::BarMmio;
+use controller::{Controller, Enabled, Settings};
+use mmio::Bar0;
+use orion_compat::Mmio;
+use platform::{LinuxClock, LinuxDma, LinuxPlatform};
+
+/// The controller, once brought up by the core.
+type Ctrl<'b> = Controller<LinuxPlatform<'b>, Enabled>;
 
 /// Per-device state, alive from probe until the device is unbound.
 ///
-/// Fields drop in declaration order: the BAR is unmapped and released before the device is
-/// disabled.
+/// Fields drop in declaration order: the controller (which owns BAR0) is shut down and the
+/// BAR unmapped and released before the device is disabled.
 struct OrionNvme<'bound> {
     pdev: &'bound pci::Device,
-    bar: pci::Bar<'bound>,
+    ctrl: Option<Ctrl<'bound>>,
     _enabled: mmio::EnabledDevice<'bound>,
+}
+
+/// ASCII identity fields of Identify Controller, trailing padding removed.
+fn ascii(field: &[u8]) -> &str {
+    let s = core::str::from_utf8(field).unwrap_or("?");
+    s.trim_end_matches([' ', '\0'])
+}
+
+/// Brings the controller up through the core and logs what it found.
+fn bring_up<'b>(pdev: &'b pci::Device<Core<'_>>, bar: Bar0<'b>) -> Result<Ctrl<'b>> {
+    let fail = |what: &str, e: controller::CtrlError| {
+        dev_err!(pdev, "orion_nvme: {} failed: {:?}\n", what, e);
+        ENODEV
+    };
+    let scratch = KBox::<controller::PageBuf>::zeroed(GFP_KERNEL)?;
+    let dma = LinuxDma::new(pdev.as_ref());
+    let ctrl = Controller::<LinuxPlatform<'b>, _>::new(
+        bar,
+        dma,
+        LinuxClock::new(),
+        scratch,
+        Settings::default(),
+    )
+    .map_err(|e| fail("taking over the controller", e))?;
+    let mut ctrl = ctrl.enable().map_err(|(e, _)| fail("enabling", e))?;
+    let info = ctrl
+        .identify()
+        .map_err(|e| fail("Identify Controller", e))?;
+    dev_info!(
+        pdev,
+        "orion_nvme: ready: model '{}' serial '{}' firmware '{}' cntlid {} mdts {} nn {}\n",
+        ascii(&info.mn),
+        ascii(&info.sn),
+        ascii(&info.fr),
+        info.cntlid,
+        info.max_transfer.unwrap_or(0),
+        info.nn
+    );
+    // CAST: at most 64 I/O queues are asked for.
+    let want = kernel::cpu::nr_cpu_ids().clamp(1, 64) as u16;
+    let granted = ctrl
+        .set_queue_count(want)
+        .map_err(|e| fail("Set Features (Number of Queues)", e))?;
+    dev_info!(
+        pdev,
+        "orion_nvme: {} I/O queues granted ({} asked)\n",
+        granted,
+        want
+    );
+    ctrl.for_each_namespace(
+        |ns| {
+            dev_info!(
+                pdev,
+                "orion_nvme: namespace {}: {} blocks of {} bytes\n",
+                ns.nsid,
+                ns.blocks,
+                ns.block_size
+            )
+        },
+        |nsid, why| dev_warn!(pdev, "orion_nvme: namespace {} skipped: {}\n", nsid, why),
+    )
+    .map_err(|e| fail("namespace discovery", e))?;
+    Ok(ctrl)
 }
 
 struct OrionNvmeDriver;
@@ -64,8 +139,11 @@ impl pci::Driver for OrionNvmeDriver {
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
         pdev.enable_device_mem()?;
         let enabled = mmio::EnabledDevice::new(pdev);
-        let bar = pdev.iomap_region(0, c"orion_nvme")?;
-        let regs = controller::RegisterSnapshot::read(&BarMmio::new(&bar)).map_err(|e| {
+        // SAFETY: probe runs before any DMA allocation or mapping for this device.
+        unsafe { pdev.dma_set_mask_and_coherent(DmaMask::new::<64>())? };
+        pdev.set_master();
+        let bar = Bar0::new(pdev.iomap_region(0, c"orion_nvme")?);
+        let regs = controller::RegisterSnapshot::read(&bar).map_err(|e| {
             dev_err!(pdev, "cannot read controller registers: {:?}\n", e);
             ENODEV
         })?;
@@ -76,23 +154,33 @@ impl pci::Driver for OrionNvmeDriver {
             pdev.device_id(),
             Show(&regs)
         );
+        let ctrl = bring_up(pdev, bar)?;
         Ok(OrionNvme {
             pdev,
-            bar,
+            ctrl: Some(ctrl),
             _enabled: enabled,
         })
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
-        let csts =
-            spec::regs::Csts(BarMmio::new(&this.bar).read32_or_gone(spec::regs::Offset::Csts.at()));
-        dev_info!(pdev, "orion_nvme: unbinding (csts {:#x})\n", csts.0);
+        let csts = this.ctrl.as_ref().map_or(u32::MAX, |c| {
+            c.mmio()
+                .read32(spec::regs::Offset::Csts.at())
+                .unwrap_or(u32::MAX)
+        });
+        dev_info!(pdev, "orion_nvme: unbinding (csts {:#x})\n", csts);
     }
 }
 
 impl Drop for OrionNvme<'_> {
     fn drop(&mut self) {
-        dev_dbg!(self.pdev, "orion_nvme: device state released\n");
+        // Orderly shutdown (CC.SHN) before the BAR goes away; the device is still bound here.
+        if let Some(ctrl) = self.ctrl.take() {
+            match ctrl.shutdown() {
+                Ok(_) => dev_info!(self.pdev, "orion_nvme: shutdown complete\n"),
+                Err((e, _)) => dev_warn!(self.pdev, "orion_nvme: shutdown failed: {:?}\n", e),
+            }
+        }
     }
 }
 
