@@ -89,8 +89,9 @@ fn bring_up<'b>(pdev: &'b pci::Device<Core<'_>>, bar: Bar0<'b>) -> Result<Ctrl<'
         info.max_transfer.unwrap_or(0),
         info.nn
     );
-    // CAST: at most 64 I/O queues are asked for.
-    let want = kernel::cpu::nr_cpu_ids().clamp(1, 64) as u16;
+    // One queue per CPU, at most the queue_count parameter (validated to 1..=64 at load).
+    // CAST: the result is at most 64.
+    let want = kernel::cpu::nr_cpu_ids().min(config().queue_count).max(1) as u16;
     let granted = ctrl
         .set_queue_count(want)
         .map_err(|e| fail("Set Features (Number of Queues)", e))?;
@@ -184,10 +185,48 @@ impl Drop for OrionNvme<'_> {
     }
 }
 
-kernel::module_pci_driver! {
-    type: OrionNvmeDriver,
+/// The driver's configuration: the `[nvme]` defaults with the module parameters applied.
+fn config() -> orion::config::Config {
+    orion::config::Config {
+        queue_count: module_parameters::queue_count.value(),
+        ..orion::config::Config::default()
+    }
+}
+
+/// The module: checks its parameters, then registers the PCI driver.
+#[pin_data]
+struct OrionModule {
+    _config_ok: (),
+    #[pin]
+    _driver: kernel::driver::Registration<pci::Adapter<OrionNvmeDriver>>,
+}
+
+impl kernel::InPlaceModule for OrionModule {
+    fn init(module: &'static kernel::ThisModule) -> impl PinInit<Self, Error> {
+        let checked = config().validate().map_err(|e| {
+            pr_err!("orion_nvme: module parameter {}\n", Show(&e));
+            EINVAL
+        });
+        try_pin_init!(Self {
+            _config_ok: checked?,
+            _driver <- kernel::driver::Registration::new(
+                <Self as kernel::ModuleMetadata>::NAME,
+                module,
+            ),
+        })
+    }
+}
+
+module! {
+    type: OrionModule,
     name: "orion_nvme",
     authors: ["orion-nvme developers"],
     description: "orion-nvme: NVMe host driver (portable Rust core)",
     license: "GPL v2",
+    params: {
+        queue_count: u32 {
+            default: 8,
+            description: "I/O queues to ask each controller for (1..=64; fewer may be granted)",
+        },
+    },
 }
