@@ -64,6 +64,15 @@ load_cnvme() {
     grep -q '^nvme_core ' /proc/modules || insmod "$MODDIR/nvme-core.ko" || return 1
     grep -q '^nvme ' /proc/modules || insmod "$MODDIR/nvme.ko"
 }
+# bind_cnvme BDF: loads the C driver if needed, binds BDF to it, waits for its controller
+# character device and prints its name (nvmeN); fails if any step does.
+bind_cnvme() {
+    local c
+    load_cnvme && bind "$1" nvme || return 1
+    c=$(ls "/sys/bus/pci/devices/$1/nvme" 2>/dev/null | head -n1)
+    [ -n "$c" ] && wait_for "test -c /dev/$c" 10 && echo "$c"
+}
+
 unload_cnvme() {
     grep -q '^nvme ' /proc/modules && rmmod nvme
     grep -q '^nvme_core ' /proc/modules && rmmod nvme_core

@@ -315,6 +315,14 @@ impl<P: Platform, S> Controller<P, S> {
             })
     }
 
+    /// Zeroed, page-aligned memory for a submission and a completion ring of `depth` entries.
+    fn alloc_rings(&self, depth: u32) -> Result<(Coherent<P>, Coherent<P>), CtrlError> {
+        let align = self.page_size as usize;
+        let sq = self.dma.alloc_coherent(depth as usize * SQE_SIZE, align);
+        let cq = self.dma.alloc_coherent(depth as usize * CQE_SIZE, align);
+        Ok((sq.map_err(plat)?, cq.map_err(plat)?))
+    }
+
     fn into_state<T>(self) -> Controller<P, T> {
         let _state = PhantomData::<T>;
         Controller {
@@ -461,18 +469,10 @@ impl<P: Platform> Controller<P, Disabled> {
     }
 
     fn setup_admin(&mut self) -> Result<(), CtrlError> {
-        let align = self.page_size as usize;
-        let sq = self
-            .dma
-            .alloc_coherent(ADMIN_DEPTH as usize * SQE_SIZE, align)
-            .map_err(plat)?;
-        let cq = self
-            .dma
-            .alloc_coherent(ADMIN_DEPTH as usize * CQE_SIZE, align)
-            .map_err(plat)?;
+        let (sq, cq) = self.alloc_rings(ADMIN_DEPTH)?;
         let buf = self
             .dma
-            .alloc_coherent(IDENTIFY_SIZE, align)
+            .alloc_coherent(IDENTIFY_SIZE, self.page_size as usize)
             .map_err(plat)?;
         let q = QueuePair::new(
             0,
@@ -634,15 +634,7 @@ impl<P: Platform> Controller<P, Enabled> {
         if qid == 0 || depth < 2 || depth > self.cap.max_queue_entries() {
             return Err(CtrlError::Invalid("I/O queue id or depth"));
         }
-        let align = self.page_size as usize;
-        let sq = self
-            .dma
-            .alloc_coherent(depth as usize * SQE_SIZE, align)
-            .map_err(plat)?;
-        let cq = self
-            .dma
-            .alloc_coherent(depth as usize * CQE_SIZE, align)
-            .map_err(plat)?;
+        let (sq, cq) = self.alloc_rings(depth)?;
         let q = QueuePair::new(qid, depth, self.cap, sq, cq, slots)?;
         // CAST: depth <= 65536, so depth - 1 fits the 0's based 16-bit size.
         let qsize = (depth - 1) as u16;

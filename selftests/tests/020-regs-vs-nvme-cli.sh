@@ -17,13 +17,10 @@ for d in $(nvme_pci_devs); do
         tap_fail "regs: $d orion_nvme decode line present"
         continue
     fi
-    load_cnvme
-    if ! bind "$d" nvme; then
+    if ! ctrl=$(bind_cnvme "$d"); then
         tap_fail "regs: $d binds to the C nvme driver for reference"
         continue
     fi
-    ctrl=$(ls "/sys/bus/pci/devices/$d/nvme" 2>/dev/null | head -n1)
-    wait_for "test -c /dev/$ctrl" 10
     nvme show-regs "/dev/$ctrl" > /tmp/regs.txt 2>&1
     nvme show-regs -H "/dev/$ctrl" > /tmp/regsH.txt 2>&1
     unbind "$d"
