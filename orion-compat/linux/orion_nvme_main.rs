@@ -59,22 +59,64 @@ fn ascii(field: &[u8]) -> &str {
     s.trim_end_matches([' ', '\0'])
 }
 
+/// Runs the Orion driver API conformance kit on this device's Linux implementations (the
+/// checks that are safe on a live NVMe BAR0) and logs each result.
+fn conformance(
+    pdev: &pci::Device<Core<'_>>,
+    bar: &Bar0<'_>,
+    dma: &LinuxDma<'_>,
+    clock: &LinuxClock,
+) {
+    use orion_compat::conformance as kit;
+    // CAST: BAR0 of an NVMe controller is far below 4 GiB.
+    let bar_len = pdev.resource_len(0).unwrap_or(0) as usize;
+    let results = [
+        ("dma.coherent", kit::dma_coherent(dma)),
+        ("clock", kit::clock(clock)),
+        ("mmio.bounds", kit::mmio_bounds(bar, bar_len)),
+        (
+            "mmio.read_only",
+            kit::mmio_read_only(bar, spec::regs::Offset::Cap.at()),
+        ),
+    ];
+    let mut failed = 0;
+    for (name, r) in &results {
+        match r {
+            Ok(()) => dev_info!(pdev, "orion_nvme: conformance {}: ok\n", name),
+            Err(e) => {
+                failed += 1;
+                dev_err!(
+                    pdev,
+                    "orion_nvme: conformance {}: FAILED: {}\n",
+                    name,
+                    Show(e)
+                );
+            }
+        }
+    }
+    dev_info!(
+        pdev,
+        "orion_nvme: conformance: {} passed, {} failed\n",
+        results.len() - failed,
+        failed
+    );
+}
+
 /// Brings the controller up through the core and logs what it found.
-fn bring_up<'b>(pdev: &'b pci::Device<Core<'_>>, bar: Bar0<'b>) -> Result<Ctrl<'b>> {
+fn bring_up<'b>(
+    pdev: &'b pci::Device<Core<'_>>,
+    bar: Bar0<'b>,
+    dma: LinuxDma<'b>,
+    clock: LinuxClock,
+) -> Result<Ctrl<'b>> {
     let fail = |what: &str, e: controller::CtrlError| {
         dev_err!(pdev, "orion_nvme: {} failed: {:?}\n", what, e);
         ENODEV
     };
     let scratch = KBox::<controller::PageBuf>::zeroed(GFP_KERNEL)?;
-    let dma = LinuxDma::new(pdev.as_ref());
-    let ctrl = Controller::<LinuxPlatform<'b>, _>::new(
-        bar,
-        dma,
-        LinuxClock::new(),
-        scratch,
-        Settings::default(),
-    )
-    .map_err(|e| fail("taking over the controller", e))?;
+    let ctrl =
+        Controller::<LinuxPlatform<'b>, _>::new(bar, dma, clock, scratch, Settings::default())
+            .map_err(|e| fail("taking over the controller", e))?;
     let mut ctrl = ctrl.enable().map_err(|(e, _)| fail("enabling", e))?;
     let info = ctrl
         .identify()
@@ -155,7 +197,12 @@ impl pci::Driver for OrionNvmeDriver {
             pdev.device_id(),
             Show(&regs)
         );
-        let ctrl = bring_up(pdev, bar)?;
+        let dma = LinuxDma::new(pdev.as_ref());
+        let clock = LinuxClock::new();
+        if module_parameters::conformance.value() {
+            conformance(pdev, &bar, &dma, &clock);
+        }
+        let ctrl = bring_up(pdev, bar, dma, clock)?;
         Ok(OrionNvme {
             pdev,
             ctrl: Some(ctrl),
@@ -227,6 +274,10 @@ module! {
         queue_count: u32 {
             default: 8,
             description: "I/O queues to ask each controller for (1..=64; fewer may be granted)",
+        },
+        conformance: bool {
+            default: false,
+            description: "Run the Orion driver API conformance kit at probe and log the results",
         },
     },
 }

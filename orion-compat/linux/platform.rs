@@ -230,7 +230,15 @@ impl Clock for LinuxClock {
     }
 
     fn delay_us(&self, us: u32) {
+        // udelay is loop-calibrated and ran short under emulation (the conformance kit caught
+        // 50 us lasting 35 us under QEMU TCG); top it up against the monotonic clock so the
+        // "at least" in the contract holds.
+        let start = time::Instant::<Monotonic>::now();
+        let want = i64::from(us) * 1000;
         delay::udelay(Delta::from_micros(i64::from(us)));
+        while (time::Instant::<Monotonic>::now() - start).as_nanos() < want {
+            core::hint::spin_loop();
+        }
     }
 
     fn sleep(&self, d: Duration) {
