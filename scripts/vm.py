@@ -45,8 +45,15 @@ def profile_args(name, rundir):
         for nsid, f, lbs in [(1, "n1", 512), (2, "n2", 4096), (5, "n5", 512)]:
             args += drive(f)
             args += ["-device", f"nvme-ns,drive={f},nsid={nsid},logical_block_size={lbs},physical_block_size={lbs}"]
+    elif name == "odd":
+        # A controller nobody's defaults produce: one I/O queue pair, one MSI-X vector,
+        # MDTS 1 (8 KiB transfers), a 4 KiB-LBA namespace at NSID 3.
+        files = [("n3", 256)]
+        args = ctrl(0, ",max_ioqpairs=1,msix_qsize=1,mdts=1")
+        args += drive("n3")
+        args += ["-device", "nvme-ns,drive=n3,nsid=3,logical_block_size=4096,physical_block_size=4096"]
     else:
-        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys)")
+        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd)")
     return files, args
 
 

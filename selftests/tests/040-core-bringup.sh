@@ -13,7 +13,8 @@ for d in $(nvme_pci_devs); do
     dmesg > /tmp/orion-up.txt
     ready=$(grep "$d: orion_nvme: ready:" /tmp/orion-up.txt | tail -n1)
     tap_check "core: $d brought up by the core (ready logged)" test -n "$ready"
-    tap_check "core: $d I/O queues granted" grep -q "$d: orion_nvme: [0-9]* I/O queues granted" /tmp/orion-up.txt
+    granted=$(sed -n "s/.*$d: orion_nvme: \([0-9]*\) I\/O queues granted.*/\1/p" /tmp/orion-up.txt)
+    tap_check "core: $d I/O queues granted ($granted)" test -n "$granted"
     grep "$d: orion_nvme: namespace " /tmp/orion-up.txt | sed -n 's/.*namespace \([0-9]*\): \([0-9]*\) blocks of \([0-9]*\) bytes/\1 \2 \3/p' > /tmp/orion-ns.txt
     diag "$d orion: $(echo "$ready" | sed 's/.*ready: //')"
     unbind "$d"
@@ -32,6 +33,9 @@ for d in $(nvme_pci_devs); do
     tap_same "core: $d serial matches nvme id-ctrl" "$o_sn" "$(_cli sn /tmp/idctrl.txt)"
     tap_same "core: $d firmware matches nvme id-ctrl" "$o_fr" "$(_cli fr /tmp/idctrl.txt)"
     tap_same "core: $d NN matches nvme id-ctrl" "$o_nn" "$(_cli nn /tmp/idctrl.txt)"
+    # The C driver asks for one queue per CPU too; its queue_count includes the admin queue.
+    tap_same "core: $d I/O queues granted match the C driver's" \
+        "$((granted + 1))" "$(cat /sys/class/nvme/$ctrl/queue_count)"
     # Namespaces: the C driver's view, one "nsid blocks block-size" line each.
     : > /tmp/c-ns.txt
     for ns in $(nvme list-ns "/dev/$ctrl" 2>/dev/null | sed -n 's/.*:0x\([0-9a-f]*\)/\1/p'); do
