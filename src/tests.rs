@@ -155,6 +155,25 @@ fn run(
     panic!("no completion for tag {tag}");
 }
 
+/// A Flush of namespace 1: a command that moves no data.
+fn flush_sqe(c: &Ctrl<Enabled>, lists: &mut Lists) -> crate::orion::spec::sqe::Sqe {
+    let flush = IoRequest {
+        op: IoOp::Flush,
+        nsid: 1,
+        lba: 0,
+        blocks: 0,
+        fua: false,
+        segs: &[],
+    };
+    build_io(&flush, c.page_size(), DataPointer::Prp, lists).unwrap()
+}
+
+/// I/O queue 1 with `depth` entries on vector 1.
+fn io_queue(c: &mut Ctrl<Enabled>, depth: u32) -> IoQueue {
+    c.create_io_queue(1, depth, Some(1), vec![CidSlot::default(); depth as usize])
+        .unwrap()
+}
+
 fn namespaces(c: &mut Ctrl<Enabled>) -> Vec<NamespaceInfo> {
     let mut v = Vec::new();
     c.for_each_namespace(|n| v.push(n), |id, why| panic!("ns {id} skipped: {why}"))
@@ -335,9 +354,7 @@ fn queue_count_is_what_the_controller_grants() {
 fn one_doorbell_per_batch() {
     let (r, mut c) = up(NvmeBuilder::new());
     c.set_queue_count(1).unwrap();
-    let mut q: IoQueue = c
-        .create_io_queue(1, 64, Some(1), vec![CidSlot::default(); 64])
-        .unwrap();
+    let mut q = io_queue(&mut c, 64);
     let page = c.page_size() as usize;
     let mut lists = Lists::new(&r.sim.dma, 1, c.page_size());
     let bufs: Vec<Buffer> = (0..16)
@@ -382,20 +399,9 @@ fn one_doorbell_per_batch() {
 fn full_queue_hands_the_command_back() {
     let (r, mut c) = up(NvmeBuilder::new());
     c.set_queue_count(1).unwrap();
-    let mut q: IoQueue = c
-        .create_io_queue(1, 4, Some(1), vec![CidSlot::default(); 4])
-        .unwrap();
+    let mut q = io_queue(&mut c, 4);
     let mut lists = Lists::new(&r.sim.dma, 1, c.page_size());
-    let none: [Segment; 0] = [];
-    let flush = IoRequest {
-        op: IoOp::Flush,
-        nsid: 1,
-        lba: 0,
-        blocks: 0,
-        fua: false,
-        segs: &none,
-    };
-    let sqe = build_io(&flush, c.page_size(), DataPointer::Prp, &mut lists).unwrap();
+    let sqe = flush_sqe(&c, &mut lists);
     for t in 0..3 {
         q.submit(t, &sqe).unwrap();
     }
@@ -493,9 +499,7 @@ fn fault_error_status_is_reported_with_dnr() {
 fn fault_io_error_status_reaches_the_request() {
     let (r, mut c) = up(NvmeBuilder::new());
     c.set_queue_count(1).unwrap();
-    let mut q: IoQueue = c
-        .create_io_queue(1, 16, Some(1), vec![CidSlot::default(); 16])
-        .unwrap();
+    let mut q = io_queue(&mut c, 16);
     let mut lists = Lists::new(&r.sim.dma, 1, c.page_size());
     let b = Buffer::new(&r.sim.dma, 4096, 0, 4096);
     r.nvme
@@ -676,20 +680,9 @@ fn shadow_doorbells_follow_event_idx() {
         .setup_shadow_doorbells(1)
         .unwrap()
         .expect("the model offers Doorbell Buffer Config");
-    let mut q: IoQueue = c
-        .create_io_queue(1, 64, Some(1), vec![CidSlot::default(); 64])
-        .unwrap();
+    let mut q = io_queue(&mut c, 64);
     let mut lists = Lists::new(&r.sim.dma, 1, c.page_size());
-    let none: [Segment; 0] = [];
-    let flush = IoRequest {
-        op: IoOp::Flush,
-        nsid: 1,
-        lba: 0,
-        blocks: 0,
-        fua: false,
-        segs: &none,
-    };
-    let sqe = build_io(&flush, c.page_size(), DataPointer::Prp, &mut lists).unwrap();
+    let sqe = flush_sqe(&c, &mut lists);
     let sq_db = c.cap().sq_tail_doorbell(1) - 0x1000;
     // EventIdx inside the new window: the controller asked to be told, so MMIO is written.
     for t in 0..4 {
@@ -833,7 +826,7 @@ mod model_props {
         fn random_prp_buffers_reach_the_medium_exactly((off, lens) in prp_layout(), lba in 0u64..100_000) {
             let (r, mut c) = up(NvmeBuilder::new());
             c.set_queue_count(1).unwrap();
-            let mut q: IoQueue = c.create_io_queue(1, 8, Some(1), vec![CidSlot::default(); 8]).unwrap();
+            let mut q = io_queue(&mut c, 8);
             round_trip(&c, &r, &mut q, off, &lens, DataPointer::Prp, lba);
         }
 
@@ -841,7 +834,7 @@ mod model_props {
         fn random_sgl_buffers_reach_the_medium_exactly((off, lens) in sgl_layout(), lba in 0u64..100_000) {
             let (r, mut c) = up(NvmeBuilder::new());
             c.set_queue_count(1).unwrap();
-            let mut q: IoQueue = c.create_io_queue(1, 8, Some(1), vec![CidSlot::default(); 8]).unwrap();
+            let mut q = io_queue(&mut c, 8);
             round_trip(&c, &r, &mut q, off, &lens, DataPointer::Sgl, lba);
         }
     }
