@@ -256,6 +256,9 @@ def main():
         qemu.wait()
     time.sleep(0.2)
     console_log.close()
+    if verdict is None and args.mode == "shell":
+        # An interactive session ends when the user powers the guest off.
+        return 0 if qemu.returncode == 0 else 1
     if verdict is None:
         print(f"[orion] vm: the guest gave no verdict (crashed, hung or QEMU failed); "
               f"console: {rundir}/console.log", file=sys.stderr)
