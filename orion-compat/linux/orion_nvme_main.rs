@@ -24,6 +24,7 @@ use orion::{controller, spec};
 mod error;
 mod mmio;
 mod platform;
+mod sync;
 
 /// Prints a core type (which implements `core::fmt::Display`) through the kernel's formatting
 /// macros, which use their own `Display` trait.
@@ -74,6 +75,8 @@ fn conformance(
         ("dma.coherent", kit::dma_coherent(dma)),
         ("clock", kit::clock(clock)),
         ("mmio.bounds", kit::mmio_bounds(bar, bar_len)),
+        ("sync.locks", kit::locks(&sync::LinuxSync)),
+        ("sync.share", kit::share(&sync::LinuxSync)),
         (
             "mmio.read_only",
             kit::mmio_read_only(bar, spec::regs::Offset::Cap.at()),

@@ -1,15 +1,16 @@
 # The Orion driver API conformance kit from orion-compat, run in the kernel on the Linux
-# implementations (DMA-coherent memory, clock, BAR0 bounds, read-only register access).
+# implementations (DMA-coherent memory, clock, BAR0 bounds, read-only register access,
+# IRQ-safe spin lock and mutex, shared reference-counted values).
 override_all orion_nvme
 dmesg -c > /dev/null
 if load_orion conformance=1; then
     for d in $(nvme_pci_devs); do
         dmesg | grep "$d: orion_nvme: conformance" > /tmp/conf.txt
         diag_file /tmp/conf.txt
-        for check in dma.coherent clock mmio.bounds mmio.read_only; do
+        for check in dma.coherent clock mmio.bounds mmio.read_only sync.locks sync.share; do
             tap_check "conformance: $d $check (Linux)" grep -q "conformance $check: ok" /tmp/conf.txt
         done
-        tap_check "conformance: $d summary reports no failure" grep -q "conformance: 4 passed, 0 failed" /tmp/conf.txt
+        tap_check "conformance: $d summary reports no failure" grep -q "conformance: 6 passed, 0 failed" /tmp/conf.txt
     done
     unload_orion
 else
