@@ -168,6 +168,18 @@ fn flush_sqe(c: &Ctrl<Enabled>, lists: &mut Lists) -> crate::orion::spec::sqe::S
     build_io(&flush, c.page_size(), DataPointer::Prp, lists).unwrap()
 }
 
+/// A 4 KiB read (8 blocks of 512 B at LBA 0 of namespace 1) into `segs`.
+fn read_4k(segs: &[Segment]) -> IoRequest<'_> {
+    IoRequest {
+        op: IoOp::Read,
+        nsid: 1,
+        lba: 0,
+        blocks: 8,
+        fua: false,
+        segs,
+    }
+}
+
 /// I/O queue 1 with `depth` entries on vector 1.
 fn io_queue(c: &mut Ctrl<Enabled>, depth: u32) -> IoQueue {
     c.create_io_queue(1, depth, Some(1), vec![CidSlot::default(); depth as usize])
@@ -362,12 +374,8 @@ fn one_doorbell_per_batch() {
         .collect();
     for (i, b) in bufs.iter().enumerate() {
         let req = IoRequest {
-            op: IoOp::Read,
-            nsid: 1,
             lba: i as u64 * 8,
-            blocks: 8,
-            fua: false,
-            segs: &b.segs,
+            ..read_4k(&b.segs)
         };
         let sqe = build_io(&req, c.page_size(), DataPointer::Prp, &mut lists).unwrap();
         q.submit(i as u16, &sqe).unwrap();
@@ -505,14 +513,7 @@ fn fault_io_error_status_reaches_the_request() {
     r.nvme
         .faults()
         .force_status(CmdMatch::io(0x02), SimStatus::new(2, 0x81));
-    let req = IoRequest {
-        op: IoOp::Read,
-        nsid: 1,
-        lba: 0,
-        blocks: 8,
-        fua: false,
-        segs: &b.segs,
-    };
+    let req = read_4k(&b.segs);
     let st = run(&c, &mut q, 5, &req, DataPointer::Prp, &mut lists);
     assert_eq!((st.kind(), st.sc()), (Sct::MediaDataIntegrity, 0x81));
     // Out-of-range LBA: the device's own check, seen as such.
@@ -539,14 +540,7 @@ fn fault_duplicate_cid_completes_once() {
     let (r, mut c) = up(NvmeBuilder::new());
     let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
     r.nvme.faults().duplicate_next(CmdMatch::io(0x02));
-    let req = IoRequest {
-        op: IoOp::Read,
-        nsid: 1,
-        lba: 0,
-        blocks: 8,
-        fua: false,
-        segs: &b.segs,
-    };
+    let req = read_4k(&b.segs);
     let sqe = build_io(&req, c.page_size(), DataPointer::Prp, &mut lists).unwrap();
     q.submit(9, &sqe).unwrap();
     q.ring(c.mmio(), None).unwrap();
@@ -568,14 +562,7 @@ fn fault_unknown_and_wrong_cids_are_refused() {
     assert!(matches!(seen.as_slice(), [Reaped::Bogus(_)]), "{seen:?}");
     // A completion carrying another command's CID: the real command stays outstanding.
     r.nvme.faults().wrong_cid_next(CmdMatch::io(0x02), 0x0123);
-    let req = IoRequest {
-        op: IoOp::Read,
-        nsid: 1,
-        lba: 0,
-        blocks: 8,
-        fua: false,
-        segs: &b.segs,
-    };
+    let req = read_4k(&b.segs);
     let sqe = build_io(&req, c.page_size(), DataPointer::Prp, &mut lists).unwrap();
     q.submit(2, &sqe).unwrap();
     q.ring(c.mmio(), None).unwrap();
@@ -591,14 +578,7 @@ fn fault_lost_interrupt_is_recovered_by_reaping() {
     let (r, mut c) = up(NvmeBuilder::new());
     let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
     r.nvme.faults().lose_next_interrupts(1);
-    let req = IoRequest {
-        op: IoOp::Read,
-        nsid: 1,
-        lba: 0,
-        blocks: 8,
-        fua: false,
-        segs: &b.segs,
-    };
+    let req = read_4k(&b.segs);
     // The completion is posted even though its interrupt is lost; the timeout path's first
     // rung (reap the CQ) finds it.
     let st = run(&c, &mut q, 1, &req, DataPointer::Prp, &mut lists);
@@ -648,14 +628,7 @@ fn fault_cfs_mid_io_is_seen_by_admin_and_alive_check() {
     let d = c.reset().map_err(|(e, _)| e).unwrap();
     let mut c = d.enable().map_err(|(e, _)| e).unwrap();
     let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
-    let req = IoRequest {
-        op: IoOp::Read,
-        nsid: 1,
-        lba: 0,
-        blocks: 8,
-        fua: false,
-        segs: &b.segs,
-    };
+    let req = read_4k(&b.segs);
     assert!(run(&c, &mut q, 1, &req, DataPointer::Prp, &mut lists).is_success());
 }
 
