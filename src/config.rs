@@ -19,6 +19,9 @@ pub struct Config {
     pub queue_count: u32,
     /// Entries per I/O queue (`queue_depth`); CAP.MQES may lower it.
     pub queue_depth: u32,
+    /// Polled I/O queues (no interrupt) for polled I/O, out of `queue_count` (`poll_queues`,
+    /// a driver extension to the brief's table, as in the reference C driver).
+    pub poll_queues: u32,
     /// Ask the controller to coalesce interrupts (`queue_interrupt_coalescing`).
     pub queue_interrupt_coalescing: bool,
     /// Aggregation time in 100 µs units (`queue_interrupt_coalescing_time`, NVMe Base 2.0
@@ -48,6 +51,7 @@ impl Default for Config {
             controller_max_queue_depth: 65536,
             queue_count: 8,
             queue_depth: 1024,
+            poll_queues: 0,
             queue_interrupt_coalescing: true,
             queue_interrupt_coalescing_time: 100,
             queue_interrupt_coalescing_threshold: 4,
@@ -132,6 +136,12 @@ impl Config {
         let depth_max = self.controller_max_queue_depth.min(MAX_TAGGED_DEPTH);
         check("queue_depth", self.queue_depth, 2, depth_max)?;
         check(
+            "poll_queues",
+            self.poll_queues,
+            0,
+            self.controller_max_queues,
+        )?;
+        check(
             "queue_interrupt_coalescing_time",
             self.queue_interrupt_coalescing_time,
             0,
@@ -197,6 +207,13 @@ mod tests {
                     ..Config::default()
                 },
                 "queue_depth",
+            ),
+            (
+                Config {
+                    poll_queues: 65,
+                    ..Config::default()
+                },
+                "poll_queues",
             ),
             (
                 Config {

@@ -230,6 +230,9 @@ pub struct NamespaceInfo {
     pub blocks: u64,
     /// Logical block size in bytes.
     pub block_size: u32,
+    /// Physical block size in bytes: the preferred write granularity (NPWG) when the
+    /// namespace reports it, capped by its atomic write unit; otherwise the logical size.
+    pub physical_block_size: u32,
     /// Metadata bytes per block in the format in use (0 for none).
     pub metadata: u16,
 }
@@ -488,6 +491,27 @@ impl<P: Platform> Controller<P, Disabled> {
     }
 }
 
+/// The physical block size of a namespace with logical block size `bs`: NPWG when NSFEAT
+/// says the optimal-performance fields are valid, but no larger than the namespace's atomic
+/// write unit (NAWUPF, when NSFEAT says it is valid; one block otherwise), so that a write of
+/// one physical block is never torn. Always a power of two, at least `bs`, at most 64 KiB.
+fn physical_block_size(ns: &identify::Namespace, bs: u32) -> u32 {
+    let units = |v: u16| bs.saturating_mul(u32::from(v) + 1);
+    let preferred = if ns.nsfeat.optperf() {
+        units(ns.npwg)
+    } else {
+        bs
+    };
+    let atomic = if ns.nsfeat.nsabp() && ns.nabo == 0 {
+        units(ns.nawupf)
+    } else {
+        bs
+    };
+    let p = preferred.min(atomic).min(65536).max(bs);
+    // Round down to a power of two (a device may report any count of blocks).
+    1 << (31 - p.leading_zeros())
+}
+
 impl<P: Platform> Controller<P, Enabled> {
     /// Identify Controller data, once [`Controller::identify`] has run.
     pub fn info(&self) -> Option<&ControllerInfo> {
@@ -703,6 +727,7 @@ impl<P: Platform> Controller<P, Enabled> {
                         nsid,
                         blocks: ns.nsze,
                         block_size: bs,
+                        physical_block_size: physical_block_size(ns, bs),
                         metadata: ms,
                     }),
                     _ => skipped(nsid, "unsupported LBA format"),

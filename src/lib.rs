@@ -19,6 +19,7 @@ extern crate self as orion;
 pub mod command;
 pub mod config;
 pub mod controller;
+pub mod io;
 pub mod queue;
 pub mod spec;
 

@@ -4,21 +4,25 @@
 
 use crate::error::LinuxError;
 use crate::orion_compat::Mmio;
-use kernel::{bindings, device, io::Io, pci};
+use kernel::{bindings, device, io::Io, pci, prelude::*, sync::Arc};
 
-/// BAR0 of a bound device, owned, as the Orion [`Mmio`] trait.
+/// BAR0 of a bound device, as the Orion [`Mmio`] trait. Clones share one mapping: the
+/// controller's admin path and every I/O queue ring doorbells through it.
 ///
 /// Accesses use `readl`/`writel` (`readq`/`writeq`) semantics, which give the ordering the
 /// trait's contract promises: a write is ordered after earlier writes to coherent memory, and
 /// a read completes before later memory reads.
+#[derive(Clone)]
 pub(crate) struct Bar0<'a> {
-    bar: pci::Bar<'a>,
+    bar: Arc<pci::Bar<'a>>,
 }
 
 impl<'a> Bar0<'a> {
     /// Takes a mapped BAR.
-    pub(crate) fn new(bar: pci::Bar<'a>) -> Self {
-        Self { bar }
+    pub(crate) fn new(bar: pci::Bar<'a>) -> Result<Self> {
+        Ok(Self {
+            bar: Arc::new(bar, GFP_KERNEL)?,
+        })
     }
 }
 
@@ -26,19 +30,19 @@ impl Mmio for Bar0<'_> {
     type Error = LinuxError;
 
     fn read32(&self, offset: usize) -> Result<u32, LinuxError> {
-        Ok((&self.bar).try_read32(offset)?)
+        Ok((&*self.bar).try_read32(offset)?)
     }
 
     fn write32(&self, offset: usize, value: u32) -> Result<(), LinuxError> {
-        Ok((&self.bar).try_write32(value, offset)?)
+        Ok((&*self.bar).try_write32(value, offset)?)
     }
 
     fn read64(&self, offset: usize) -> Result<u64, LinuxError> {
-        Ok((&self.bar).try_read64(offset)?)
+        Ok((&*self.bar).try_read64(offset)?)
     }
 
     fn write64(&self, offset: usize, value: u64) -> Result<(), LinuxError> {
-        Ok((&self.bar).try_write64(value, offset)?)
+        Ok((&*self.bar).try_write64(value, offset)?)
     }
 }
 

@@ -21,6 +21,7 @@ pub mod orion;
 
 use orion::{controller, spec};
 
+mod blk;
 mod error;
 mod mmio;
 mod platform;
@@ -50,7 +51,9 @@ type Ctrl<'b> = Controller<LinuxPlatform<'b>, Enabled>;
 /// BAR unmapped and released before the device is disabled.
 struct OrionNvme<'bound> {
     pdev: &'bound pci::Device,
+    io: Option<KBox<blk::Io<'bound>>>,
     ctrl: Option<Ctrl<'bound>>,
+    _instance: Instance,
     _enabled: mmio::EnabledDevice<'bound>,
 }
 
@@ -105,13 +108,20 @@ fn conformance(
     );
 }
 
+/// The controller as brought up: granted I/O queue count and the usable namespaces.
+struct Up<'b> {
+    ctrl: Ctrl<'b>,
+    granted: u16,
+    namespaces: KVec<controller::NamespaceInfo>,
+}
+
 /// Brings the controller up through the core and logs what it found.
 fn bring_up<'b>(
     pdev: &'b pci::Device<Core<'_>>,
     bar: Bar0<'b>,
     dma: LinuxDma<'b>,
     clock: LinuxClock,
-) -> Result<Ctrl<'b>> {
+) -> Result<Up<'b>> {
     let fail = |what: &str, e: controller::CtrlError| {
         dev_err!(pdev, "orion_nvme: {} failed: {:?}\n", what, e);
         ENODEV
@@ -134,9 +144,11 @@ fn bring_up<'b>(
         info.max_transfer.unwrap_or(0),
         info.nn
     );
-    // One queue per CPU, at most the queue_count parameter (validated to 1..=64 at load).
-    // CAST: the result is at most 64.
-    let want = kernel::cpu::nr_cpu_ids().min(config().queue_count).max(1) as u16;
+    // One interrupt queue per CPU, at most the queue_count parameter (validated to 1..=64 at
+    // load), plus the poll queues asked for.
+    let cfg = config();
+    // CAST: the result is at most 128.
+    let want = (kernel::cpu::nr_cpu_ids().min(cfg.queue_count).max(1) + cfg.poll_queues) as u16;
     let granted = ctrl
         .set_queue_count(want)
         .map_err(|e| fail("Set Features (Number of Queues)", e))?;
@@ -146,6 +158,8 @@ fn bring_up<'b>(
         granted,
         want
     );
+    let mut namespaces = KVec::new();
+    let mut oom = false;
     ctrl.for_each_namespace(
         |ns| {
             dev_info!(
@@ -154,12 +168,54 @@ fn bring_up<'b>(
                 ns.nsid,
                 ns.blocks,
                 ns.block_size
-            )
+            );
+            oom |= namespaces.push(ns, GFP_KERNEL).is_err();
         },
         |nsid, why| dev_warn!(pdev, "orion_nvme: namespace {} skipped: {}\n", nsid, why),
     )
     .map_err(|e| fail("namespace discovery", e))?;
-    Ok(ctrl)
+    if oom {
+        return Err(ENOMEM);
+    }
+    Ok(Up {
+        ctrl,
+        granted,
+        namespaces,
+    })
+}
+
+/// Controller instance numbers (the `C` in disk names `onvme<C>n<NSID>`): the lowest free
+/// number, released when the device is unbound.
+static INSTANCES: kernel::sync::atomic::Atomic<u64> = kernel::sync::atomic::Atomic::new(0);
+
+/// A claimed instance number.
+struct Instance(u32);
+
+impl Instance {
+    fn claim() -> Option<Self> {
+        use kernel::sync::atomic::{Full, Relaxed};
+        let mut cur = INSTANCES.load(Relaxed);
+        loop {
+            let free = (!cur).trailing_zeros();
+            if free >= 64 {
+                return None;
+            }
+            match INSTANCES.cmpxchg(cur, cur | (1 << free), Full) {
+                Ok(_) => return Some(Self(free)),
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        use kernel::sync::atomic::{Full, Relaxed};
+        let mut cur = INSTANCES.load(Relaxed);
+        while let Err(now) = INSTANCES.cmpxchg(cur, cur & !(1u64 << self.0), Full) {
+            cur = now;
+        }
+    }
 }
 
 struct OrionNvmeDriver;
@@ -188,7 +244,7 @@ impl pci::Driver for OrionNvmeDriver {
         // SAFETY: probe runs before any DMA allocation or mapping for this device.
         unsafe { pdev.dma_set_mask_and_coherent(DmaMask::new::<64>())? };
         pdev.set_master();
-        let bar = Bar0::new(pdev.iomap_region(0, c"orion_nvme")?);
+        let bar = Bar0::new(pdev.iomap_region(0, c"orion_nvme")?)?;
         let regs = controller::RegisterSnapshot::read(&bar).map_err(|e| {
             dev_err!(pdev, "cannot read controller registers: {:?}\n", e);
             ENODEV
@@ -205,10 +261,36 @@ impl pci::Driver for OrionNvmeDriver {
         if module_parameters::conformance.value() {
             conformance(pdev, &bar, &dma, &clock);
         }
-        let ctrl = bring_up(pdev, bar, dma, clock)?;
+        let instance = Instance::claim().ok_or_else(|| {
+            dev_err!(pdev, "orion_nvme: too many controllers\n");
+            EBUSY
+        })?;
+        let shared_bar = bar.clone();
+        let Up {
+            mut ctrl,
+            granted,
+            namespaces,
+        } = bring_up(pdev, bar, dma, clock)?;
+        let cfg = config();
+        let params = blk::IoParams {
+            granted,
+            poll_queues: cfg.poll_queues,
+            queue_depth: cfg.queue_depth,
+            instance: instance.0,
+        };
+        let io = match blk::Io::start(pdev, &mut ctrl, &shared_bar, &namespaces, &params) {
+            Ok(io) => io,
+            Err(e) => {
+                dev_err!(pdev, "orion_nvme: block I/O setup failed: {:?}\n", e);
+                let _ = ctrl.shutdown();
+                return Err(e);
+            }
+        };
         Ok(OrionNvme {
             pdev,
+            io: Some(io),
             ctrl: Some(ctrl),
+            _instance: instance,
             _enabled: enabled,
         })
     }
@@ -225,7 +307,15 @@ impl pci::Driver for OrionNvmeDriver {
 
 impl Drop for OrionNvme<'_> {
     fn drop(&mut self) {
-        // Orderly shutdown (CC.SHN) before the BAR goes away; the device is still bound here.
+        // Disks and I/O queues first (their requests drain), then an orderly shutdown (CC.SHN)
+        // before the BAR goes away; the device is still bound here.
+        if let (Some(mut io), Some(ctrl)) = (self.io.take(), self.ctrl.as_mut()) {
+            io.teardown(ctrl);
+            let t = io.timeouts.load(kernel::sync::atomic::Relaxed);
+            if t > 0 {
+                dev_warn!(self.pdev, "orion_nvme: {} requests timed out\n", t);
+            }
+        }
         if let Some(ctrl) = self.ctrl.take() {
             match ctrl.shutdown() {
                 Ok(_) => dev_info!(self.pdev, "orion_nvme: shutdown complete\n"),
@@ -239,6 +329,8 @@ impl Drop for OrionNvme<'_> {
 fn config() -> orion::config::Config {
     orion::config::Config {
         queue_count: module_parameters::queue_count.value(),
+        queue_depth: module_parameters::queue_depth.value(),
+        poll_queues: module_parameters::poll_queues.value(),
         ..orion::config::Config::default()
     }
 }
@@ -277,6 +369,14 @@ module! {
         queue_count: u32 {
             default: 8,
             description: "I/O queues to ask each controller for (1..=64; fewer may be granted)",
+        },
+        queue_depth: u32 {
+            default: 1024,
+            description: "Entries per I/O queue (2..=4096; CAP.MQES may lower it)",
+        },
+        poll_queues: u32 {
+            default: 0,
+            description: "Polled I/O queues for io_uring IOPOLL (0..=64), out of queue_count + poll_queues asked",
         },
         conformance: bool {
             default: false,

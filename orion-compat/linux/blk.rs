@@ -1,0 +1,996 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Block I/O on Linux: interrupt vectors, the I/O queues, a blk-mq tag set and one gendisk per
+//! namespace, on raw bindings.
+//!
+//! The kernel crate's `block::mq` cannot set queue limits, has no timeout or `map_queues` hook
+//! and no per-request driver data (see KERNEL-API-MAP §4), so this module drives blk-mq
+//! directly. The NVMe work (building commands, PRP lists, CIDs, reaping, status mapping) is the
+//! core's [`IoQueue`]; this module only moves requests between blk-mq and it.
+//!
+//! Lifetimes: the [`Io`] value is boxed and never moves. Its address is the tag set's
+//! `driver_data` and every hardware context's `driver_data`; each [`HwQueue`] is boxed too,
+//! and its address is the `dev_id` of its interrupt. [`Io::teardown`] removes the disks, frees
+//! the tag set and the interrupts before the queues, so no callback can run once the memory
+//! those pointers name is freed.
+
+use crate::mmio::Bar0;
+use crate::orion::command::{CidSlot, IoOp, IoRequest, Segment};
+use crate::orion::controller::{Controller, Enabled, NamespaceInfo};
+use crate::orion::io::{self, IoQueue};
+use crate::orion::queue::ShadowDoorbells;
+use crate::orion_compat::block::BlockStatus;
+use crate::orion_compat::{Dma as _, Lock as _, Locks as _};
+use crate::platform::{LinuxCoherent, LinuxPlatform};
+use crate::sync::{LinuxSpin, LinuxSync};
+use core::ffi::{c_int, c_uint, c_void};
+use core::ptr;
+use kernel::{bindings, pci, prelude::*, str::CString, sync::Arc};
+
+/// Scatterlist entries per request: the most segments a request may have.
+const MAX_SEGS: usize = io::MAX_SEGMENTS as usize;
+/// Completions handed to blk-mq per batch, outside the queue lock.
+const BATCH: usize = 32;
+/// Coherent chunk size for PRP list pages.
+const LIST_CHUNK: usize = 64 * 1024;
+
+const BLK_STS_OK: u8 = 0;
+const BLK_STS_NOTSUPP: u8 = 1;
+const BLK_STS_TIMEOUT: u8 = 2;
+const BLK_STS_NOSPC: u8 = 3;
+const BLK_STS_TRANSPORT: u8 = 4;
+const BLK_STS_TARGET: u8 = 5;
+const BLK_STS_NEXUS: u8 = 6;
+const BLK_STS_MEDIUM: u8 = 7;
+const BLK_STS_PROTECTION: u8 = 8;
+const BLK_STS_RESOURCE: u8 = 9;
+const BLK_STS_IOERR: u8 = 10;
+const BLK_STS_DEV_RESOURCE: u8 = 13;
+const BLK_FEAT_WRITE_CACHE: u32 = 1 << 0;
+const BLK_FEAT_FUA: u32 = 1 << 1;
+const REQ_OP_MASK: u32 = (1 << bindings::REQ_OP_BITS) - 1;
+const REQ_FUA: u32 = 1 << bindings::req_flag_bits___REQ_FUA;
+
+/// The Linux status for a core status.
+fn blk_sts(s: BlockStatus) -> u8 {
+    match s {
+        BlockStatus::Ok => BLK_STS_OK,
+        BlockStatus::NotSupported => BLK_STS_NOTSUPP,
+        BlockStatus::Timeout => BLK_STS_TIMEOUT,
+        BlockStatus::NoSpace => BLK_STS_NOSPC,
+        BlockStatus::Transport => BLK_STS_TRANSPORT,
+        BlockStatus::Target => BLK_STS_TARGET,
+        BlockStatus::ReservationConflict => BLK_STS_NEXUS,
+        BlockStatus::Medium => BLK_STS_MEDIUM,
+        BlockStatus::Protection => BLK_STS_PROTECTION,
+        BlockStatus::Resource => BLK_STS_RESOURCE,
+        BlockStatus::DeviceResource => BLK_STS_DEV_RESOURCE,
+        BlockStatus::IoError => BLK_STS_IOERR,
+    }
+}
+
+/// A queue's CID slots.
+struct Slots(KVec<CidSlot>);
+
+impl AsRef<[CidSlot]> for Slots {
+    fn as_ref(&self) -> &[CidSlot] {
+        &self.0
+    }
+}
+
+impl AsMut<[CidSlot]> for Slots {
+    fn as_mut(&mut self) -> &mut [CidSlot] {
+        &mut self.0
+    }
+}
+
+/// A queue's PRP list memory.
+struct Lists(KVec<LinuxCoherent>);
+
+impl AsRef<[LinuxCoherent]> for Lists {
+    fn as_ref(&self) -> &[LinuxCoherent] {
+        &self.0
+    }
+}
+
+type Queue = IoQueue<LinuxCoherent, Slots, Lists>;
+
+/// One I/O queue's mutable state, under its lock.
+struct Inner {
+    q: Option<Queue>,
+    /// The request each tag in flight belongs to (null when free).
+    rqs: KVec<*mut bindings::request>,
+    /// Commands submitted on this queue since it was created.
+    submitted: u64,
+}
+
+// SAFETY: the request pointers are only dereferenced while blk-mq guarantees the request is
+// alive (between `queue_rq` and its completion), from whichever CPU holds the lock.
+unsafe impl Send for Inner {}
+
+/// One hardware queue: an NVMe I/O queue pair.
+pub(crate) struct HwQueue<'b> {
+    inner: LinuxSpin<Inner>,
+    bar: Bar0<'b>,
+    shadow: Option<Arc<ShadowDoorbells<LinuxCoherent>>>,
+    qid: u16,
+    polled: bool,
+}
+
+/// Per-request driver data (the tag set's `cmd_size`), right after `struct request`.
+#[repr(C)]
+struct Pdu {
+    /// The `blk_status_t` to end the request with.
+    status: u8,
+    /// Scatterlist entries handed to `dma_map_sg` (0: nothing is mapped).
+    nents: c_int,
+    /// Direction of the mapping.
+    dir: bindings::dma_data_direction,
+    sg: [bindings::scatterlist; MAX_SEGS],
+}
+
+/// A registered interrupt handler.
+struct IrqLine {
+    irq: c_uint,
+    dev_id: *mut c_void,
+}
+
+impl Drop for IrqLine {
+    fn drop(&mut self) {
+        // SAFETY: `request_irq(irq, .., dev_id)` succeeded for exactly this pair and it has not
+        // been freed; `free_irq` waits for a running handler to return.
+        unsafe { bindings::free_irq(self.irq, self.dev_id) };
+    }
+}
+
+/// Block-layer state of one controller.
+pub(crate) struct Io<'b> {
+    dev: &'b pci::Device,
+    pdev: *mut bindings::pci_dev,
+    set: KBox<bindings::blk_mq_tag_set>,
+    set_live: bool,
+    queues: KVec<KBox<HwQueue<'b>>>,
+    nr_default: u32,
+    nr_poll: u32,
+    /// Vectors beyond the admin one are spread over CPUs (MSI-X or multi-MSI).
+    spread: bool,
+    vectors: u32,
+    irqs: KVec<IrqLine>,
+    disks: KVec<*mut bindings::gendisk>,
+    fops: KBox<bindings::block_device_operations>,
+    instance: u32,
+    /// Requests ended by the timeout handler.
+    pub(crate) timeouts: kernel::sync::atomic::Atomic<u32>,
+}
+
+// SAFETY: the raw pointers name the bound PCI device, the tag set and disks this value owns;
+// all of them may be used from any thread.
+unsafe impl Send for Io<'_> {}
+// SAFETY: as above; shared access only reads them or goes through the queues' locks.
+unsafe impl Sync for Io<'_> {}
+
+/// What the probe asks for.
+pub(crate) struct IoParams {
+    pub(crate) granted: u16,
+    pub(crate) poll_queues: u32,
+    pub(crate) queue_depth: u32,
+    pub(crate) instance: u32,
+}
+
+type Ctrl<'b> = Controller<LinuxPlatform<'b>, Enabled>;
+
+impl<'b> Io<'b> {
+    /// Sets up vectors, I/O queues, the tag set and a disk per usable namespace. On error,
+    /// everything done so far is undone (the controller stays enabled).
+    pub(crate) fn start(
+        pdev: &'b pci::Device,
+        ctrl: &mut Ctrl<'b>,
+        bar: &Bar0<'b>,
+        namespaces: &[NamespaceInfo],
+        p: &IoParams,
+    ) -> Result<KBox<Self>> {
+        let raw = ptr::from_ref(pdev).cast::<bindings::pci_dev>().cast_mut();
+        let mut io = KBox::new(
+            Io {
+                dev: pdev,
+                pdev: raw,
+                set: KBox::new(bindings::blk_mq_tag_set::default(), GFP_KERNEL)?,
+                set_live: false,
+                queues: KVec::new(),
+                nr_default: 0,
+                nr_poll: 0,
+                spread: false,
+                vectors: 0,
+                irqs: KVec::new(),
+                disks: KVec::new(),
+                fops: KBox::new(bindings::block_device_operations::default(), GFP_KERNEL)?,
+                instance: p.instance,
+                timeouts: kernel::sync::atomic::Atomic::new(0),
+            },
+            GFP_KERNEL,
+        )?;
+        match io.setup(pdev, ctrl, bar, namespaces, p) {
+            Ok(()) => Ok(io),
+            Err(e) => {
+                io.teardown(ctrl);
+                Err(e)
+            }
+        }
+    }
+
+    fn setup(
+        &mut self,
+        pdev: &'b pci::Device,
+        ctrl: &mut Ctrl<'b>,
+        bar: &Bar0<'b>,
+        namespaces: &[NamespaceInfo],
+        p: &IoParams,
+    ) -> Result {
+        let granted = u32::from(p.granted.max(1));
+        // Poll queues come out of the granted count but leave at least one interrupt queue.
+        let mut nr_poll = p.poll_queues.min(granted - 1);
+        let mut nr_default = granted - nr_poll;
+
+        // Vector 0 is the admin queue's (polled by the core, so it gets no handler); the rest
+        // are spread over the CPUs and serve one I/O queue each. With a single vector (one
+        // MSI-X entry, plain MSI, INTx), one I/O queue shares it.
+        let mut affd = bindings::irq_affinity {
+            pre_vectors: 1,
+            ..Default::default()
+        };
+        // SAFETY: `self.pdev` is the bound, enabled device; `affd` lives across the call.
+        let got = unsafe {
+            bindings::pci_alloc_irq_vectors_affinity(
+                self.pdev,
+                1,
+                1 + nr_default,
+                bindings::PCI_IRQ_ALL_TYPES | bindings::PCI_IRQ_AFFINITY,
+                &mut affd,
+            )
+        };
+        if got < 1 {
+            dev_err!(pdev, "orion_nvme: no interrupt vector ({})\n", got);
+            return Err(Error::from_errno(got.min(-1)));
+        }
+        // CAST: positive.
+        self.vectors = got as u32;
+        // SAFETY: `self.pdev` is valid; reading the MSI state bits set by the allocation.
+        let (msix, msi) = unsafe { ((*self.pdev).msix_enabled(), (*self.pdev).msi_enabled()) };
+        self.spread = self.vectors > 1;
+        if !self.spread {
+            nr_default = 1;
+            nr_poll = nr_poll.min(granted - 1);
+        } else {
+            nr_default = nr_default.min(self.vectors - 1);
+        }
+        self.nr_default = nr_default;
+        self.nr_poll = nr_poll;
+        let kind = if msix != 0 {
+            "MSI-X"
+        } else if msi != 0 {
+            "MSI"
+        } else {
+            "INTx"
+        };
+
+        let total = nr_default + nr_poll;
+        // CAST: total <= granted <= 65535.
+        let shadow = match ctrl.setup_shadow_doorbells(total as u16) {
+            Ok(s) => s.map(|s| Arc::new(s, GFP_KERNEL)).transpose()?,
+            Err(e) => {
+                dev_warn!(pdev, "orion_nvme: shadow doorbells refused: {:?}\n", e);
+                None
+            }
+        };
+        let depth = p.queue_depth.min(ctrl.cap().max_queue_entries()).max(2);
+        let page = ctrl.page_size();
+        let max_transfer = ctrl
+            .info()
+            .map_or(page as u32, |i| io::max_transfer(i, page));
+        let per_tag = io::list_pages_per_tag(max_transfer, page);
+        let pg = page as usize;
+        let per_chunk = (LIST_CHUNK / pg).max(1);
+        let tags = (depth - 1) as usize;
+        let chunks = (tags * per_tag).div_ceil(per_chunk);
+
+        self.queues.reserve(total as usize, GFP_KERNEL)?;
+        for i in 0..total {
+            // CAST: i < total <= 65535.
+            let qid = (i + 1) as u16;
+            let vector = if i >= nr_default {
+                None
+            } else if self.spread {
+                Some(qid)
+            } else {
+                Some(0)
+            };
+            let mut slots = KVec::with_capacity(depth as usize, GFP_KERNEL)?;
+            for _ in 0..depth {
+                slots.push(CidSlot::default(), GFP_KERNEL)?;
+            }
+            let mut lists = KVec::with_capacity(chunks, GFP_KERNEL)?;
+            for _ in 0..chunks {
+                let c = ctrl
+                    .dma()
+                    .alloc_coherent(per_chunk * pg, pg)
+                    .map_err(|e| e.0)?;
+                lists.push(c, GFP_KERNEL)?;
+            }
+            let qp = ctrl
+                .create_io_queue(qid, depth, vector, Slots(slots))
+                .map_err(|e| {
+                    dev_err!(
+                        pdev,
+                        "orion_nvme: creating I/O queue {} failed: {:?}\n",
+                        qid,
+                        e
+                    );
+                    ENODEV
+                })?;
+            let Some(q) = IoQueue::new(qp, Lists(lists), per_tag, page) else {
+                dev_err!(pdev, "orion_nvme: I/O queue {} list memory\n", qid);
+                return Err(ENOMEM);
+            };
+            let mut rqs = KVec::with_capacity(tags, GFP_KERNEL)?;
+            for _ in 0..tags {
+                rqs.push(ptr::null_mut(), GFP_KERNEL)?;
+            }
+            let inner = LinuxSync
+                .new_spin_lock(Inner {
+                    q: Some(q),
+                    rqs,
+                    submitted: 0,
+                })
+                .map_err(|(e, _)| e.0)?;
+            let hq = KBox::new(
+                HwQueue {
+                    inner,
+                    bar: bar.clone(),
+                    shadow: shadow.clone(),
+                    qid,
+                    polled: vector.is_none(),
+                },
+                GFP_KERNEL,
+            )?;
+            self.queues.push(hq, GFP_KERNEL)?;
+        }
+
+        for (i, hq) in self.queues.iter().enumerate().take(nr_default as usize) {
+            let v = if self.spread { i as c_uint + 1 } else { 0 };
+            // SAFETY: `self.pdev` is valid and `v` is below the number of vectors allocated.
+            let irq = unsafe { bindings::pci_irq_vector(self.pdev, v) };
+            if irq < 0 {
+                return Err(Error::from_errno(irq));
+            }
+            let dev_id = ptr::from_ref::<HwQueue<'b>>(&**hq)
+                .cast_mut()
+                .cast::<c_void>();
+            let flags = if msix == 0 && msi == 0 {
+                // CAST: a small flag constant.
+                bindings::IRQF_SHARED as usize
+            } else {
+                0
+            };
+            // SAFETY: `irq_handler` matches `irq_handler_t`; `dev_id` names a boxed `HwQueue`
+            // that outlives the registration (freed in `teardown` before the queues); the
+            // name is a static string.
+            let r = unsafe {
+                bindings::request_irq(
+                    irq as c_uint,
+                    Some(irq_handler),
+                    flags,
+                    c"orion_nvme".as_char_ptr(),
+                    dev_id,
+                )
+            };
+            if r != 0 {
+                dev_err!(pdev, "orion_nvme: request_irq {} failed: {}\n", irq, r);
+                return Err(Error::from_errno(r));
+            }
+            self.irqs.push(
+                IrqLine {
+                    irq: irq as c_uint,
+                    dev_id,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        dev_info!(
+            pdev,
+            "orion_nvme: {} {} vectors, {} I/O queues ({} interrupt, {} poll) of depth {}, {}shadow doorbells\n",
+            self.vectors,
+            kind,
+            total,
+            nr_default,
+            nr_poll,
+            depth,
+            if shadow.is_some() { "" } else { "no " }
+        );
+
+        // The tag set.
+        let me = ptr::from_mut(self).cast::<c_void>();
+        let set = &mut *self.set;
+        set.ops = &OPS;
+        set.nr_hw_queues = total;
+        set.nr_maps = if nr_poll > 0 {
+            bindings::hctx_type_HCTX_MAX_TYPES
+        } else {
+            1
+        };
+        set.queue_depth = depth - 1;
+        set.cmd_size = core::mem::size_of::<Pdu>() as c_uint;
+        set.numa_node = bindings::NUMA_NO_NODE;
+        set.driver_data = me;
+        // SAFETY: `set` is initialised as the function requires and stays at this address
+        // (boxed) until `blk_mq_free_tag_set` in `teardown`.
+        let r = unsafe { bindings::blk_mq_alloc_tag_set(set) };
+        if r != 0 {
+            return Err(Error::from_errno(r));
+        }
+        self.set_live = true;
+
+        self.fops.owner = <crate::OrionModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr();
+        let info = ctrl.info().cloned();
+        for ns in namespaces {
+            if ns.metadata != 0 {
+                dev_warn!(
+                    pdev,
+                    "orion_nvme: namespace {}: {} bytes of metadata per block are not supported; no disk\n",
+                    ns.nsid,
+                    ns.metadata
+                );
+                continue;
+            }
+            if let Some(info) = &info {
+                self.add_disk(pdev, ns, &io::disk_geometry(info, ns, page))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_disk(
+        &mut self,
+        pdev: &'b pci::Device,
+        ns: &NamespaceInfo,
+        g: &crate::orion_compat::block::DiskGeometry,
+    ) -> Result {
+        if g.check().is_err() || g.logical_block_size > 4096 {
+            dev_warn!(
+                pdev,
+                "orion_nvme: namespace {}: {}-byte blocks are not supported here; no disk\n",
+                ns.nsid,
+                g.logical_block_size
+            );
+            return Ok(());
+        }
+        let shift = g.logical_block_size.trailing_zeros() - 9;
+        let mut lim = bindings::queue_limits {
+            logical_block_size: g.logical_block_size,
+            physical_block_size: g.physical_block_size,
+            io_min: g.physical_block_size,
+            max_hw_sectors: g.max_transfer >> 9,
+            max_segments: g.max_segments,
+            // CAST: widening.
+            virt_boundary_mask: g.virt_boundary_mask as usize,
+            dma_alignment: g.dma_alignment_mask,
+            max_write_zeroes_sectors: g.max_write_zeroes_blocks.saturating_mul(1 << shift),
+            ..Default::default()
+        };
+        if let Some(d) = g.discard {
+            lim.max_hw_discard_sectors = d.max_blocks.saturating_mul(1 << shift);
+            lim.discard_granularity = g.logical_block_size * d.granularity;
+            lim.max_discard_segments = 1;
+        }
+        if g.write_cache {
+            lim.features |= BLK_FEAT_WRITE_CACHE;
+        }
+        if g.fua {
+            lim.features |= BLK_FEAT_FUA;
+        }
+        let key = kernel::static_lock_class!();
+        // SAFETY: the tag set is live; `lim` is a valid, initialised limits struct; the NSID
+        // travels as the queue's `queuedata` (an integer, never dereferenced).
+        let disk = unsafe {
+            bindings::__blk_mq_alloc_disk(
+                &mut *self.set,
+                &mut lim,
+                ptr::without_provenance_mut(ns.nsid as usize),
+                key.as_ptr(),
+            )
+        };
+        let disk = kernel::error::from_err_ptr(disk)?;
+        let name = CString::try_from_fmt(fmt!("onvme{}n{}", self.instance, ns.nsid))?;
+        // SAFETY: `disk` is a freshly allocated gendisk we own; the name is NUL terminated
+        // (the last byte stays 0) and fits `disk_name`.
+        let r = unsafe {
+            for (d, s) in (*disk).disk_name.iter_mut().take(31).zip(name.to_bytes()) {
+                *d = *s;
+            }
+            (*disk).fops = &*self.fops;
+            bindings::set_capacity(disk, ns.blocks << shift);
+            bindings::device_add_disk(&raw mut (*self.pdev).dev, disk, ptr::null_mut())
+        };
+        if r != 0 {
+            // SAFETY: the disk was never added; drop our reference.
+            unsafe { bindings::put_disk(disk) };
+            return Err(Error::from_errno(r));
+        }
+        self.disks.push(disk, GFP_KERNEL)?;
+        dev_info!(
+            pdev,
+            "orion_nvme: disk onvme{}n{}: {} blocks of {} bytes, max transfer {} KiB{}{}\n",
+            self.instance,
+            ns.nsid,
+            ns.blocks,
+            g.logical_block_size,
+            g.max_transfer / 1024,
+            if g.write_cache { ", write cache" } else { "" },
+            if g.discard.is_some() { ", discard" } else { "" }
+        );
+        Ok(())
+    }
+
+    /// Removes the disks (waiting for their requests), frees the tag set and interrupts,
+    /// deletes the I/O queues on the controller and frees the vectors.
+    pub(crate) fn teardown(&mut self, ctrl: &mut Ctrl<'b>) {
+        while let Some(disk) = self.disks.pop() {
+            // SAFETY: each disk was added by `add_disk` and is removed once.
+            unsafe {
+                bindings::del_gendisk(disk);
+                bindings::put_disk(disk);
+            }
+        }
+        if self.set_live {
+            // SAFETY: allocated by `blk_mq_alloc_tag_set`, no queue uses it any more.
+            unsafe { bindings::blk_mq_free_tag_set(&mut *self.set) };
+            self.set_live = false;
+        }
+        self.irqs.clear();
+        let alive = ctrl.check_alive().is_ok();
+        for hq in &self.queues {
+            let n = hq.inner.lock(|i| i.submitted);
+            dev_info!(
+                self.dev,
+                "orion_nvme: I/O queue {} ({}): {} commands\n",
+                hq.qid,
+                if hq.polled { "poll" } else { "interrupt" },
+                n
+            );
+        }
+        while let Some(hq) = self.queues.pop() {
+            let q = hq.inner.lock(|i| i.q.take());
+            if let (Some(q), true) = (q, alive) {
+                let (qp, _lists) = q.into_parts();
+                let _ = ctrl.delete_io_queue(qp);
+            }
+        }
+        if self.vectors > 0 {
+            // SAFETY: vectors were allocated by `setup` and no handler is registered.
+            unsafe { bindings::pci_free_irq_vectors(self.pdev) };
+            self.vectors = 0;
+        }
+    }
+}
+
+impl Drop for Io<'_> {
+    fn drop(&mut self) {
+        // `teardown` must have run; if not (a bug), at least never free memory a live
+        // registration points at: leak instead.
+        if self.set_live || !self.disks.is_empty() || !self.irqs.is_empty() {
+            pr_err!("orion_nvme: block state dropped without teardown; leaking it\n");
+            let q = core::mem::take(&mut self.queues);
+            core::mem::forget(q);
+            let i = core::mem::take(&mut self.irqs);
+            core::mem::forget(i);
+        }
+    }
+}
+
+/// The `Io` a hardware context belongs to.
+///
+/// # Safety
+///
+/// `hctx` is a live hardware context of one of our tag sets.
+unsafe fn io_of<'a>(hctx: *mut bindings::blk_mq_hw_ctx) -> Option<(&'a Io<'a>, &'a HwQueue<'a>)> {
+    // SAFETY: `init_hctx` stored the `Io` address in `driver_data`; the `Io` outlives the tag
+    // set. `queue_num` indexes the queues (one per hardware queue, same order).
+    unsafe {
+        let io = &*(*hctx).driver_data.cast::<Io<'a>>();
+        let hq = &**io.queues.get((*hctx).queue_num as usize)?;
+        Some((io, hq))
+    }
+}
+
+/// # Safety
+///
+/// `rq` is a request of one of our tag sets.
+unsafe fn pdu<'a>(rq: *mut bindings::request) -> &'a mut Pdu {
+    // SAFETY: the tag set's `cmd_size` reserves a `Pdu` after every request.
+    unsafe { &mut *bindings::blk_mq_rq_to_pdu(rq).cast::<Pdu>() }
+}
+
+/// Unmaps a request's data, if mapped.
+///
+/// # Safety
+///
+/// `rq` is one of our requests and `io` its controller's state.
+unsafe fn unmap(io: &Io<'_>, rq: *mut bindings::request) {
+    // SAFETY: caller's contract.
+    let p = unsafe { pdu(rq) };
+    if p.nents > 0 {
+        // SAFETY: `sg[..nents]` was mapped with this device and direction in `queue_rq`.
+        unsafe {
+            bindings::dma_unmap_sg_attrs(
+                &raw mut (*io.pdev).dev,
+                p.sg.as_mut_ptr(),
+                p.nents,
+                p.dir,
+                0,
+            )
+        };
+        p.nents = 0;
+    }
+}
+
+/// Reaps `hq`'s completion queue and ends the requests found; returns the entries consumed.
+fn reap(hq: &HwQueue<'_>) -> usize {
+    let mut total = 0;
+    loop {
+        let mut done = [ptr::null_mut::<bindings::request>(); BATCH];
+        let mut n = 0;
+        let consumed = hq.inner.lock(|inner| {
+            let Inner { q, rqs, .. } = inner;
+            let Some(q) = q.as_mut() else { return 0 };
+            let r = q.reap(
+                &hq.bar,
+                hq.shadow.as_deref(),
+                BATCH,
+                |tag, status, raw| {
+                    let Some(slot) = rqs.get_mut(usize::from(tag)) else {
+                        return;
+                    };
+                    let rq = core::mem::take(slot);
+                    if rq.is_null() {
+                        return;
+                    }
+                    if status != BlockStatus::Ok {
+                        pr_warn!(
+                            "orion_nvme: qid {} tag {}: {}\n",
+                            hq.qid,
+                            tag,
+                            crate::Show(&raw)
+                        );
+                    }
+                    // SAFETY: `rq` was in flight on this tag, so it is alive.
+                    unsafe { pdu(rq).status = blk_sts(status) };
+                    if let Some(d) = done.get_mut(n) {
+                        *d = rq;
+                        n += 1;
+                    }
+                },
+                |bogus| pr_warn!("orion_nvme: qid {}: bogus completion {:?}\n", hq.qid, bogus),
+            );
+            r.unwrap_or(0)
+        });
+        for &rq in &done[..n] {
+            // SAFETY: `rq` is in flight and completed exactly once (its tag was cleared above).
+            unsafe { bindings::blk_mq_complete_request(rq) };
+        }
+        total += consumed;
+        if consumed < BATCH {
+            return total;
+        }
+    }
+}
+
+/// The interrupt handler of one I/O queue's vector.
+///
+/// # Safety
+///
+/// Called by the IRQ core with the `dev_id` given to `request_irq`.
+unsafe extern "C" fn irq_handler(_irq: c_int, dev_id: *mut c_void) -> bindings::irqreturn_t {
+    // SAFETY: `dev_id` is the boxed `HwQueue` registered with this handler; it lives until
+    // `free_irq` returns.
+    let hq = unsafe { &*dev_id.cast::<HwQueue<'_>>() };
+    if reap(hq) > 0 {
+        bindings::irqreturn::IRQ_HANDLED
+    } else {
+        bindings::irqreturn::IRQ_NONE
+    }
+}
+
+/// blk-mq `init_hctx`: every hardware context points at the controller's [`Io`].
+///
+/// # Safety
+///
+/// Called by blk-mq for a hardware context of our tag set.
+unsafe extern "C" fn init_hctx(
+    hctx: *mut bindings::blk_mq_hw_ctx,
+    data: *mut c_void,
+    _idx: c_uint,
+) -> c_int {
+    // SAFETY: blk-mq passes a live context and our tag set's `driver_data`.
+    unsafe { (*hctx).driver_data = data };
+    0
+}
+
+/// blk-mq `queue_rq`: maps the request's data and submits its command.
+///
+/// # Safety
+///
+/// Called by blk-mq with a context of our tag set and a request it hands us.
+unsafe extern "C" fn queue_rq(
+    hctx: *mut bindings::blk_mq_hw_ctx,
+    bd: *const bindings::blk_mq_queue_data,
+) -> bindings::blk_status_t {
+    // SAFETY: blk-mq calls with a live context of our tag set and a request it owns.
+    let Some((io, hq)) = (unsafe { io_of(hctx) }) else {
+        return BLK_STS_IOERR;
+    };
+    // SAFETY: as above.
+    let (rq, last) = unsafe { ((*bd).rq, (*bd).last) };
+    // SAFETY: `rq` is owned by us until ended.
+    let (op, flags, sector, bytes, q, tag) = unsafe {
+        let r = &*rq;
+        (
+            r.cmd_flags & REQ_OP_MASK,
+            r.cmd_flags,
+            r.__sector,
+            r.__data_len,
+            r.q,
+            r.tag,
+        )
+    };
+    // SAFETY: `q` is the request's live queue; `queuedata` carries the NSID.
+    // CAST: the pointer holds a u32 NSID.
+    let (nsid, lbs) = unsafe { ((*q).queuedata.addr() as u32, (*q).limits.logical_block_size) };
+    let shift = lbs.trailing_zeros().saturating_sub(9);
+    let Ok(tag) = u16::try_from(tag) else {
+        return BLK_STS_IOERR;
+    };
+    // SAFETY: `rq` is ours to start.
+    unsafe { bindings::blk_mq_start_request(rq) };
+    // SAFETY: as above.
+    let p = unsafe { pdu(rq) };
+    p.status = BLK_STS_OK;
+    p.nents = 0;
+    let lba = sector >> shift;
+    let blocks = bytes >> (shift + 9);
+    let io_op = match op {
+        bindings::req_op_REQ_OP_READ => IoOp::Read,
+        bindings::req_op_REQ_OP_WRITE => IoOp::Write,
+        bindings::req_op_REQ_OP_FLUSH => IoOp::Flush,
+        bindings::req_op_REQ_OP_DISCARD => IoOp::Discard,
+        bindings::req_op_REQ_OP_WRITE_ZEROES => IoOp::WriteZeroes,
+        _ => return BLK_STS_NOTSUPP,
+    };
+    let mut segs = [Segment { addr: 0, len: 0 }; MAX_SEGS];
+    let mut nsegs = 0;
+    if matches!(io_op, IoOp::Read | IoOp::Write) {
+        p.dir = if io_op == IoOp::Read {
+            bindings::dma_data_direction::DMA_FROM_DEVICE
+        } else {
+            bindings::dma_data_direction::DMA_TO_DEVICE
+        };
+        let mut last_sg = ptr::null_mut();
+        // SAFETY: `sg` has MAX_SEGS entries and the queue's max_segments is at most that;
+        // the request's bios are stable while we own it.
+        let n = unsafe {
+            bindings::sg_init_table(p.sg.as_mut_ptr(), MAX_SEGS as c_uint);
+            bindings::__blk_rq_map_sg(rq, p.sg.as_mut_ptr(), &mut last_sg)
+        };
+        if n <= 0 {
+            return BLK_STS_IOERR;
+        }
+        // SAFETY: `sg[..n]` describes the request's pages; the device is ours.
+        let mapped = unsafe {
+            bindings::dma_map_sg_attrs(&raw mut (*io.pdev).dev, p.sg.as_mut_ptr(), n, p.dir, 0)
+        };
+        if mapped == 0 {
+            return BLK_STS_RESOURCE;
+        }
+        p.nents = n;
+        for (i, s) in segs.iter_mut().enumerate().take(mapped as usize) {
+            // SAFETY: entry `i` is among the `mapped` entries dma_map_sg filled in.
+            unsafe {
+                let e = p.sg.as_mut_ptr().add(i);
+                *s = Segment {
+                    addr: bindings::sg_dma_address(e),
+                    len: bindings::sg_dma_len(e),
+                };
+            }
+            nsegs += 1;
+        }
+    }
+    let req = IoRequest {
+        op: io_op,
+        nsid,
+        lba,
+        blocks,
+        fua: flags & REQ_FUA != 0 && io_op == IoOp::Write,
+        segs: &segs[..nsegs],
+    };
+    let res = hq.inner.lock(|inner| {
+        let Some(q) = inner.q.as_mut() else {
+            return Err(BLK_STS_IOERR);
+        };
+        let Some(slot) = inner.rqs.get_mut(usize::from(tag)) else {
+            return Err(BLK_STS_IOERR);
+        };
+        q.submit(tag, &req).map_err(|e| {
+            pr_warn!(
+                "orion_nvme: qid {} tag {}: not submitted: {:?}\n",
+                hq.qid,
+                tag,
+                e
+            );
+            blk_sts(e.block_status())
+        })?;
+        *slot = rq;
+        inner.submitted += 1;
+        if last {
+            let _ = q.ring(&hq.bar, hq.shadow.as_deref());
+        }
+        Ok(())
+    });
+    match res {
+        Ok(()) => BLK_STS_OK,
+        Err(s) => {
+            // SAFETY: the request was not handed to the device; its mapping is ours.
+            unsafe { unmap(io, rq) };
+            s
+        }
+    }
+}
+
+/// blk-mq `commit_rqs`: rings the doorbell owed for the last requests queued.
+///
+/// # Safety
+///
+/// Called by blk-mq with a context of our tag set.
+unsafe extern "C" fn commit_rqs(hctx: *mut bindings::blk_mq_hw_ctx) {
+    // SAFETY: a live context of our tag set.
+    let Some((_, hq)) = (unsafe { io_of(hctx) }) else {
+        return;
+    };
+    hq.inner.lock(|inner| {
+        if let Some(q) = inner.q.as_mut() {
+            let _ = q.ring(&hq.bar, hq.shadow.as_deref());
+        }
+    });
+}
+
+/// blk-mq `complete`: unmaps the data and ends the request with the status stored by
+/// [`reap`].
+///
+/// # Safety
+///
+/// Called by blk-mq for a request of our tag set that was completed.
+unsafe extern "C" fn complete(rq: *mut bindings::request) {
+    // SAFETY: `rq` is ours and was completed by `reap` or the timeout handler.
+    unsafe {
+        if let Some((io, _)) = io_of((*rq).mq_hctx) {
+            unmap(io, rq);
+        }
+        bindings::blk_mq_end_request(rq, pdu(rq).status);
+    }
+}
+
+/// blk-mq `poll`: reaps a poll queue.
+///
+/// # Safety
+///
+/// Called by blk-mq with a context of our tag set.
+unsafe extern "C" fn poll(
+    hctx: *mut bindings::blk_mq_hw_ctx,
+    _iob: *mut bindings::io_comp_batch,
+) -> c_int {
+    // SAFETY: a live context of our tag set.
+    let Some((_, hq)) = (unsafe { io_of(hctx) }) else {
+        return 0;
+    };
+    // CAST: bounded by the queue depth.
+    reap(hq) as c_int
+}
+
+/// blk-mq `timeout`: reaps in case an interrupt was missed, then fails the request.
+///
+/// # Safety
+///
+/// Called by blk-mq for a request of our tag set, holding a reference on it.
+unsafe extern "C" fn timeout(rq: *mut bindings::request) -> bindings::blk_eh_timer_return {
+    // SAFETY: blk-mq holds a reference on `rq` for the duration of the call.
+    let Some((io, hq)) = (unsafe { io_of((*rq).mq_hctx) }) else {
+        return bindings::blk_eh_timer_return_BLK_EH_DONE;
+    };
+    // SAFETY: as above.
+    let tag = unsafe { (*rq).tag };
+    // First, a missed interrupt: the completion may be sitting in the queue.
+    reap(hq);
+    let Ok(tag) = u16::try_from(tag) else {
+        return bindings::blk_eh_timer_return_BLK_EH_DONE;
+    };
+    let ours = hq.inner.lock(|inner| {
+        let Some(q) = inner.q.as_mut() else {
+            return false;
+        };
+        match inner.rqs.get_mut(usize::from(tag)) {
+            Some(slot) if *slot == rq && q.in_flight(tag) => {
+                // Forget the command: a late completion is refused as bogus.
+                q.cancel(tag);
+                *slot = ptr::null_mut();
+                true
+            }
+            _ => false,
+        }
+    });
+    if !ours {
+        // Completed by the reap above (or already ended).
+        return bindings::blk_eh_timer_return_BLK_EH_DONE;
+    }
+    io.timeouts.fetch_add(1, kernel::sync::atomic::Relaxed);
+    pr_warn!(
+        "orion_nvme: onvme{}: qid {} tag {} timed out; failing it (no reset yet)\n",
+        io.instance,
+        hq.qid,
+        tag
+    );
+    // SAFETY: the request is ours again (its CID was cancelled); end it once.
+    unsafe {
+        pdu(rq).status = BLK_STS_TIMEOUT;
+        unmap(io, rq);
+        bindings::blk_mq_end_request(rq, BLK_STS_TIMEOUT);
+    }
+    bindings::blk_eh_timer_return_BLK_EH_DONE
+}
+
+/// blk-mq `map_queues`: interrupt queues follow their vectors' CPU affinity, poll queues
+/// are spread evenly.
+///
+/// # Safety
+///
+/// Called by blk-mq for our tag set.
+unsafe extern "C" fn map_queues(set: *mut bindings::blk_mq_tag_set) {
+    // SAFETY: our tag set; `driver_data` is its `Io`.
+    unsafe {
+        let io = &*(*set).driver_data.cast::<Io<'_>>();
+        let maps = &mut (*set).map;
+        let def = &mut maps[bindings::hctx_type_HCTX_TYPE_DEFAULT as usize];
+        def.nr_queues = io.nr_default;
+        def.queue_offset = 0;
+        if io.spread {
+            // Follow the vectors' CPU affinity (vector 0 is the admin queue's).
+            bindings::blk_mq_map_hw_queues(def, &raw mut (*io.pdev).dev, 1);
+        } else {
+            bindings::blk_mq_map_queues(def);
+        }
+        if (*set).nr_maps > bindings::hctx_type_HCTX_TYPE_POLL {
+            maps[bindings::hctx_type_HCTX_TYPE_READ as usize].nr_queues = 0;
+            let pollm = &mut maps[bindings::hctx_type_HCTX_TYPE_POLL as usize];
+            pollm.nr_queues = io.nr_poll;
+            pollm.queue_offset = io.nr_default;
+            bindings::blk_mq_map_queues(pollm);
+        }
+    }
+}
+
+static OPS: bindings::blk_mq_ops = bindings::blk_mq_ops {
+    queue_rq: Some(queue_rq),
+    commit_rqs: Some(commit_rqs),
+    queue_rqs: None,
+    get_budget: None,
+    put_budget: None,
+    set_rq_budget_token: None,
+    get_rq_budget_token: None,
+    timeout: Some(timeout),
+    poll: Some(poll),
+    complete: Some(complete),
+    init_hctx: Some(init_hctx),
+    exit_hctx: None,
+    init_request: None,
+    exit_request: None,
+    cleanup_rq: None,
+    busy: None,
+    map_queues: Some(map_queues),
+    show_rq: None,
+};
