@@ -206,20 +206,33 @@ where
     V: AsRef<[C]>,
 {
     /// Wraps a created queue pair. `lists` must hold `per_tag` pages for every tag of the
-    /// queue (tags are `0 .. depth - 1`), in chunks of equal size; `None` if it does not.
-    pub fn new(qp: QueuePair<C, S>, lists: V, per_tag: usize, page: u64) -> Option<Self> {
-        let pg = usize::try_from(page).ok()?;
-        let first = lists.as_ref().first()?;
-        let per_chunk = first.len() / pg;
+    /// queue (tags are `0 .. depth - 1`), in chunks of equal size; if it does not, both are
+    /// handed back.
+    #[allow(
+        clippy::result_large_err,
+        reason = "a refusal hands the queue pair back; its size differs per platform"
+    )]
+    pub fn new(
+        qp: QueuePair<C, S>,
+        lists: V,
+        per_tag: usize,
+        page: u64,
+    ) -> Result<Self, (QueuePair<C, S>, V)> {
+        let Ok(pg) = usize::try_from(page) else {
+            return Err((qp, lists));
+        };
         let chunks = lists.as_ref();
-        if per_chunk == 0 || per_tag == 0 || chunks.iter().any(|c| c.len() / pg != per_chunk) {
-            return None;
-        }
+        let per_chunk = chunks.first().map_or(0, |c| c.len() / pg.max(1));
         let tags = qp.depth() as usize - 1;
-        if chunks.len() * per_chunk < tags * per_tag {
-            return None;
+        if pg == 0
+            || per_chunk == 0
+            || per_tag == 0
+            || chunks.iter().any(|c| c.len() / pg != per_chunk)
+            || chunks.len() * per_chunk < tags * per_tag
+        {
+            return Err((qp, lists));
         }
-        Some(Self {
+        Ok(Self {
             qp,
             lists,
             per_chunk,

@@ -327,9 +327,13 @@ impl<'b> Io<'b> {
                     );
                     ENODEV
                 })?;
-            let Some(q) = IoQueue::new(qp, Lists(lists), per_tag, page) else {
-                dev_err!(pdev, "orion_nvme: I/O queue {} list memory\n", qid);
-                return Err(ENOMEM);
+            let q = match IoQueue::new(qp, Lists(lists), per_tag, page) {
+                Ok(q) => q,
+                Err((qp, _)) => {
+                    dev_err!(pdev, "orion_nvme: I/O queue {} list memory\n", qid);
+                    let _ = ctrl.delete_io_queue(qp);
+                    return Err(ENOMEM);
+                }
             };
             let mut rqs = KVec::with_capacity(tags, GFP_KERNEL)?;
             for _ in 0..tags {
@@ -507,7 +511,8 @@ impl<'b> Io<'b> {
                 *d = *s;
             }
             (*disk).fops = &*self.fops;
-            bindings::set_capacity(disk, ns.blocks << shift);
+            // A lying NSZE must not wrap the capacity.
+            bindings::set_capacity(disk, ns.blocks.min(u64::MAX >> shift) << shift);
             bindings::device_add_disk(&raw mut (*self.pdev).dev, disk, ptr::null_mut())
         };
         if r != 0 {
@@ -773,10 +778,17 @@ unsafe extern "C" fn queue_rq(
             bindings::dma_data_direction::DMA_TO_DEVICE
         };
         let mut last_sg = ptr::null_mut();
-        // SAFETY: `sg` has MAX_SEGS entries and the queue's max_segments is at most that;
-        // the request's bios are stable while we own it.
+        // Only as many entries as the request has segments are initialised (most requests
+        // have one): the table is reused, so its end marker must be where mapping stops.
+        // SAFETY: `rq` is ours.
+        let nseg = unsafe { (*rq).nr_phys_segments };
+        if usize::from(nseg) > MAX_SEGS {
+            return BLK_STS_IOERR;
+        }
+        // SAFETY: `sg` has at least `nseg.max(1)` entries (checked above, and the queue's
+        // max_segments is at most MAX_SEGS); the request's bios are stable while we own it.
         let n = unsafe {
-            bindings::sg_init_table(p.sg.as_mut_ptr(), MAX_SEGS as c_uint);
+            bindings::sg_init_table(p.sg.as_mut_ptr(), c_uint::from(nseg.max(1)));
             bindings::__blk_rq_map_sg(rq, p.sg.as_mut_ptr(), &mut last_sg)
         };
         if n <= 0 {

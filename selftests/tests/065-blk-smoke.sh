@@ -27,7 +27,24 @@ for d in $(nvme_pci_devs); do
         tap_check "blk: $disk 1 MiB O_DIRECT write reads back identically" cmp -s /tmp/pat /tmp/back
     done
 done
-for d in $(nvme_pci_devs); do unbind "$d"; done
+# One fio job pinned to each CPU: blk-mq maps each CPU to its own interrupt queue (as far as
+# the controller granted queues), and the driver's per-queue command counts, logged on unbind,
+# show every interrupt queue was used.
+ncpu=$(nproc)
+for d in $(nvme_pci_devs); do
+    disk=$(basename "$(ls -d /sys/bus/pci/devices/$d/block/onvme* 2>/dev/null | head -n1)")
+    [ -n "$disk" ] || continue
+    fio --name=percpu --filename=/dev/$disk --ioengine=libaio --direct=1 --rw=randread \
+        --bs=4k --size=16m --iodepth=4 --numjobs="$ncpu" --cpus_allowed=0-$((ncpu - 1)) \
+        --cpus_allowed_policy=split --output=/tmp/fio-percpu.txt
+    dmesg -c > /dev/null
+    unbind "$d"
+    dmesg | grep "$d: orion_nvme: I/O queue" | sed 's/.*orion_nvme: /# /'
+    nirq=$(dmesg | grep -c "$d: orion_nvme: I/O queue [0-9]* (interrupt)")
+    idle=$(dmesg | grep -c "$d: orion_nvme: I/O queue [0-9]* (interrupt): 0 commands")
+    tap_check "blk: $d all $nirq interrupt queues used by $ncpu pinned fio jobs" \
+        test "$nirq" -ge 1 -a "$idle" -eq 0
+done
 unload_orion
 tap_check "blk: no kernel warnings" dmesg_clean
 
