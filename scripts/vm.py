@@ -52,8 +52,15 @@ def profile_args(name, rundir):
         args = ctrl(0, ",max_ioqpairs=1,msix_qsize=1,mdts=1")
         args += drive("n3")
         args += ["-device", "nvme-ns,drive=n3,nsid=3,logical_block_size=4096,physical_block_size=4096"]
+    elif name == "faults":
+        # A controller whose backing file sits behind QEMU's blkdebug driver, so a test can
+        # hold a command inside the "device" (qemu-io "break"/"resume" through QMP): a
+        # completion that does not arrive until the test says so.
+        files = [("f0", 256)]
+        args = ["-drive", f"file=blkdebug::{img('f0')},if=none,id=f0,format=raw,cache=none,aio=threads"]
+        args += ctrl(0, "", "f0")
     else:
-        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd)")
+        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd, faults)")
     return files, args
 
 

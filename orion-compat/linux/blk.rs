@@ -582,7 +582,7 @@ impl Drop for Io<'_> {
         // `teardown` must have run; if not (a bug), at least never free memory a live
         // registration points at: leak instead.
         if self.set_live || !self.disks.is_empty() || !self.irqs.is_empty() {
-            pr_err!("orion_nvme: block state dropped without teardown; leaking it\n");
+            pr_err!("block state dropped without teardown; leaking it\n");
             let q = core::mem::take(&mut self.queues);
             core::mem::forget(q);
             let i = core::mem::take(&mut self.irqs);
@@ -659,12 +659,7 @@ fn reap(hq: &HwQueue<'_>) -> usize {
                         return;
                     }
                     if status != BlockStatus::Ok {
-                        pr_warn!(
-                            "orion_nvme: qid {} tag {}: {}\n",
-                            hq.qid,
-                            tag,
-                            crate::Show(&raw)
-                        );
+                        pr_warn!("qid {} tag {}: {}\n", hq.qid, tag, crate::Show(&raw));
                     }
                     // SAFETY: `rq` was in flight on this tag, so it is alive.
                     unsafe { pdu(rq).status = blk_sts(status) };
@@ -673,7 +668,7 @@ fn reap(hq: &HwQueue<'_>) -> usize {
                         n += 1;
                     }
                 },
-                |bogus| pr_warn!("orion_nvme: qid {}: bogus completion {:?}\n", hq.qid, bogus),
+                |bogus| pr_warn!("qid {}: bogus completion {:?}\n", hq.qid, bogus),
             );
             r.unwrap_or(0)
         });
@@ -830,12 +825,7 @@ unsafe extern "C" fn queue_rq(
             return Err(BLK_STS_IOERR);
         };
         q.submit(tag, &req).map_err(|e| {
-            pr_warn!(
-                "orion_nvme: qid {} tag {}: not submitted: {:?}\n",
-                hq.qid,
-                tag,
-                e
-            );
+            pr_warn!("qid {} tag {}: not submitted: {:?}\n", hq.qid, tag, e);
             blk_sts(e.block_status())
         })?;
         *slot = rq;
@@ -942,7 +932,7 @@ unsafe extern "C" fn timeout(rq: *mut bindings::request) -> bindings::blk_eh_tim
     }
     io.timeouts.fetch_add(1, kernel::sync::atomic::Relaxed);
     pr_warn!(
-        "orion_nvme: onvme{}: qid {} tag {} timed out; failing it (no reset yet)\n",
+        "onvme{}: qid {} tag {} timed out; failing it (no reset yet)\n",
         io.instance,
         hq.qid,
         tag
