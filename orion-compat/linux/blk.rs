@@ -20,12 +20,14 @@ use crate::orion::controller::{Controller, Enabled, NamespaceInfo};
 use crate::orion::io::{self, IoQueue};
 use crate::orion::queue::ShadowDoorbells;
 use crate::orion_compat::block::BlockStatus;
-use crate::orion_compat::{Dma as _, Lock as _, Locks as _};
+use crate::orion_compat::irq::{IrqHandler, IrqKind, IrqKinds, IrqReturn, VectorRequest};
+use crate::orion_compat::{Dma as _, IrqVectors as _, Lock as _, Locks as _, Pci as _};
+use crate::pcidev::{LinuxPci, LinuxRegistration, LinuxVectors};
 use crate::platform::{LinuxCoherent, LinuxPlatform};
 use crate::sync::{LinuxSpin, LinuxSync};
 use core::ffi::{c_int, c_uint, c_void};
 use core::ptr;
-use kernel::{bindings, pci, prelude::*, str::CString, sync::Arc};
+use kernel::{bindings, device::Bound, pci, prelude::*, str::CString, sync::Arc};
 
 /// Scatterlist entries per request: the most segments a request may have.
 const MAX_SEGS: usize = io::MAX_SEGMENTS as usize;
@@ -129,23 +131,31 @@ struct Pdu {
     sg: [bindings::scatterlist; MAX_SEGS],
 }
 
-/// A registered interrupt handler.
-struct IrqLine {
-    irq: c_uint,
-    dev_id: *mut c_void,
-}
+/// The interrupt handler of one I/O queue: reaps it.
+struct QueueIrq(*const HwQueue<'static>);
 
-impl Drop for IrqLine {
-    fn drop(&mut self) {
-        // SAFETY: `request_irq(irq, .., dev_id)` succeeded for exactly this pair and it has not
-        // been freed; `free_irq` waits for a running handler to return.
-        unsafe { bindings::free_irq(self.irq, self.dev_id) };
+// SAFETY: the pointer names a boxed `HwQueue`, which is `Sync` in all but its lifetime, and
+// is only dereferenced while the registration lives (see `Io::teardown`).
+unsafe impl Send for QueueIrq {}
+// SAFETY: as above.
+unsafe impl Sync for QueueIrq {}
+
+impl IrqHandler for QueueIrq {
+    fn handle(&self, _vector: u16) -> IrqReturn {
+        // SAFETY: the registration holding this handler is dropped (and `free_irq` waits for
+        // a running handler) before the queue it points at.
+        let hq = unsafe { &*self.0 };
+        if reap(hq) > 0 {
+            IrqReturn::Handled
+        } else {
+            IrqReturn::None
+        }
     }
 }
 
 /// Block-layer state of one controller.
 pub(crate) struct Io<'b> {
-    dev: &'b pci::Device,
+    dev: &'b pci::Device<Bound>,
     pdev: *mut bindings::pci_dev,
     set: KBox<bindings::blk_mq_tag_set>,
     set_live: bool,
@@ -154,8 +164,8 @@ pub(crate) struct Io<'b> {
     nr_poll: u32,
     /// Vectors beyond the admin one are spread over CPUs (MSI-X or multi-MSI).
     spread: bool,
-    vectors: u32,
-    irqs: KVec<IrqLine>,
+    irqs: KVec<LinuxRegistration<'b, QueueIrq>>,
+    vectors: Option<LinuxVectors<'b>>,
     disks: KVec<*mut bindings::gendisk>,
     fops: KBox<bindings::block_device_operations>,
     instance: u32,
@@ -183,7 +193,7 @@ impl<'b> Io<'b> {
     /// Sets up vectors, I/O queues, the tag set and a disk per usable namespace. On error,
     /// everything done so far is undone (the controller stays enabled).
     pub(crate) fn start(
-        pdev: &'b pci::Device,
+        pdev: &'b pci::Device<Bound>,
         ctrl: &mut Ctrl<'b>,
         bar: &Bar0<'b>,
         namespaces: &[NamespaceInfo],
@@ -200,8 +210,8 @@ impl<'b> Io<'b> {
                 nr_default: 0,
                 nr_poll: 0,
                 spread: false,
-                vectors: 0,
                 irqs: KVec::new(),
+                vectors: None,
                 disks: KVec::new(),
                 fops: KBox::new(bindings::block_device_operations::default(), GFP_KERNEL)?,
                 instance: p.instance,
@@ -220,7 +230,7 @@ impl<'b> Io<'b> {
 
     fn setup(
         &mut self,
-        pdev: &'b pci::Device,
+        pdev: &'b pci::Device<Bound>,
         ctrl: &mut Ctrl<'b>,
         bar: &Bar0<'b>,
         namespaces: &[NamespaceInfo],
@@ -228,50 +238,40 @@ impl<'b> Io<'b> {
     ) -> Result {
         let granted = u32::from(p.granted.max(1));
         // Poll queues come out of the granted count but leave at least one interrupt queue.
-        let mut nr_poll = p.poll_queues.min(granted - 1);
+        let nr_poll = p.poll_queues.min(granted - 1);
         let mut nr_default = granted - nr_poll;
 
         // Vector 0 is the admin queue's (polled by the core, so it gets no handler); the rest
         // are spread over the CPUs and serve one I/O queue each. With a single vector (one
         // MSI-X entry, plain MSI, INTx), one I/O queue shares it.
-        let mut affd = bindings::irq_affinity {
+        let pci = LinuxPci::new(pdev)?;
+        let request = VectorRequest {
+            min: 1,
+            // CAST: nr_default <= granted <= 65535; saturate.
+            max: u16::try_from(1 + nr_default).unwrap_or(u16::MAX),
+            kinds: IrqKinds::ALL,
             pre_vectors: 1,
-            ..Default::default()
         };
-        // SAFETY: `self.pdev` is the bound, enabled device; `affd` lives across the call.
-        let got = unsafe {
-            bindings::pci_alloc_irq_vectors_affinity(
-                self.pdev,
-                1,
-                1 + nr_default,
-                bindings::PCI_IRQ_ALL_TYPES | bindings::PCI_IRQ_AFFINITY,
-                &mut affd,
-            )
-        };
-        if got < 1 {
-            dev_err!(pdev, "orion_nvme: no interrupt vector ({})\n", got);
-            return Err(Error::from_errno(got.min(-1)));
-        }
-        // CAST: positive.
-        self.vectors = got as u32;
-        // SAFETY: `self.pdev` is valid; reading the MSI state bits set by the allocation.
-        let (msix, msi) = unsafe { ((*self.pdev).msix_enabled(), (*self.pdev).msi_enabled()) };
-        self.spread = self.vectors > 1;
-        if !self.spread {
-            nr_default = 1;
-            nr_poll = nr_poll.min(granted - 1);
+        let vectors = pci.alloc_irq_vectors(&request).map_err(|e| {
+            dev_err!(pdev, "orion_nvme: no interrupt vector ({:?})\n", e.0);
+            e.0
+        })?;
+        let nvec = u32::from(vectors.count());
+        let kind = vectors.kind();
+        self.spread = nvec > 1;
+        if self.spread {
+            nr_default = nr_default.min(nvec - 1);
         } else {
-            nr_default = nr_default.min(self.vectors - 1);
+            nr_default = 1;
         }
         self.nr_default = nr_default;
         self.nr_poll = nr_poll;
-        let kind = if msix != 0 {
-            "MSI-X"
-        } else if msi != 0 {
-            "MSI"
-        } else {
-            "INTx"
+        let kind = match kind {
+            IrqKind::MsiX => "MSI-X",
+            IrqKind::Msi => "MSI",
+            IrqKind::Intx => "INTx",
         };
+        self.vectors = Some(vectors);
 
         let total = nr_default + nr_poll;
         // CAST: total <= granted <= 65535.
@@ -359,50 +359,22 @@ impl<'b> Io<'b> {
             self.queues.push(hq, GFP_KERNEL)?;
         }
 
-        for (i, hq) in self.queues.iter().enumerate().take(nr_default as usize) {
-            let v = if self.spread { i as c_uint + 1 } else { 0 };
-            // SAFETY: `self.pdev` is valid and `v` is below the number of vectors allocated.
-            let irq = unsafe { bindings::pci_irq_vector(self.pdev, v) };
-            if irq < 0 {
-                return Err(Error::from_errno(irq));
+        if let Some(vectors) = &self.vectors {
+            for (i, hq) in self.queues.iter().enumerate().take(nr_default as usize) {
+                // CAST: i < nr_default <= count - 1, a u16.
+                let v = if self.spread { i as u16 + 1 } else { 0 };
+                let handler = QueueIrq(ptr::from_ref::<HwQueue<'b>>(&**hq).cast());
+                let reg = vectors.register(v, handler).map_err(|(e, _)| {
+                    dev_err!(pdev, "orion_nvme: vector {}: {:?}\n", v, e.0);
+                    e.0
+                })?;
+                self.irqs.push(reg, GFP_KERNEL)?;
             }
-            let dev_id = ptr::from_ref::<HwQueue<'b>>(&**hq)
-                .cast_mut()
-                .cast::<c_void>();
-            let flags = if msix == 0 && msi == 0 {
-                // CAST: a small flag constant.
-                bindings::IRQF_SHARED as usize
-            } else {
-                0
-            };
-            // SAFETY: `irq_handler` matches `irq_handler_t`; `dev_id` names a boxed `HwQueue`
-            // that outlives the registration (freed in `teardown` before the queues); the
-            // name is a static string.
-            let r = unsafe {
-                bindings::request_irq(
-                    irq as c_uint,
-                    Some(irq_handler),
-                    flags,
-                    c"orion_nvme".as_char_ptr(),
-                    dev_id,
-                )
-            };
-            if r != 0 {
-                dev_err!(pdev, "orion_nvme: request_irq {} failed: {}\n", irq, r);
-                return Err(Error::from_errno(r));
-            }
-            self.irqs.push(
-                IrqLine {
-                    irq: irq as c_uint,
-                    dev_id,
-                },
-                GFP_KERNEL,
-            )?;
         }
         dev_info!(
             pdev,
             "orion_nvme: {} {} vectors, {} I/O queues ({} interrupt, {} poll) of depth {}, {}shadow doorbells\n",
-            self.vectors,
+            nvec,
             kind,
             total,
             nr_default,
@@ -454,7 +426,7 @@ impl<'b> Io<'b> {
 
     fn add_disk(
         &mut self,
-        pdev: &'b pci::Device,
+        pdev: &'b pci::Device<Bound>,
         ns: &NamespaceInfo,
         g: &crate::orion_compat::block::DiskGeometry,
     ) -> Result {
@@ -569,11 +541,8 @@ impl<'b> Io<'b> {
                 let _ = ctrl.delete_io_queue(qp);
             }
         }
-        if self.vectors > 0 {
-            // SAFETY: vectors were allocated by `setup` and no handler is registered.
-            unsafe { bindings::pci_free_irq_vectors(self.pdev) };
-            self.vectors = 0;
-        }
+        // Freed once no registration holds them.
+        self.vectors = None;
     }
 }
 
@@ -587,6 +556,7 @@ impl Drop for Io<'_> {
             core::mem::forget(q);
             let i = core::mem::take(&mut self.irqs);
             core::mem::forget(i);
+            core::mem::forget(self.vectors.take());
         }
     }
 }
@@ -680,22 +650,6 @@ fn reap(hq: &HwQueue<'_>) -> usize {
         if consumed < BATCH {
             return total;
         }
-    }
-}
-
-/// The interrupt handler of one I/O queue's vector.
-///
-/// # Safety
-///
-/// Called by the IRQ core with the `dev_id` given to `request_irq`.
-unsafe extern "C" fn irq_handler(_irq: c_int, dev_id: *mut c_void) -> bindings::irqreturn_t {
-    // SAFETY: `dev_id` is the boxed `HwQueue` registered with this handler; it lives until
-    // `free_irq` returns.
-    let hq = unsafe { &*dev_id.cast::<HwQueue<'_>>() };
-    if reap(hq) > 0 {
-        bindings::irqreturn::IRQ_HANDLED
-    } else {
-        bindings::irqreturn::IRQ_NONE
     }
 }
 

@@ -1,6 +1,9 @@
 # The Orion driver API conformance kit from orion-compat, run in the kernel on the Linux
 # implementations (DMA-coherent memory, clock, BAR0 bounds, read-only register access,
-# IRQ-safe spin lock and mutex, shared reference-counted values).
+# IRQ-safe spin lock and mutex, shared reference-counted values), then, with the controller
+# up, PCI configuration space and bus mastering, vector allocation, and interrupt delivery on
+# vector 0 (raised by admin commands: exactly once, held back while disabled, replayed once on
+# enable).
 override_all orion_nvme
 dmesg -c > /dev/null
 if load_orion conformance=1; then
@@ -11,6 +14,13 @@ if load_orion conformance=1; then
             tap_check "conformance: $d $check (Linux)" grep -q "conformance $check: ok" /tmp/conf.txt
         done
         tap_check "conformance: $d summary reports no failure" grep -q "conformance: 6 passed, 0 failed" /tmp/conf.txt
+        for check in pci.config pci.vectors irq.delivery; do
+            tap_check "conformance: $d $check (Linux)" grep -q "conformance $check: ok" /tmp/conf.txt
+        done
+        tap_check "conformance: $d pci/irq summary reports no failure" \
+            grep -q "conformance (pci/irq): 3 passed, 0 failed" /tmp/conf.txt
+        tap_check "conformance: $d block I/O set up after the kit (vectors freed)" \
+            sh -c "dmesg | grep -q '$d: orion_nvme: disk onvme'"
     done
     unload_orion
 else
