@@ -52,6 +52,11 @@ def profile_args(name, rundir):
         args = ctrl(0, ",max_ioqpairs=1,msix_qsize=1,mdts=1")
         args += drive("n3")
         args += ["-device", "nvme-ns,drive=n3,nsid=3,logical_block_size=4096,physical_block_size=4096"]
+    elif name == "intx":
+        # Two controllers with MSI and MSI-X turned off in the guest (pci=nomsi, added by
+        # main): the drivers fall back to INTx, and the two functions may share a line.
+        files = [("d0", 256), ("d1", 256)]
+        args = drive("d0") + ctrl(0, "", "d0") + drive("d1") + ctrl(1, "", "d1")
     elif name == "faults":
         # A controller whose backing file sits behind QEMU's blkdebug driver, so a test can
         # hold a command inside the "device" (qemu-io "break"/"resume" through QMP): a
@@ -60,7 +65,7 @@ def profile_args(name, rundir):
         args = ["-drive", f"file=blkdebug::{img('f0')},if=none,id=f0,format=raw,cache=none,aio=threads"]
         args += ctrl(0, "", "f0")
     else:
-        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd, faults)")
+        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd, intx, faults)")
     return files, args
 
 
@@ -174,6 +179,11 @@ def main():
     append = f"console=ttyS0 panic=-1 oops=panic softlockup_panic=0 orion.mode={args.mode}"
     if args.args:
         append += f" orion.args={args.args}"
+    if args.profile == "intx":
+        append += " pci=nomsi"
+    if os.environ.get("ORION_KERNEL_ARGS"):
+        # Extra kernel command line for a one-off run, e.g. pci=nomsi to exercise INTx.
+        append += " " + os.environ["ORION_KERNEL_ARGS"]
     cmd = (["qemu-system-x86_64", "-machine", "q35", "-nodefaults", "-display", "none",
             "-no-reboot", "-smp", str(args.smp), "-m", args.mem] + cpu +
            ["-kernel", args.kernel, "-initrd", args.initrd, "-append", append,

@@ -219,6 +219,10 @@ pub struct ControllerInfo {
     pub sgls: bool,
     /// Asynchronous Event Request Limit, 0's based.
     pub aerl: u8,
+    /// Most logical blocks one Dataset Management range may cover (DMRSL), if limited.
+    pub max_dealloc_blocks: Option<u32>,
+    /// Most bytes one Write Zeroes may cover (WZSL), if limited.
+    pub max_write_zeroes: Option<u64>,
 }
 
 /// What Identify Namespace told us about one active namespace.
@@ -626,7 +630,27 @@ impl<P: Platform> Controller<P, Enabled> {
             vwc: id.vwc.present(),
             sgls: id.sgls.support() != 0,
             aerl: id.aerl,
+            max_dealloc_blocks: None,
+            max_write_zeroes: None,
         };
+        let mut info = info;
+        // The NVM Command Set's own Identify Controller (CNS 06h, CSI 00h, NVM Cmd Set 1.0
+        // §4.1.5.2) limits Write Zeroes (WZSL, byte 1) and Dataset Management ranges (DMRSL,
+        // bytes 7:4). Older controllers refuse the CNS: then there are no such limits.
+        if self
+            .admin_command(Sqe::identify_with(Cns::CsController, 0, 0, 0), true)
+            .is_ok()
+        {
+            let b = self.scratch.as_bytes();
+            let wzsl = b[1];
+            let dmrsl = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+            if wzsl != 0 && wzsl < 32 {
+                info.max_write_zeroes = Some(self.cap.min_page_size() << wzsl);
+            }
+            if dmrsl != 0 {
+                info.max_dealloc_blocks = Some(dmrsl);
+            }
+        }
         Ok(self.info.insert(info))
     }
 

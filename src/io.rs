@@ -112,12 +112,21 @@ pub fn disk_geometry(info: &ControllerInfo, ns: &NamespaceInfo, page: u64) -> Di
         // PRP entries and SGL addresses need dword alignment only.
         dma_alignment_mask: 3,
         discard: info.oncs.dsm().then_some(DiscardLimits {
-            // The request length is 32-bit bytes in the platform's block layer.
-            max_blocks: (u32::MAX / bs).max(1),
+            // One range per command: DMRSL bounds it. The request length is 32-bit bytes in
+            // the platform's block layer.
+            max_blocks: (u32::MAX / bs)
+                .min(info.max_dealloc_blocks.unwrap_or(u32::MAX))
+                .max(1),
             granularity: 1,
         }),
         max_write_zeroes_blocks: if info.oncs.write_zeroes() {
-            blocks_per_transfer
+            // WZSL when the controller states it, else the transfer limit (as the reference
+            // driver does); never more than NLB's 65536.
+            let wz = info
+                .max_write_zeroes
+                .map_or(u64::from(blocks_per_transfer), |b| b / u64::from(bs));
+            // CAST: min with 65536.
+            wz.clamp(1, 65536) as u32
         } else {
             0
         },
@@ -330,6 +339,8 @@ mod tests {
             vwc,
             sgls: false,
             aerl: 0,
+            max_dealloc_blocks: None,
+            max_write_zeroes: None,
         }
     }
 
@@ -384,6 +395,14 @@ mod tests {
         assert_eq!((g.max_transfer, g.max_segments), (8192, 3));
         assert!(g.discard.is_none() && !g.write_cache && !g.fua);
         assert_eq!(g.max_write_zeroes_blocks, 0);
+
+        // DMRSL and WZSL bound discard and write zeroes.
+        let mut i = info(Some(512 * 1024), 0b1100, true);
+        i.max_dealloc_blocks = Some(524_287);
+        i.max_write_zeroes = Some(64 * 1024);
+        let g = disk_geometry(&i, &ns(512, 512), 4096);
+        assert_eq!(g.discard.map(|d| d.max_blocks), Some(524_287));
+        assert_eq!(g.max_write_zeroes_blocks, 128);
 
         // No MDTS: capped. A physical block size below the logical one is raised.
         let g = disk_geometry(&info(None, 0, false), &ns(4096, 0), 4096);

@@ -157,16 +157,18 @@ fn run(
 
 /// A Flush of namespace 1: a command that moves no data.
 fn flush_sqe(c: &Ctrl<Enabled>, lists: &mut Lists) -> crate::orion::spec::sqe::Sqe {
-    let flush = IoRequest {
-        op: IoOp::Flush,
-        nsid: 1,
-        lba: 0,
-        blocks: 0,
-        fua: false,
-        segs: &[],
-    };
-    build_io(&flush, c.page_size(), DataPointer::Prp, lists).unwrap()
+    build_io(&FLUSH, c.page_size(), DataPointer::Prp, lists).unwrap()
 }
+
+/// A Flush of namespace 1 as a request.
+const FLUSH: IoRequest<'static> = IoRequest {
+    op: IoOp::Flush,
+    nsid: 1,
+    lba: 0,
+    blocks: 0,
+    fua: false,
+    segs: &[],
+};
 
 /// A 4 KiB read (8 blocks of 512 B at LBA 0 of namespace 1) into `segs`.
 fn read_4k(segs: &[Segment]) -> IoRequest<'_> {
@@ -868,16 +870,7 @@ fn io_queue_many_tags_in_flight_use_their_own_lists() {
         assert!(q.in_flight(t as u16));
     }
     // A tag beyond the queue's is refused, not queued.
-    let none: [Segment; 0] = [];
-    let flush = IoRequest {
-        op: IoOp::Flush,
-        nsid: 1,
-        lba: 0,
-        blocks: 0,
-        fua: false,
-        segs: &none,
-    };
-    assert!(q.submit(tags as u16, &flush).is_err());
+    assert!(q.submit(tags as u16, &FLUSH).is_err());
     q.ring(c.mmio(), None).unwrap();
     let mut done = vec![];
     for _ in 0..10 {

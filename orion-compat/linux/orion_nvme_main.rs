@@ -64,6 +64,36 @@ fn ascii(field: &[u8]) -> &str {
     s.trim_end_matches([' ', '\0'])
 }
 
+/// Logs each conformance result and a summary line ("conformance<label>: N passed, M failed").
+fn log_results(
+    pdev: &pci::Device,
+    label: &str,
+    results: &[(&str, orion_compat::conformance::Outcome)],
+) {
+    let mut failed = 0;
+    for (name, r) in results {
+        match r {
+            Ok(()) => dev_info!(pdev, "orion_nvme: conformance {}: ok\n", name),
+            Err(e) => {
+                failed += 1;
+                dev_err!(
+                    pdev,
+                    "orion_nvme: conformance {}: FAILED: {}\n",
+                    name,
+                    Show(e)
+                );
+            }
+        }
+    }
+    dev_info!(
+        pdev,
+        "orion_nvme: conformance{}: {} passed, {} failed\n",
+        label,
+        results.len() - failed,
+        failed
+    );
+}
+
 /// Runs the Orion driver API conformance kit on this device's Linux implementations (the
 /// checks that are safe on a live NVMe BAR0) and logs each result.
 fn conformance(
@@ -86,27 +116,7 @@ fn conformance(
             kit::mmio_read_only(bar, spec::regs::Offset::Cap.at()),
         ),
     ];
-    let mut failed = 0;
-    for (name, r) in &results {
-        match r {
-            Ok(()) => dev_info!(pdev, "orion_nvme: conformance {}: ok\n", name),
-            Err(e) => {
-                failed += 1;
-                dev_err!(
-                    pdev,
-                    "orion_nvme: conformance {}: FAILED: {}\n",
-                    name,
-                    Show(e)
-                );
-            }
-        }
-    }
-    dev_info!(
-        pdev,
-        "orion_nvme: conformance: {} passed, {} failed\n",
-        results.len() - failed,
-        failed
-    );
+    log_results(pdev, "", &results);
 }
 
 /// The controller as brought up: granted I/O queue count and the usable namespaces.
@@ -116,12 +126,22 @@ struct Up<'b> {
     namespaces: KVec<controller::NamespaceInfo>,
 }
 
+/// An interrupt handler that only claims the interrupt.
+struct Quiet;
+
+impl orion_compat::irq::IrqHandler for Quiet {
+    fn handle(&self, _vector: u16) -> orion_compat::irq::IrqReturn {
+        orion_compat::irq::IrqReturn::Handled
+    }
+}
+
 /// Runs the PCI and interrupt checks of the conformance kit on the Linux implementations,
 /// with the controller up: the admin completion queue posts on vector 0, so an admin command
 /// raises it. Runs before the block layer allocates its own vectors.
 fn conformance_irq(pdev: &pci::Device<Core<'_>>, ctrl: &mut Ctrl<'_>) {
     use orion_compat::conformance as kit;
     use orion_compat::irq::{IrqKinds, VectorRequest};
+    use orion_compat::{Clock as _, IrqRegistration as _, IrqVectors as _};
     use spec::features::{Fid, Sel};
     let Ok(lp) = pcidev::LinuxPci::new(pdev) else {
         dev_err!(pdev, "orion_nvme: conformance (pci/irq): out of memory\n");
@@ -144,14 +164,33 @@ fn conformance_irq(pdev: &pci::Device<Core<'_>>, ctrl: &mut Ctrl<'_>) {
             // I/O queue on vector 0 arms it (and is deleted after the check).
             let slots = [orion::command::CidSlot::default(); 2];
             let armed = ctrl.create_io_queue(1, 2, Some(0), slots);
+            // The Create I/O SQ completion already signalled vector 0 while it had no
+            // handler (masked: left pending). A throwaway handler takes that interrupt so the
+            // kit's counts start from a quiet vector.
+            if let Ok(drain) = v.register(0, Quiet) {
+                clock.sleep(orion_compat::time::Duration::from_millis(20));
+                drain.synchronize();
+                drop(drain);
+            }
             let mut raise = |_v: u16| {
                 let _ = ctrl.admin_command(
                     spec::sqe::Sqe::get_features(Fid::NUMBER_OF_QUEUES, Sel::Current),
                     false,
                 );
             };
-            let r = kit::irq_delivery(&v, &clock, 0, kit::Timing::DEFAULT, &mut raise, &mut || {});
-            let _ = results.push(("irq.delivery", r), GFP_KERNEL);
+            if v.kind() == orion_compat::irq::IrqKind::Intx {
+                // INTx is level-triggered: the line stays up until the admin queue is reaped,
+                // which the core's polled admin path does at once, so "held back while
+                // disabled, delivered once after enable" cannot be observed through it.
+                dev_info!(
+                    pdev,
+                    "orion_nvme: conformance irq.delivery: SKIPPED: INTx is level-triggered and acknowledged by the admin path\n"
+                );
+            } else {
+                let r =
+                    kit::irq_delivery(&v, &clock, 0, kit::Timing::DEFAULT, &mut raise, &mut || {});
+                let _ = results.push(("irq.delivery", r), GFP_KERNEL);
+            }
             if let Ok(q) = armed {
                 let _ = ctrl.delete_io_queue(q);
             }
@@ -160,27 +199,7 @@ fn conformance_irq(pdev: &pci::Device<Core<'_>>, ctrl: &mut Ctrl<'_>) {
             let _ = results.push(("pci.vectors", Err(e)), GFP_KERNEL);
         }
     }
-    let mut failed = 0;
-    for (name, r) in &results {
-        match r {
-            Ok(()) => dev_info!(pdev, "orion_nvme: conformance {}: ok\n", name),
-            Err(e) => {
-                failed += 1;
-                dev_err!(
-                    pdev,
-                    "orion_nvme: conformance {}: FAILED: {}\n",
-                    name,
-                    Show(e)
-                );
-            }
-        }
-    }
-    dev_info!(
-        pdev,
-        "orion_nvme: conformance (pci/irq): {} passed, {} failed\n",
-        results.len() - failed,
-        failed
-    );
+    log_results(pdev, " (pci/irq)", &results);
 }
 
 /// Brings the controller up through the core and logs what it found.

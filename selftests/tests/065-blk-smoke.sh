@@ -8,6 +8,13 @@ unload_orion 2>/dev/null
 dmesg -c > /dev/null
 load_orion
 for d in $(nvme_pci_devs); do bind "$d" orion_nvme; done
+# Vectors: MSI-X on QEMU's controller, INTx when the guest runs with pci=nomsi (intx profile).
+want_kind=MSI-X
+grep -q 'pci=nomsi' /proc/cmdline && want_kind=INTx
+for d in $(nvme_pci_devs); do
+    kind=$(dmesg | sed -n "s/.*$d: orion_nvme: [0-9]* \([A-Za-z-]*\) vectors.*/\1/p" | tail -n1)
+    tap_same "blk: $d interrupt vectors are $want_kind" "$want_kind" "$kind"
+done
 for d in $(nvme_pci_devs); do
     nss=$(dmesg | sed -n "s/.*$d: orion_nvme: namespace \([0-9]*\): \([0-9]*\) blocks of \([0-9]*\) bytes/\1:\2:\3/p")
     for ns in $nss; do
