@@ -10,8 +10,9 @@ _n=0 _pass=0 _fail=0 _skip=0
 tap_ok()   { _n=$((_n + 1)); _pass=$((_pass + 1)); echo "ok $_n $*"; }
 tap_fail() { _n=$((_n + 1)); _fail=$((_fail + 1)); echo "not ok $_n $*"; }
 tap_skip() { _n=$((_n + 1)); _skip=$((_skip + 1)); echo "ok $_n $1 # SKIP $2"; }
-# tap_check DESC CMD...: ok when CMD succeeds.
-tap_check() { local desc=$1; shift; if "$@"; then tap_ok "$desc"; else tap_fail "$desc"; fi; }
+# tap_check DESC CMD...: ok when CMD succeeds; returns CMD's verdict, so `tap_check ... || diag ...`
+# explains a failure.
+tap_check() { local desc=$1; shift; if "$@"; then tap_ok "$desc"; else tap_fail "$desc"; return 1; fi; }
 # tap_same DESC GOT WANT: ok when both are non-empty and equal (an empty value never matches).
 tap_same() {
     if [ -n "$2" ] && [ "$2" = "$3" ]; then tap_ok "$1"; else tap_fail "$1"; diag "got '$2', want '$3'"; fi
