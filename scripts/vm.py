@@ -29,7 +29,7 @@ def profile_args(name, rundir):
             dev += f",drive={drive}"
         return a + ["-device", dev]
     def drive(name):
-        return ["-drive", f"file={img(name)},if=none,id={name},format=raw,cache=none,aio=threads"]
+        return ["-drive", f"file={img(name)},if=none,id={name},format=raw,cache=none,aio=threads,discard=unmap"]
     if name == "single":
         files = [("d0", 1024)]
         args = drive("d0") + ctrl(0, "", "d0")
