@@ -48,7 +48,7 @@ for bdf in $(nvme_pci_devs); do
         # completed by interrupt), so --hipri keeps to 128 KiB and the disk's transfer limit.
         cap=$(qattr "$disk" max_hw_sectors_kb); [ "$cap" -gt 128 ] && cap=128
         psplit=bssplit=$lbs:$((3 * lbs))   # sizes without a share get equal shares
-        for kb in 8 36 $cap; do
+        for kb in 8 36 128; do
             [ "$kb" -le "$cap" ] && [ $((kb * 1024)) -gt $((3 * lbs)) ] && psplit=$psplit:${kb}k
         done
         written=0
