@@ -59,8 +59,20 @@ def profile_args(name, rundir):
         files = [("f0", 256)]
         args = ["-drive", f"file=blkdebug::{img('f0')},if=none,id=f0,format=raw,cache=none,aio=threads"]
         args += ctrl(0, "", "f0")
+    elif name == "bench":
+        # `make bench`: two identical controllers, each with a null-co namespace (NSID 1, reads
+        # return zeroes at no storage cost, so the drivers' own cost shows) and a file-backed one
+        # (NSID 2, for the verify pass that comes first).
+        files = [("f0", 256), ("f1", 256)]
+        args = []
+        for i in range(2):
+            args += ctrl(i, "")
+            args += ["-drive", f"driver=null-co,size=4G,read-zeroes=on,if=none,id=null{i}"]
+            args += ["-device", f"nvme-ns,drive=null{i},bus=nvme{i},nsid=1"]
+            args += drive(f"f{i}")
+            args += ["-device", f"nvme-ns,drive=f{i},bus=nvme{i},nsid=2"]
     else:
-        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd, faults)")
+        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd, faults, bench)")
     return files, args
 
 
@@ -132,7 +144,7 @@ def main():
     ap.add_argument("--kernel", required=True)
     ap.add_argument("--initrd", required=True)
     ap.add_argument("--profile", default="single")
-    ap.add_argument("--mode", default="check", choices=["check", "run", "shell", "probe"])
+    ap.add_argument("--mode", default="check", choices=["check", "run", "shell", "probe", "bench"])
     ap.add_argument("--args", default="", help="passed to the guest's runner (comma separated)")
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
@@ -253,6 +265,8 @@ def main():
             results.write(line + "\n")
             results.flush()
             if args.mode in ("check",) and not args.show_console:
+                print(line, flush=True)
+            elif args.mode == "bench" and not args.show_console and not line.startswith("BENCH-FIO "):
                 print(line, flush=True)
             elif args.mode == "run" and not args.show_console and not line.startswith("ORION-"):
                 print(line, flush=True)
