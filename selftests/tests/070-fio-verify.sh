@@ -7,6 +7,9 @@
 FIO_TOTAL=${FIO_TOTAL:-1073741824}   # bytes to write and verify per namespace
 ncpu=$(nproc)
 dmesg -c > /dev/null
+for e in libaio io_uring; do
+    tap_check "fio: the guest's fio has the $e engine" sh -c "fio --enghelp | grep -qw $e"
+done
 cnvme_facts || tap_fail "fio: the C driver's view of every namespace (the reference)"
 attach_all "$TEST_DRIVER" poll_queues=1
 tap_check "fio: $TEST_DRIVER (poll_queues=1) made a disk for every namespace" test $? = 0
