@@ -16,7 +16,9 @@ for t in tests/[0-9]*.sh; do
     name=$(basename "$t" .sh)
     case $name in *$pat*) ;; *) continue ;; esac
     echo "# --- $name"
+    _t0=$(date +%s)
     . "./$t"
+    echo "# --- $name took $(( $(date +%s) - _t0 )) s"
 done
 echo "1..$_n"
 echo "# $_pass passed, $_fail failed, $_skip skipped"
