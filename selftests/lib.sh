@@ -152,6 +152,8 @@ qattr() { cat "/sys/block/$1/queue/$2"; }
 # the C driver, so call it before setting up the driver under test):
 #   /tmp/facts/BDF/nsids          active NSIDs, one a line
 #   /tmp/facts/BDF/queue_count    I/O queues the C driver got (its queue_count less the admin queue)
+#   /tmp/facts/BDF/{dmrsl,dmrl,wzsl}  the controller's Dataset Management and Write Zeroes
+#                                 limits (Identify Controller, NVM Command Set; 0: none)
 #   /tmp/facts/BDF/NSID/ATTR      the disk's queue/ATTR, size, and dlfeat from id-ns
 FACT_QUEUE_ATTRS="logical_block_size physical_block_size max_hw_sectors_kb max_segments write_cache fua
  discard_max_hw_bytes discard_granularity write_zeroes_max_bytes dma_alignment virt_boundary_mask
@@ -168,6 +170,8 @@ cnvme_facts() {
             diag "facts: $bdf does not bind to the C driver"; rc=1; continue
         fi
         echo $(( $(cat "/sys/class/nvme/$ctrl/queue_count") - 1 )) > "$f/queue_count"
+        nvme nvm-id-ctrl "/dev/$ctrl" > /tmp/nvm-id-ctrl.txt 2>/dev/null
+        for a in dmrsl dmrl wzsl; do sed -n "s/^$a *: *//p" /tmp/nvm-id-ctrl.txt > "$f/$a"; done
         nvme list-ns "/dev/$ctrl" 2>/dev/null | sed -n 's/.*:0x\([0-9a-f]*\)/\1/p' |
             while read -r ns; do echo $((0x$ns)); done > "$f/nsids"
         for nsid in $(cat "$f/nsids"); do

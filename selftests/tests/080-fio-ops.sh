@@ -47,7 +47,8 @@ for bdf in $(nvme_pci_devs); do
         tap_same "ops: $ns $disk fua matches the C driver's" "$fua" "$(fact "$bdf" "$nsid/fua")"
         dlfeat=$(fact "$bdf" "$nsid/dlfeat")
         diag "$ns $disk: lbs $lbs, $size bytes, write_cache '$wc', fua $fua, dlfeat $dlfeat," \
-            "discard_max_hw_bytes $(qattr "$disk" discard_max_hw_bytes), write_zeroes_max_bytes $(qattr "$disk" write_zeroes_max_bytes)"
+            "discard_max_hw_bytes $(qattr "$disk" discard_max_hw_bytes) (controller DMRSL: $(fact "$bdf" dmrsl) blocks)," \
+            "write_zeroes_max_bytes $(qattr "$disk" write_zeroes_max_bytes)"
 
         # Discard: NVMe DLFEAT bits 2:0 = 001b means deallocated blocks read as zeroes.
         if [ "$(qattr "$disk" discard_max_hw_bytes)" = 0 ]; then

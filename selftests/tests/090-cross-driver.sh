@@ -1,6 +1,7 @@
 # The driver under test and the C driver agree on every namespace:
 #   limits: the queue limits in sysfs that describe the namespace itself must match the C
-#     driver's; the ones that are each driver's own choice are shown side by side;
+#     driver's, transfer, discard and write-zeroes limits must stay within the controller's
+#     (MDTS, DMRSL, DMRL, WZSL); the rest are each driver's own choice, shown side by side;
 #   data: what one driver wrote (fio random writes with crc32c headers, fixed seed, and a
 #     pattern over the first and last blocks) reads back the same through the other, both
 #     ways round (fio verify_only, and sha256 of the first, middle and last 4 MiB).
@@ -32,6 +33,19 @@ for bdf in $(nvme_pci_devs); do
                 "$([ "$(qattr "$disk" "$a")" -gt 0 ] && echo yes || echo no)" \
                 "$([ "$(fact "$bdf" "$nsid/$a")" -gt 0 ] && echo yes || echo no)"
         done
+        # The controller's own limits on discard and write zeroes (0: none). QEMU silently
+        # ignores a discard range over DMRSL, so going over it loses discards.
+        lbs=$(qattr "$disk" logical_block_size)
+        dmrsl=$(fact "$bdf" dmrsl); dmrl=$(fact "$bdf" dmrl); wzsl=$(fact "$bdf" wzsl)
+        [ "${dmrsl:-0}" -gt 0 ] &&
+            tap_check "cross: $ns discard_max_hw_bytes $(qattr "$disk" discard_max_hw_bytes) within the controller's DMRSL ($dmrsl blocks)" \
+                test "$(qattr "$disk" discard_max_hw_bytes)" -le $((dmrsl * lbs))
+        [ "${dmrl:-0}" -gt 0 ] &&
+            tap_check "cross: $ns max_discard_segments within the controller's DMRL ($dmrl ranges)" \
+                test "$(qattr "$disk" max_discard_segments)" -le "$dmrl"
+        [ "${wzsl:-0}" -gt 0 ] &&
+            tap_check "cross: $ns write_zeroes_max_bytes within the controller's WZSL (4 KiB << $wzsl)" \
+                test "$(qattr "$disk" write_zeroes_max_bytes)" -le $((4096 << wzsl))
         # The C driver's transfer limit here is the controller's MDTS; going over it is a bug.
         v=$(qattr "$disk" max_hw_sectors_kb)
         tap_check "cross: $ns max_hw_sectors_kb $v within the controller's limit ($(fact "$bdf" "$nsid/max_hw_sectors_kb"))" \
