@@ -57,7 +57,7 @@ def profile_args(name, rundir):
         # hold a command inside the "device" (qemu-io "break"/"resume" through QMP): a
         # completion that does not arrive until the test says so.
         files = [("f0", 256)]
-        args = ["-drive", f"file=blkdebug::{img('f0')},if=none,id=f0,format=raw,cache=none,aio=threads"]
+        args = ["-drive", f"file=blkdebug::{img('f0')},if=none,id=f0,format=raw,cache=none,aio=threads,discard=unmap"]
         args += ctrl(0, "", "f0")
     elif name == "bench":
         # `make bench`: two identical controllers, each with a null-co namespace (NSID 1, reads
