@@ -6,6 +6,8 @@
 #   make run          boot the VM, load orion_nvme, show it bound (PROFILE=single|dual|subsys)
 #   make shell        boot the VM with an interactive shell on the console
 #   make check        host tests, clippy, rustfmt, fuzz, then the VM selftests; ends "N passed, N failed"
+#   make bench        fio in the VM: the C nvme driver against orion_nvme on identical controllers,
+#                     A B A B; out/bench/results.json and a table (BENCH_C_ONLY=1: C on both)
 #   make bench-core   instructions per 4 KiB read through the core on the simulator (callgrind)
 #   make clean        remove build products from the checkout (caches stay)
 
@@ -20,7 +22,7 @@ kdir = $(or $(KDIR),$(shell scripts/kernel.sh $(KVARIANT) --print-dir))
 OUT := out
 INITRD := $(OUT)/initramfs$(if $(filter 1,$(DEBUG)),-debug,).cpio.gz
 
-.PHONY: all setup kernel module run shell check clean host-test initramfs bench-core
+.PHONY: all setup kernel module run shell check clean host-test initramfs bench bench-core
 
 all: module
 
@@ -52,6 +54,9 @@ host-test:
 
 check:
 	@DEBUG=$(DEBUG) scripts/check.sh
+
+bench: initramfs
+	@scripts/bench.sh $(kdir) $(INITRD)
 
 bench-core: setup
 	@scripts/bench-core.sh

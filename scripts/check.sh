@@ -3,6 +3,8 @@
 #   host:  cargo test, clippy -D warnings, rustfmt --check
 #   VM:    the selftests (TAP) on each controller profile, under our own 7.3 kernel
 # DEBUG=1 uses the KASAN/lockdep/kmemleak kernel. PROFILES overrides the VM profile list.
+# SELFTEST_ARGS goes to the guest's runner, comma separated: a test-name pattern and NAME=VALUE
+# settings (SELFTEST_ARGS=ORION_TEST_DRIVER=nvme runs the block I/O tests on the C driver).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -107,7 +109,8 @@ stage initramfs "$here/initramfs.sh" "$kdir" "$top/orion_nvme.ko" "$initrd" || f
 vm_profile() {
     local p=$1 res=$out/vm-$p/../results-$p.tap
     "$here/vm.py" --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" --profile "$p" \
-        --mode check --rundir "$out/vm-$p" --results "$out/results-$p.tap" --timeout "${VM_TIMEOUT:-1200}"
+        --mode check --rundir "$out/vm-$p" --results "$out/results-$p.tap" --timeout "${VM_TIMEOUT:-1200}" \
+        ${SELFTEST_ARGS:+--args "$SELFTEST_ARGS"}
     local rc=$?
     local p_ok p_fail
     p_ok=$(grep '^ok ' "$out/results-$p.tap" | grep -vc '# SKIP')

@@ -1,6 +1,6 @@
 #!/bin/busybox sh
 # PID 1 of the test VM: mount the basics, run what the kernel command line asks
-# (orion.mode=check|run|shell|probe), report on the control port (ttyS1), power off.
+# (orion.mode=check|run|shell|probe|bench), report on the control port (ttyS1), power off.
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
@@ -28,6 +28,7 @@ case $mode in
     probe) ;;
     check) sh /selftests/run.sh $ORION_ARGS > /dev/ttyS1 2>&1; rc=$? ;;
     run) sh /selftests/demo.sh > /dev/ttyS1 2>&1; rc=$? ;;
+    bench) sh /selftests/bench.sh $ORION_ARGS > /dev/ttyS1 2>&1; rc=$? ;;
     shell) setsid cttyhack sh; rc=0 ;;
     *) echo "unknown orion.mode=$mode" > /dev/ttyS1; rc=2 ;;
 esac

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the VM's initramfs in two layers:
-#   base    busybox-static, fio, nvme-cli and their libraries; cached in $ORION_CACHE, keyed by
+#   base    busybox-static, fio, nvme-cli, util-linux's blkdiscard (busybox's cannot write
+#           zeroes) and their libraries; cached in $ORION_CACHE, keyed by
 #           package versions and this script, so a warm run never rebuilds it.
 #   overlay /init, the selftests and the modules; rebuilt every run (it takes a second).
 # Usage: initramfs.sh KBUILD_DIR MODULE_KO OUTPUT
@@ -10,11 +11,11 @@ top=$(cd "$here/.." && pwd)
 . "$here/lib.sh"
 kbuild=$1 ko=$2 output=$3
 
-tools=(/bin/busybox /usr/bin/fio /usr/sbin/nvme)
-key=$( { dpkg-query -W busybox-static fio nvme-cli libnvme1 2>/dev/null; cat "$0"; } | sha256sum | cut -c1-12)
+tools=(/bin/busybox /usr/bin/fio /usr/sbin/nvme /usr/sbin/blkdiscard)
+key=$( { dpkg-query -W busybox-static fio nvme-cli libnvme1 util-linux 2>/dev/null; cat "$0"; } | sha256sum | cut -c1-12)
 base=$ORION_CACHE/initramfs/base-$key.cpio.gz
 if [ ! -f "$base" ]; then
-    log "building initramfs base layer (busybox, fio, nvme-cli)"
+    log "building initramfs base layer (busybox, fio, nvme-cli, blkdiscard)"
     stage=$(mktemp -d)
     trap 'rm -rf "$stage"' EXIT
     mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,proc,sys,dev,tmp,root,run,mnt}

@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 PKGS=(rustc-web rust-web-src rust-web-clippy clang-19 lld-19 llvm-19 libclang-19-dev flex bison bc libelf-dev
       libssl-dev cpio qemu-system-x86 busybox-static fio nvme-cli kmod xz-utils python3 make gcc
-      libc6-dev socat valgrind)
+      libc6-dev socat valgrind util-linux)
 BINDGEN_VERSION=0.73.2
 CARGO_FUZZ_VERSION=0.13.1
 KSRC_PKG=linux-source-7.3

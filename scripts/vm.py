@@ -29,7 +29,7 @@ def profile_args(name, rundir):
             dev += f",drive={drive}"
         return a + ["-device", dev]
     def drive(name):
-        return ["-drive", f"file={img(name)},if=none,id={name},format=raw,cache=none,aio=threads"]
+        return ["-drive", f"file={img(name)},if=none,id={name},format=raw,cache=none,aio=threads,discard=unmap"]
     if name == "single":
         files = [("d0", 1024)]
         args = drive("d0") + ctrl(0, "", "d0")
@@ -62,10 +62,22 @@ def profile_args(name, rundir):
         # hold a command inside the "device" (qemu-io "break"/"resume" through QMP): a
         # completion that does not arrive until the test says so.
         files = [("f0", 256)]
-        args = ["-drive", f"file=blkdebug::{img('f0')},if=none,id=f0,format=raw,cache=none,aio=threads"]
+        args = ["-drive", f"file=blkdebug::{img('f0')},if=none,id=f0,format=raw,cache=none,aio=threads,discard=unmap"]
         args += ctrl(0, "", "f0")
+    elif name == "bench":
+        # `make bench`: two identical controllers, each with a null-co namespace (NSID 1, reads
+        # return zeroes at no storage cost, so the drivers' own cost shows) and a file-backed one
+        # (NSID 2, for the verify pass that comes first).
+        files = [("f0", 256), ("f1", 256)]
+        args = []
+        for i in range(2):
+            args += ctrl(i, "")
+            args += ["-drive", f"driver=null-co,size=4G,read-zeroes=on,if=none,id=null{i}"]
+            args += ["-device", f"nvme-ns,drive=null{i},bus=nvme{i},nsid=1"]
+            args += drive(f"f{i}")
+            args += ["-device", f"nvme-ns,drive=f{i},bus=nvme{i},nsid=2"]
     else:
-        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd, intx, faults)")
+        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd, intx, faults, bench)")
     return files, args
 
 
@@ -137,7 +149,7 @@ def main():
     ap.add_argument("--kernel", required=True)
     ap.add_argument("--initrd", required=True)
     ap.add_argument("--profile", default="single")
-    ap.add_argument("--mode", default="check", choices=["check", "run", "shell", "probe"])
+    ap.add_argument("--mode", default="check", choices=["check", "run", "shell", "probe", "bench"])
     ap.add_argument("--args", default="", help="passed to the guest's runner (comma separated)")
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
@@ -263,6 +275,8 @@ def main():
             results.write(line + "\n")
             results.flush()
             if args.mode in ("check",) and not args.show_console:
+                print(line, flush=True)
+            elif args.mode == "bench" and not args.show_console and not line.startswith("BENCH-FIO "):
                 print(line, flush=True)
             elif args.mode == "run" and not args.show_console and not line.startswith("ORION-"):
                 print(line, flush=True)
