@@ -233,10 +233,12 @@ detach_all() {
     unload_cnvme
 }
 
-# dev_irqs BDF: "IRQ COUNT" for each MSI/MSI-X vector of BDF, COUNT summed over CPUs.
+# dev_irqs BDF: "IRQ COUNT" for each MSI/MSI-X vector of BDF (its INTx line when it has none),
+# COUNT summed over CPUs.
 dev_irqs() {
     local irqs
     irqs=$(ls "/sys/bus/pci/devices/$1/msi_irqs" 2>/dev/null | tr '\n' ' ')
+    [ -n "$irqs" ] || irqs="$(cat "/sys/bus/pci/devices/$1/irq") "
     awk -v want=" $irqs" '{ i = $1; sub(":", "", i); if (index(want, " " i " ") == 0) next
         s = 0; for (k = 2; k <= NF && $k ~ /^[0-9]+$/; k++) s += $k; print i, s }' /proc/interrupts
 }

@@ -19,6 +19,8 @@ use crate::orion::command::{CidSlot, IoOp, IoRequest, Segment};
 use crate::orion::controller::{Controller, Enabled, NamespaceInfo};
 use crate::orion::io::{self, IoQueue};
 use crate::orion::queue::ShadowDoorbells;
+use crate::orion::spec::regs::Offset;
+use crate::orion_compat::Mmio as _;
 use crate::orion_compat::block::BlockStatus;
 use crate::orion_compat::irq::{IrqHandler, IrqKind, IrqKinds, IrqReturn, VectorRequest};
 use crate::orion_compat::{Dma as _, IrqVectors as _, Lock as _, Locks as _, Pci as _};
@@ -164,6 +166,8 @@ pub(crate) struct Io<'b> {
     nr_poll: u32,
     /// Vectors beyond the admin one are spread over CPUs (MSI-X or multi-MSI).
     spread: bool,
+    /// INTx or MSI: interrupts are masked at the controller with INTMS/INTMC.
+    pin_based: bool,
     irqs: KVec<LinuxRegistration<'b, QueueIrq>>,
     vectors: Option<LinuxVectors<'b>>,
     disks: KVec<*mut bindings::gendisk>,
@@ -210,6 +214,7 @@ impl<'b> Io<'b> {
                 nr_default: 0,
                 nr_poll: 0,
                 spread: false,
+                pin_based: false,
                 irqs: KVec::new(),
                 vectors: None,
                 disks: KVec::new(),
@@ -272,6 +277,7 @@ impl<'b> Io<'b> {
             IrqKind::Intx => "INTx",
         };
         self.vectors = Some(vectors);
+        self.pin_based = kind != "MSI-X";
 
         let total = nr_default + nr_poll;
         // CAST: total <= granted <= 65535.
@@ -370,6 +376,13 @@ impl<'b> Io<'b> {
                 })?;
                 self.irqs.push(reg, GFP_KERNEL)?;
             }
+        }
+        if self.pin_based {
+            // The handlers are in place: unmask the controller's interrupts (probe masked
+            // them while the admin queue was busy). No admin command runs until teardown.
+            ctrl.mmio()
+                .write32(Offset::Intmc.at(), u32::MAX)
+                .map_err(|e| e.0)?;
         }
         dev_info!(
             pdev,
@@ -521,6 +534,11 @@ impl<'b> Io<'b> {
             // SAFETY: allocated by `blk_mq_alloc_tag_set`, no queue uses it any more.
             unsafe { bindings::blk_mq_free_tag_set(&mut *self.set) };
             self.set_live = false;
+        }
+        if self.pin_based {
+            // Admin commands follow; with no handler of ours left, keep the (possibly shared)
+            // line quiet: mask at the controller again (see probe).
+            let _ = ctrl.mmio().write32(Offset::Intms.at(), u32::MAX);
         }
         self.irqs.clear();
         let alive = ctrl.check_alive().is_ok();

@@ -218,6 +218,13 @@ fn bring_up<'b>(
         Controller::<LinuxPlatform<'b>, _>::new(bar, dma, clock, scratch, Settings::default())
             .map_err(|e| fail("taking over the controller", e))?;
     let mut ctrl = ctrl.enable().map_err(|(e, _)| fail("enabling", e))?;
+    // The admin queue is polled, but its completions also raise the pin interrupt (no MSI-X
+    // yet). On a line shared with another controller's handler, a level interrupt nobody
+    // acknowledges storms until the kernel disables the line, so mask it at the controller
+    // (INTMS, legal while MSI-X is off); the block layer unmasks it if it uses INTx or MSI.
+    let _ = ctrl
+        .mmio()
+        .write32(spec::regs::Offset::Intms.at(), u32::MAX);
     let info = ctrl
         .identify()
         .map_err(|e| fail("Identify Controller", e))?;
