@@ -15,6 +15,17 @@ for d in $(nvme_pci_devs); do
 done
 echo "== orion_nvme in dmesg:"
 dmesg | grep orion_nvme | sed 's/^/   /'
+echo "== block devices:"
+for b in /sys/block/onvme*; do
+    [ -e "$b" ] || { echo "   none"; rc=1; break; }
+    disk=$(basename "$b")
+    echo "   /dev/$disk: $(($(cat $b/size) / 2048)) MiB, $(cat $b/queue/logical_block_size)-byte blocks, $(ls -d $b/mq/* | wc -l) hardware queues"
+    echo "== fio on /dev/$disk: 4 KiB random writes, then verify (crc32c)"
+    fio --name=demo --filename=/dev/$disk --ioengine=io_uring --direct=1 --rw=randwrite \
+        --bs=4k --size=32m --iodepth=16 --verify=crc32c --do_verify=1 --output-format=terse \
+        > /tmp/demo.fio 2>&1 || rc=1
+    awk -F';' '{ printf "   wrote %d KiB at %d IOPS, verified %d KiB, errors %d\n", $47, $49, $6, $5 }' /tmp/demo.fio
+done
 echo "== rmmod orion_nvme"
 unload_orion || rc=1
 dmesg | grep -E 'orion_nvme: (unbinding|shutdown)' | sed 's/^/   /'
