@@ -617,7 +617,7 @@ impl<P: Platform> Controller<P, Enabled> {
         if !id.sqes.allows(sqes) || !id.cqes.allows(cqes) {
             return Err(CtrlError::Unsupported("64-byte SQEs and 16-byte CQEs"));
         }
-        let info = ControllerInfo {
+        let mut info = ControllerInfo {
             vid: id.vid,
             sn: id.sn,
             mn: id.mn,
@@ -633,7 +633,6 @@ impl<P: Platform> Controller<P, Enabled> {
             max_dealloc_blocks: None,
             max_write_zeroes: None,
         };
-        let mut info = info;
         // The NVM Command Set's own Identify Controller (CNS 06h, CSI 00h, NVM Cmd Set 1.0
         // §4.1.5.2) limits Write Zeroes (WZSL, byte 1) and Dataset Management ranges (DMRSL,
         // bytes 7:4). Older controllers refuse the CNS: then there are no such limits.

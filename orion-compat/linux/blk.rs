@@ -158,7 +158,6 @@ impl IrqHandler for QueueIrq {
 /// Block-layer state of one controller.
 pub(crate) struct Io<'b> {
     dev: &'b pci::Device<Bound>,
-    pdev: *mut bindings::pci_dev,
     set: KBox<bindings::blk_mq_tag_set>,
     set_live: bool,
     queues: KVec<KBox<HwQueue<'b>>>,
@@ -194,6 +193,11 @@ pub(crate) struct IoParams {
 type Ctrl<'b> = Controller<LinuxPlatform<'b>, Enabled>;
 
 impl<'b> Io<'b> {
+    /// The bound device's `struct pci_dev`.
+    fn pdev(&self) -> *mut bindings::pci_dev {
+        crate::mmio::raw_pci(self.dev)
+    }
+
     /// Sets up vectors, I/O queues, the tag set and a disk per usable namespace. On error,
     /// everything done so far is undone (the controller stays enabled).
     pub(crate) fn start(
@@ -203,11 +207,9 @@ impl<'b> Io<'b> {
         namespaces: &[NamespaceInfo],
         p: &IoParams,
     ) -> Result<KBox<Self>> {
-        let raw = ptr::from_ref(pdev).cast::<bindings::pci_dev>().cast_mut();
         let mut io = KBox::new(
             Io {
                 dev: pdev,
-                pdev: raw,
                 set: KBox::new(bindings::blk_mq_tag_set::default(), GFP_KERNEL)?,
                 set_live: false,
                 queues: KVec::new(),
@@ -498,7 +500,7 @@ impl<'b> Io<'b> {
             (*disk).fops = &*self.fops;
             // A lying NSZE must not wrap the capacity.
             bindings::set_capacity(disk, ns.blocks.min(u64::MAX >> shift) << shift);
-            bindings::device_add_disk(&raw mut (*self.pdev).dev, disk, ptr::null_mut())
+            bindings::device_add_disk(&raw mut (*self.pdev()).dev, disk, ptr::null_mut())
         };
         if r != 0 {
             // SAFETY: the disk was never added; drop our reference.
@@ -538,12 +540,12 @@ impl<'b> Io<'b> {
         if self.pin_based {
             // Admin commands follow; with no handler of ours left, keep the (possibly shared)
             // line quiet: mask at the controller again (see probe).
-            let _ = ctrl.mmio().write32(Offset::Intms.at(), u32::MAX);
+            mask_pin_interrupts(ctrl);
         }
         self.irqs.clear();
         let alive = ctrl.check_alive().is_ok();
-        for hq in &self.queues {
-            let n = hq.inner.lock(|i| i.submitted);
+        while let Some(hq) = self.queues.pop() {
+            let (q, n) = hq.inner.lock(|i| (i.q.take(), i.submitted));
             dev_info!(
                 self.dev,
                 "orion_nvme: I/O queue {} ({}): {} commands\n",
@@ -551,9 +553,6 @@ impl<'b> Io<'b> {
                 if hq.polled { "poll" } else { "interrupt" },
                 n
             );
-        }
-        while let Some(hq) = self.queues.pop() {
-            let q = hq.inner.lock(|i| i.q.take());
             if let (Some(q), true) = (q, alive) {
                 let (qp, _lists) = q.into_parts();
                 let _ = ctrl.delete_io_queue(qp);
@@ -577,6 +576,14 @@ impl Drop for Io<'_> {
             core::mem::forget(self.vectors.take());
         }
     }
+}
+
+/// Masks the controller's pin-based/MSI interrupts (INTMS). The admin queue is polled, but
+/// its completions still raise them; on a line shared with another controller's handler, a
+/// level interrupt nobody acknowledges storms until the kernel disables the line. Only legal
+/// while MSI-X is off.
+pub(crate) fn mask_pin_interrupts(ctrl: &Ctrl<'_>) {
+    let _ = ctrl.mmio().write32(Offset::Intms.at(), u32::MAX);
 }
 
 /// The `Io` a hardware context belongs to.
@@ -614,7 +621,7 @@ unsafe fn unmap(io: &Io<'_>, rq: *mut bindings::request) {
         // SAFETY: `sg[..nents]` was mapped with this device and direction in `queue_rq`.
         unsafe {
             bindings::dma_unmap_sg_attrs(
-                &raw mut (*io.pdev).dev,
+                &raw mut (*io.pdev()).dev,
                 p.sg.as_mut_ptr(),
                 p.nents,
                 p.dir,
@@ -763,7 +770,7 @@ unsafe extern "C" fn queue_rq(
         }
         // SAFETY: `sg[..n]` describes the request's pages; the device is ours.
         let mapped = unsafe {
-            bindings::dma_map_sg_attrs(&raw mut (*io.pdev).dev, p.sg.as_mut_ptr(), n, p.dir, 0)
+            bindings::dma_map_sg_attrs(&raw mut (*io.pdev()).dev, p.sg.as_mut_ptr(), n, p.dir, 0)
         };
         if mapped == 0 {
             return BLK_STS_RESOURCE;
@@ -934,7 +941,7 @@ unsafe extern "C" fn map_queues(set: *mut bindings::blk_mq_tag_set) {
         def.queue_offset = 0;
         if io.spread {
             // Follow the vectors' CPU affinity (vector 0 is the admin queue's).
-            bindings::blk_mq_map_hw_queues(def, &raw mut (*io.pdev).dev, 1);
+            bindings::blk_mq_map_hw_queues(def, &raw mut (*io.pdev()).dev, 1);
         } else {
             bindings::blk_mq_map_queues(def);
         }

@@ -46,6 +46,16 @@ impl Mmio for Bar0<'_> {
     }
 }
 
+/// The `struct pci_dev` behind a bound device, for the bindings the kernel crate does not wrap.
+///
+/// `pci::Device` is `#[repr(transparent)]` over `Opaque<bindings::pci_dev>`, so this is a valid
+/// pointer for as long as the reference is.
+pub(crate) fn raw_pci(pdev: &pci::Device<device::Bound>) -> *mut bindings::pci_dev {
+    core::ptr::from_ref(pdev)
+        .cast::<bindings::pci_dev>()
+        .cast_mut()
+}
+
 /// Undoes `pci_enable_device_mem` when dropped; the kernel crate does not.
 ///
 /// # Invariants
@@ -66,12 +76,9 @@ impl<'a> EnabledDevice<'a> {
 
 impl Drop for EnabledDevice<'_> {
     fn drop(&mut self) {
-        let raw = core::ptr::from_ref(self.pdev)
-            .cast::<bindings::pci_dev>()
-            .cast_mut();
+        let raw = raw_pci(self.pdev);
         // SAFETY:
-        // 1. `pci::Device` is `#[repr(transparent)]` over `Opaque<bindings::pci_dev>`, so the cast
-        //    yields a valid pointer to the device's `struct pci_dev`.
+        // 1. `raw_pci` gives a valid pointer to the device's `struct pci_dev`.
         // 2. By the type invariant the device is bound and was enabled once by this driver, so
         //    this balances exactly that enable.
         unsafe { bindings::pci_disable_device(raw) };

@@ -218,13 +218,9 @@ fn bring_up<'b>(
         Controller::<LinuxPlatform<'b>, _>::new(bar, dma, clock, scratch, Settings::default())
             .map_err(|e| fail("taking over the controller", e))?;
     let mut ctrl = ctrl.enable().map_err(|(e, _)| fail("enabling", e))?;
-    // The admin queue is polled, but its completions also raise the pin interrupt (no MSI-X
-    // yet). On a line shared with another controller's handler, a level interrupt nobody
-    // acknowledges storms until the kernel disables the line, so mask it at the controller
-    // (INTMS, legal while MSI-X is off); the block layer unmasks it if it uses INTx or MSI.
-    let _ = ctrl
-        .mmio()
-        .write32(spec::regs::Offset::Intms.at(), u32::MAX);
+    // No MSI-X yet: mask the pin interrupt the polled admin queue would raise; the block
+    // layer unmasks it if it ends up using INTx or MSI.
+    blk::mask_pin_interrupts(&ctrl);
     let info = ctrl
         .identify()
         .map_err(|e| fail("Identify Controller", e))?;

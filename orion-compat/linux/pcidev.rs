@@ -45,9 +45,7 @@ impl<'b> LinuxPci<'b> {
     }
 
     fn raw(&self) -> *mut bindings::pci_dev {
-        ptr::from_ref(self.pdev)
-            .cast::<bindings::pci_dev>()
-            .cast_mut()
+        crate::mmio::raw_pci(self.pdev)
     }
 
     /// `offset` as a config-space offset for an access of `size` bytes.
