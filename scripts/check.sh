@@ -12,7 +12,7 @@ cd "$top"
 . "$here/lib.sh"
 
 DEBUG=${DEBUG:-0}
-PROFILES=${PROFILES:-single dual subsys odd intx faults}
+PROFILES=${PROFILES:-single dual subsys odd faults}
 variant=(); [ "$DEBUG" = 1 ] && variant=(--debug)
 out=$top/out; [ "$DEBUG" = 1 ] && out=$top/out/debug
 mkdir -p "$out"
