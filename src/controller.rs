@@ -5,10 +5,11 @@ use crate::orion::queue::{QueueError, QueuePair, Reaped, ShadowDoorbells, SQE_SI
 use crate::orion::spec::cqe::CQE_SIZE;
 use crate::orion::spec::features::{Fid, NumberOfQueues};
 use crate::orion::spec::identify::{self, Cns};
+use crate::orion::spec::log::{Effects, LogId};
 use crate::orion::spec::regs::{
     Aqa, Cap, Cc, Csts, Offset, Shutdown, Vs, CSS_ADMIN_ONLY, CSS_IO_SETS, CSS_NVM,
 };
-use crate::orion::spec::sqe::{Qprio, Sqe};
+use crate::orion::spec::sqe::{numd_of, Qprio, Sqe};
 use crate::orion::spec::status::Status;
 use crate::orion_compat::dma::{CoherentMem, Dma};
 use crate::orion_compat::time::{Clock, Deadline, Duration, WaitError};
@@ -219,6 +220,8 @@ pub struct ControllerInfo {
     pub sgls: bool,
     /// Asynchronous Event Request Limit, 0's based.
     pub aerl: u8,
+    /// Log Page Attributes.
+    pub lpa: identify::Lpa,
     /// Most logical blocks one Dataset Management range may cover (DMRSL), if limited.
     pub max_dealloc_blocks: Option<u32>,
     /// Most bytes one Write Zeroes may cover (WZSL), if limited.
@@ -541,6 +544,22 @@ impl<P: Platform> Controller<P, Enabled> {
             Some(a) => sqe.with_prp(a, 0),
             None => sqe,
         };
+        let result = self.admin_raw(sqe, self.settings.admin_timeout);
+        if result.is_ok() && data {
+            if let Some(b) = &self.admin_buf {
+                b.read_bytes(0, self.scratch.as_mut_bytes()).map_err(plat)?;
+            }
+        }
+        result
+    }
+
+    /// Runs a caller-built admin command (data pointer already set, in memory the caller keeps
+    /// until this returns or, on a timeout, until the controller is disabled) to completion,
+    /// polling, for at most `timeout`. Returns the completion's result (DW0/DW1).
+    ///
+    /// A command that times out is cancelled: a late completion is refused as bogus rather
+    /// than matched to a later command.
+    pub fn admin_raw(&mut self, sqe: Sqe, timeout: Duration) -> Result<u64, CtrlError> {
         let admin = self
             .admin
             .as_mut()
@@ -550,7 +569,7 @@ impl<P: Platform> Controller<P, Enabled> {
             .ok_or(CtrlError::Busy)?;
         admin.submit(tag, &sqe)?;
         admin.ring(&self.mmio, None::<&ShadowDoorbells<Coherent<P>>>)?;
-        let deadline = Deadline::after(&self.clock, self.settings.admin_timeout);
+        let deadline = Deadline::after(&self.clock, timeout);
         let mut outcome: Option<Result<u64, CtrlError>> = None;
         let res = deadline.poll(&self.clock, self.settings.poll_interval, || {
             let admin = self
@@ -596,12 +615,20 @@ impl<P: Platform> Controller<P, Enabled> {
                 admin.cancel(tag);
             }
         }
-        if result.is_ok() && data {
-            if let Some(b) = &self.admin_buf {
-                b.read_bytes(0, self.scratch.as_mut_bytes()).map_err(plat)?;
-            }
-        }
         result
+    }
+
+    /// The Commands Supported and Effects log (LID 05h), when Identify Controller's LPA says
+    /// the controller has one; `None` otherwise.
+    pub fn command_effects(&mut self) -> Result<Option<Effects>, CtrlError> {
+        if !self.info.as_ref().is_some_and(|i| i.lpa.cmd_effects()) {
+            return Ok(None);
+        }
+        let numd = numd_of(IDENTIFY_SIZE).ok_or(CtrlError::Invalid("log length"))?;
+        self.admin_command(Sqe::get_log_page(LogId::COMMAND_EFFECTS, 0, numd, 0), true)?;
+        Effects::read_from_bytes(self.scratch.as_bytes())
+            .map(Some)
+            .map_err(|_| CtrlError::Invalid("effects log size"))
     }
 
     /// Identify Controller (CNS 01h); checks the entry sizes the driver uses are supported.
@@ -630,6 +657,7 @@ impl<P: Platform> Controller<P, Enabled> {
             vwc: id.vwc.present(),
             sgls: id.sgls.support() != 0,
             aerl: id.aerl,
+            lpa: id.lpa,
             max_dealloc_blocks: None,
             max_write_zeroes: None,
         };

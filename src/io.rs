@@ -6,9 +6,12 @@
 //! its DMA segments (an [`IoRequest`]) under a tag, and gets back, from [`IoQueue::reap`],
 //! the tag and a [`BlockStatus`] for each completion the device posted.
 
-use crate::orion::command::{build_io, DataPointer, IoError, IoRequest, ListPages};
+use crate::orion::command::{
+    build_io, build_prps, DataPointer, IoError, IoRequest, ListPages, Segment,
+};
 use crate::orion::controller::{ControllerInfo, NamespaceInfo};
 use crate::orion::queue::{BogusCompletion, QueueError, QueuePair, Reaped, ShadowDoorbells};
+use crate::orion::spec::sqe::Sqe;
 use crate::orion::spec::status::{cmd, generic, media, path, Sct, Status};
 use crate::orion_compat::block::{BlockStatus, DiscardLimits, DiskGeometry};
 use crate::orion_compat::{CoherentMem, Mmio};
@@ -279,6 +282,30 @@ where
         self.qp.submit(tag, &sqe).map_err(SubmitError::Queue)
     }
 
+    /// Queues a caller-built command (passthrough) under `tag`, its data in `segs` described
+    /// with PRPs in the tag's list pages. The command's CID is set by the queue.
+    pub fn submit_raw(&mut self, tag: u16, sqe: Sqe, segs: &[Segment]) -> Result<(), SubmitError> {
+        if u32::from(tag) >= self.tags() {
+            return Err(SubmitError::Queue(QueueError::BadTag(tag)));
+        }
+        let sqe = if segs.is_empty() {
+            sqe.with_prp(0, 0)
+        } else {
+            let mut lists = TagLists {
+                chunks: self.lists.as_ref(),
+                first: usize::from(tag) * self.per_tag,
+                count: self.per_tag,
+                per_chunk: self.per_chunk,
+                // CAST: checked in `new`.
+                page: self.page as usize,
+            };
+            let p = build_prps(segs, self.page, &mut lists)
+                .map_err(|e| SubmitError::Build(IoError::Prp(e)))?;
+            sqe.with_prp(p.prp1, p.prp2)
+        };
+        self.qp.submit(tag, &sqe).map_err(SubmitError::Queue)
+    }
+
     /// Rings the SQ doorbell for everything queued since the last ring.
     pub fn ring<M: Mmio>(
         &mut self,
@@ -288,18 +315,23 @@ where
         self.qp.ring(mmio, shadow)
     }
 
-    /// Reaps up to `budget` completions: `done(tag, status)` for each genuine one, `bogus` for
-    /// entries the device should not have posted. Returns the entries consumed.
+    /// Reaps up to `budget` completions: `done(tag, block status, status, result)` for each
+    /// genuine one (the result is completion Dwords 0 and 1), `bogus` for entries the device
+    /// should not have posted. Returns the entries consumed.
     pub fn reap<M: Mmio>(
         &mut self,
         mmio: &M,
         shadow: Option<&ShadowDoorbells<C>>,
         budget: usize,
-        mut done: impl FnMut(u16, BlockStatus, Status),
+        mut done: impl FnMut(u16, BlockStatus, Status, u64),
         mut bogus: impl FnMut(BogusCompletion),
     ) -> Result<usize, QueueError> {
         self.qp.reap(mmio, shadow, budget, |r| match r {
-            Reaped::Done { tag, status, .. } => done(tag, block_status(status), status),
+            Reaped::Done {
+                tag,
+                status,
+                result,
+            } => done(tag, block_status(status), status, result),
             Reaped::Bogus(b) => bogus(b),
         })
     }
@@ -339,6 +371,7 @@ mod tests {
             vwc,
             sgls: false,
             aerl: 0,
+            lpa: crate::orion::spec::identify::Lpa(0),
             max_dealloc_blocks: None,
             max_write_zeroes: None,
         }

@@ -20,6 +20,7 @@ pub mod command;
 pub mod config;
 pub mod controller;
 pub mod io;
+pub mod passthru;
 pub mod queue;
 pub mod spec;
 

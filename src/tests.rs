@@ -878,7 +878,7 @@ fn io_queue_many_tags_in_flight_use_their_own_lists() {
             c.mmio(),
             None,
             64,
-            |tag, st, _| done.push((tag, st)),
+            |tag, st, _, _| done.push((tag, st)),
             |b| panic!("bogus {b:?}"),
         )
         .unwrap();
@@ -901,6 +901,43 @@ fn io_queue_many_tags_in_flight_use_their_own_lists() {
             "tag {t} last block"
         );
     }
+    // A passthrough Read (caller-built command, raw segments) of tag 2's first two blocks
+    // completes with its result and brings back the data written through tag 2.
+    let raw = Buffer::new(&r.sim.dma, 2 * bs, 0, pg);
+    let sqe = crate::orion::spec::sqe::Sqe::read(1, (2 * len / bs) as u64, 1);
+    q.submit_raw(0, sqe, &raw.segs).unwrap();
+    q.ring(c.mmio(), None).unwrap();
+    let mut got = None;
+    for _ in 0..10 {
+        q.reap(
+            c.mmio(),
+            None,
+            8,
+            |t, s, _, res| got = Some((t, s, res)),
+            |b| panic!("bogus {b:?}"),
+        )
+        .unwrap();
+        if got.is_some() {
+            break;
+        }
+    }
+    assert_eq!(got, Some((0, BlockStatus::Ok, 0)));
+    assert_eq!(raw.bytes()[..], bufs[2].bytes()[..2 * bs]);
+    // A segment list PRPs cannot express is refused before the device sees it.
+    let bad = [
+        Segment {
+            addr: 0x1002,
+            len: 100,
+        },
+        Segment {
+            addr: 0x5000,
+            len: 512,
+        },
+    ];
+    assert!(q
+        .submit_raw(1, crate::orion::spec::sqe::Sqe::read(1, 0, 1), &bad)
+        .is_err());
+    assert!(!q.in_flight(1));
     // A read past the end of the namespace completes with an error the block layer sees as
     // out of space, like the reference driver's mapping.
     let rd = Buffer::new(&r.sim.dma, bs, 0, pg);
@@ -919,7 +956,7 @@ fn io_queue_many_tags_in_flight_use_their_own_lists() {
         c.mmio(),
         None,
         8,
-        |_, s, _| st = Some(s),
+        |_, s, _, _| st = Some(s),
         |b| panic!("bogus {b:?}"),
     )
     .unwrap();

@@ -1,0 +1,850 @@
+//! User passthrough: the management interface's commands as callers hand them in.
+//!
+//! The wire formats are the Linux uapi ones (`<linux/nvme_ioctl.h>`), which nvme-cli and
+//! libnvme speak; a platform without them can still use the checks. Everything here is pure:
+//! the platform copies the caller's structure in, asks [`check`] what may be sent, moves the
+//! data through a bounce buffer and writes the result back.
+//!
+//! The permission model is the reference driver's, so a user can reach exactly as far under
+//! either driver:
+//! - with CAP_SYS_ADMIN, anything but an unlisted vendor-specific opcode;
+//! - without it, only on a namespace node (never a partition): the Identify CNS values needed
+//!   to form I/O commands (namespace, controller and their command-set specific forms), and
+//!   I/O commands the controller's Commands Supported and Effects log marks supported with no
+//!   effect beyond changing logical blocks; commands that write data or change blocks only if
+//!   the node was opened for writing.
+//!
+//! Vendor-specific opcodes (admin C0h-FFh, I/O 80h-FFh) are refused to everyone unless the
+//! platform's configuration lists them: their effects are unknowable.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::orion::spec::identify::Cns;
+use crate::orion::spec::log::{Effect, Effects};
+use crate::orion::spec::opcode::{Admin, DataTransfer};
+use crate::orion::spec::sqe::Sqe;
+
+/// `struct nvme_passthru_cmd` (`nvme_admin_cmd`): 32-bit result.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct PassthruCmd {
+    /// Opcode.
+    pub opcode: u8,
+    /// Must be zero.
+    pub flags: u8,
+    /// Reserved; must be zero.
+    pub rsvd1: u16,
+    /// Namespace ID.
+    pub nsid: u32,
+    /// Command Dword 2.
+    pub cdw2: u32,
+    /// Command Dword 3.
+    pub cdw3: u32,
+    /// User address of the metadata buffer.
+    pub metadata: u64,
+    /// User address of the data buffer.
+    pub addr: u64,
+    /// Metadata length in bytes.
+    pub metadata_len: u32,
+    /// Data length in bytes.
+    pub data_len: u32,
+    /// Command Dwords 10-15.
+    pub cdw10: u32,
+    /// Command Dword 11.
+    pub cdw11: u32,
+    /// Command Dword 12.
+    pub cdw12: u32,
+    /// Command Dword 13.
+    pub cdw13: u32,
+    /// Command Dword 14.
+    pub cdw14: u32,
+    /// Command Dword 15.
+    pub cdw15: u32,
+    /// Timeout in milliseconds (0: the driver's default).
+    pub timeout_ms: u32,
+    /// Completion Dword 0, written back.
+    pub result: u32,
+}
+
+/// `struct nvme_passthru_cmd64`: 64-bit result (Dwords 0 and 1).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct PassthruCmd64 {
+    /// Opcode.
+    pub opcode: u8,
+    /// Must be zero.
+    pub flags: u8,
+    /// Reserved; must be zero.
+    pub rsvd1: u16,
+    /// Namespace ID.
+    pub nsid: u32,
+    /// Command Dword 2.
+    pub cdw2: u32,
+    /// Command Dword 3.
+    pub cdw3: u32,
+    /// User address of the metadata buffer.
+    pub metadata: u64,
+    /// User address of the data buffer.
+    pub addr: u64,
+    /// Metadata length in bytes.
+    pub metadata_len: u32,
+    /// Data length in bytes (`vec_cnt` for the vectored form, which is not supported).
+    pub data_len: u32,
+    /// Command Dword 10.
+    pub cdw10: u32,
+    /// Command Dword 11.
+    pub cdw11: u32,
+    /// Command Dword 12.
+    pub cdw12: u32,
+    /// Command Dword 13.
+    pub cdw13: u32,
+    /// Command Dword 14.
+    pub cdw14: u32,
+    /// Command Dword 15.
+    pub cdw15: u32,
+    /// Timeout in milliseconds (0: the driver's default).
+    pub timeout_ms: u32,
+    /// Reserved.
+    pub rsvd2: u32,
+    /// Completion Dwords 0 and 1, written back.
+    pub result: u64,
+}
+
+impl From<&PassthruCmd> for PassthruCmd64 {
+    fn from(c: &PassthruCmd) -> Self {
+        Self {
+            opcode: c.opcode,
+            flags: c.flags,
+            rsvd1: c.rsvd1,
+            nsid: c.nsid,
+            cdw2: c.cdw2,
+            cdw3: c.cdw3,
+            metadata: c.metadata,
+            addr: c.addr,
+            metadata_len: c.metadata_len,
+            data_len: c.data_len,
+            cdw10: c.cdw10,
+            cdw11: c.cdw11,
+            cdw12: c.cdw12,
+            cdw13: c.cdw13,
+            cdw14: c.cdw14,
+            cdw15: c.cdw15,
+            timeout_ms: c.timeout_ms,
+            rsvd2: 0,
+            result: 0,
+        }
+    }
+}
+
+/// `struct nvme_user_io` (NVME_IOCTL_SUBMIT_IO): a read or write described in blocks.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct UserIo {
+    /// Opcode: only Read (02h) and Write (01h) are accepted (as the reference driver).
+    pub opcode: u8,
+    /// Must be zero.
+    pub flags: u8,
+    /// CDW12 bits 31:16 (FUA, LR, PRINFO, ...).
+    pub control: u16,
+    /// Number of blocks, 0's based.
+    pub nblocks: u16,
+    /// Reserved.
+    pub rsvd: u16,
+    /// User address of the metadata buffer.
+    pub metadata: u64,
+    /// User address of the data buffer.
+    pub addr: u64,
+    /// Starting LBA.
+    pub slba: u64,
+    /// CDW13 (dataset management).
+    pub dsmgmt: u32,
+    /// Expected initial logical block reference tag (CDW14).
+    pub reftag: u32,
+    /// Application tag (CDW15 bits 15:0).
+    pub apptag: u16,
+    /// Application tag mask (CDW15 bits 31:16).
+    pub appmask: u16,
+    /// Padding to the C structure's 8-byte alignment.
+    pub pad: u32,
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<PassthruCmd>() == 72);
+    assert!(offset_of!(PassthruCmd, addr) == 24);
+    assert!(offset_of!(PassthruCmd, data_len) == 36);
+    assert!(offset_of!(PassthruCmd, timeout_ms) == 64);
+    assert!(offset_of!(PassthruCmd, result) == 68);
+    assert!(size_of::<PassthruCmd64>() == 80);
+    assert!(offset_of!(PassthruCmd64, result) == 72);
+    assert!(size_of::<UserIo>() == 48);
+    assert!(offset_of!(UserIo, slba) == 24);
+    assert!(offset_of!(UserIo, appmask) == 42);
+};
+
+/// ioctl numbers of `<linux/nvme_ioctl.h>` ('N', _IO/_IOW/_IOWR encoding of asm-generic).
+pub mod ioctl {
+    use super::{PassthruCmd, PassthruCmd64, UserIo};
+    use core::mem::size_of;
+
+    const fn nr(dir: u32, n: u32, size: usize) -> u32 {
+        // CAST: every structure here is far below the 14-bit size field's limit.
+        (dir << 30) | ((size as u32) << 16) | ((b'N' as u32) << 8) | n
+    }
+    const NONE: u32 = 0;
+    const WRITE: u32 = 1;
+    const RW: u32 = 3;
+
+    /// Returns the node's namespace ID.
+    pub const ID: u32 = nr(NONE, 0x40, 0);
+    /// Admin command, 32-bit result.
+    pub const ADMIN_CMD: u32 = nr(RW, 0x41, size_of::<PassthruCmd>());
+    /// Read or write in blocks.
+    pub const SUBMIT_IO: u32 = nr(WRITE, 0x42, size_of::<UserIo>());
+    /// I/O command, 32-bit result.
+    pub const IO_CMD: u32 = nr(RW, 0x43, size_of::<PassthruCmd>());
+    /// Controller reset.
+    pub const RESET: u32 = nr(NONE, 0x44, 0);
+    /// NVM subsystem reset.
+    pub const SUBSYS_RESET: u32 = nr(NONE, 0x45, 0);
+    /// Namespace rescan.
+    pub const RESCAN: u32 = nr(NONE, 0x46, 0);
+    /// Admin command, 64-bit result.
+    pub const ADMIN64_CMD: u32 = nr(RW, 0x47, size_of::<PassthruCmd64>());
+    /// I/O command, 64-bit result.
+    pub const IO64_CMD: u32 = nr(RW, 0x48, size_of::<PassthruCmd64>());
+    /// I/O command with an iovec data buffer, 64-bit result.
+    pub const IO64_CMD_VEC: u32 = nr(RW, 0x49, size_of::<PassthruCmd64>());
+}
+
+/// Which queue a passthrough command goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueKind {
+    /// The admin queue.
+    Admin,
+    /// An I/O queue.
+    Io,
+}
+
+/// The device node a command came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// The controller node.
+    Controller,
+    /// A namespace's whole-disk node.
+    Namespace(u32),
+    /// A partition of a namespace's disk (never unprivileged passthrough: it would escape the
+    /// partition).
+    Partition(u32),
+}
+
+/// Who is asking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// Holds CAP_SYS_ADMIN.
+    pub sys_admin: bool,
+    /// The node was opened for writing.
+    pub writable: bool,
+}
+
+/// What the driver can take.
+#[derive(Clone, Copy)]
+pub struct Limits<'a> {
+    /// Largest data transfer in bytes.
+    pub max_data: u32,
+    /// The controller's Commands Supported and Effects log, when it has one.
+    pub effects: Option<&'a Effects>,
+    /// Vendor-specific admin opcodes the configuration allows (each nonzero byte is one).
+    pub vendor_admin: u64,
+    /// Vendor-specific I/O opcodes the configuration allows (each nonzero byte is one).
+    pub vendor_io: u64,
+    /// Longest timeout a caller may ask for, in milliseconds.
+    pub max_timeout_ms: u32,
+}
+
+/// Why a command is refused; each maps to one errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A field is out of range (EINVAL).
+    Invalid(&'static str),
+    /// The caller may not send this command here (EACCES, as the reference driver).
+    Denied,
+    /// A vendor-specific opcode the configuration does not list (EPERM).
+    VendorOpcode(u8),
+}
+
+/// Data direction of a checked command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// No data.
+    None,
+    /// Host to controller: copy the caller's buffer in before submitting.
+    ToDevice,
+    /// Controller to host: copy the buffer out after success.
+    FromDevice,
+}
+
+/// A command that may be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// The command, without CID and data pointer.
+    pub sqe: Sqe,
+    /// Data length in bytes (0: none).
+    pub len: u32,
+    /// Data direction.
+    pub dir: Direction,
+    /// Timeout in milliseconds, 0 for the driver's default.
+    pub timeout_ms: u32,
+}
+
+/// Whether `opcode` on `queue` is vendor specific.
+pub const fn is_vendor(queue: QueueKind, opcode: u8) -> bool {
+    match queue {
+        QueueKind::Admin => opcode >= 0xc0,
+        QueueKind::Io => opcode >= 0x80,
+    }
+}
+
+/// Whether `list` (each nonzero byte an opcode) names `opcode`.
+pub fn listed(list: u64, opcode: u8) -> bool {
+    opcode != 0 && list.to_le_bytes().contains(&opcode)
+}
+
+/// Checks a configured vendor opcode list: every nonzero byte must be a vendor-specific
+/// opcode of `queue`.
+pub fn check_vendor_list(queue: QueueKind, list: u64) -> Result<(), u8> {
+    match list
+        .to_le_bytes()
+        .iter()
+        .find(|&&b| b != 0 && !is_vendor(queue, b))
+    {
+        Some(&b) => Err(b),
+        None => Ok(()),
+    }
+}
+
+/// Identify CNS values an unprivileged caller may ask for: what forming I/O commands needs.
+fn unprivileged_identify(cdw10: u32) -> bool {
+    // CAST: CNS is CDW10 bits 7:0.
+    matches!(
+        Cns::from_raw(cdw10 as u8),
+        Some(
+            Cns::Namespace
+                | Cns::Controller
+                | Cns::CsNamespace
+                | Cns::CsController
+                | Cns::CsIndependentNamespace
+        )
+    )
+}
+
+/// Whether an unprivileged caller may send `cmd` (the reference driver's rules).
+fn unprivileged_ok(
+    cmd: &PassthruCmd64,
+    queue: QueueKind,
+    node: Node,
+    caller: Caller,
+    effects: Option<&Effects>,
+) -> bool {
+    let Node::Namespace(_) = node else {
+        return false;
+    };
+    match queue {
+        QueueKind::Admin => cmd.opcode == Admin::Identify.raw() && unprivileged_identify(cmd.cdw10),
+        QueueKind::Io => {
+            let Some(e) = effects else { return false };
+            let e: Effect = e.io(cmd.opcode);
+            if !e.csupp() {
+                return false;
+            }
+            // Anything beyond "supported, changes logical blocks, UUID selection, scope" is
+            // an effect the caller must be trusted with.
+            let known = Effect::default()
+                .with_csupp(true)
+                .with_lbcc(true)
+                .with_uss(true)
+                .with_csp(0xfff);
+            if e.0 & !known.0 != 0 {
+                return false;
+            }
+            let writes = matches!(
+                DataTransfer::of(cmd.opcode),
+                DataTransfer::HostToController | DataTransfer::Bidirectional
+            );
+            !((writes || e.lbcc()) && !caller.writable)
+        }
+    }
+}
+
+/// Checks a passthrough command from `caller` through `node` for `queue` and builds it.
+///
+/// Field checks come before permission, as in the reference driver: a malformed command is
+/// EINVAL whoever sends it.
+pub fn check(
+    cmd: &PassthruCmd64,
+    queue: QueueKind,
+    node: Node,
+    caller: Caller,
+    lim: &Limits<'_>,
+) -> Result<Checked, Refusal> {
+    if cmd.flags != 0 {
+        return Err(Refusal::Invalid("flags"));
+    }
+    if cmd.rsvd1 != 0 {
+        return Err(Refusal::Invalid("reserved field"));
+    }
+    // An I/O command through a namespace node may only name that namespace. (Admin
+    // commands through it are the controller's, as with the reference driver.)
+    if let (QueueKind::Io, Node::Namespace(nsid) | Node::Partition(nsid)) = (queue, node) {
+        if cmd.nsid != nsid {
+            return Err(Refusal::Invalid("nsid is not this namespace's"));
+        }
+    }
+    if cmd.metadata_len != 0 && cmd.metadata != 0 {
+        // No namespace with metadata gets a node, so no command can carry any.
+        return Err(Refusal::Invalid("metadata on a namespace without metadata"));
+    }
+    if cmd.data_len > lim.max_data {
+        return Err(Refusal::Invalid("data length beyond the transfer limit"));
+    }
+    if cmd.timeout_ms > lim.max_timeout_ms {
+        return Err(Refusal::Invalid("timeout"));
+    }
+    if is_vendor(queue, cmd.opcode)
+        && !listed(
+            match queue {
+                QueueKind::Admin => lim.vendor_admin,
+                QueueKind::Io => lim.vendor_io,
+            },
+            cmd.opcode,
+        )
+    {
+        return Err(Refusal::VendorOpcode(cmd.opcode));
+    }
+    if queue == QueueKind::Admin && is_queue_management(cmd.opcode) {
+        // The driver owns its queues and doorbell buffer: creating or deleting them behind
+        // its back would corrupt its state.
+        return Err(Refusal::Invalid("queue management belongs to the driver"));
+    }
+    if !caller.sys_admin && !unprivileged_ok(cmd, queue, node, caller, lim.effects) {
+        return Err(Refusal::Denied);
+    }
+    let dir = if cmd.data_len == 0 {
+        Direction::None
+    } else {
+        match DataTransfer::of(cmd.opcode) {
+            DataTransfer::HostToController => Direction::ToDevice,
+            DataTransfer::ControllerToHost => Direction::FromDevice,
+            // No data direction in the opcode: the reference driver maps the buffer as
+            // controller-to-host; so do we (nothing is copied in).
+            DataTransfer::None => Direction::FromDevice,
+            DataTransfer::Bidirectional => {
+                return Err(Refusal::Invalid("bidirectional data transfer"));
+            }
+        }
+    };
+    let mut sqe = Sqe::new(cmd.opcode).with_nsid(cmd.nsid);
+    sqe.cdw2 = cmd.cdw2;
+    sqe.cdw3 = cmd.cdw3;
+    sqe.cdw10 = cmd.cdw10;
+    sqe.cdw11 = cmd.cdw11;
+    sqe.cdw12 = cmd.cdw12;
+    sqe.cdw13 = cmd.cdw13;
+    sqe.cdw14 = cmd.cdw14;
+    sqe.cdw15 = cmd.cdw15;
+    Ok(Checked {
+        sqe,
+        len: cmd.data_len,
+        dir,
+        timeout_ms: cmd.timeout_ms,
+    })
+}
+
+/// Admin opcodes that manage the driver's own queues (Create/Delete I/O SQ/CQ, Doorbell
+/// Buffer Config).
+fn is_queue_management(opcode: u8) -> bool {
+    matches!(
+        Admin::from_raw(opcode),
+        Some(
+            Admin::DeleteIoSq
+                | Admin::CreateIoSq
+                | Admin::DeleteIoCq
+                | Admin::CreateIoCq
+                | Admin::DoorbellBufferConfig
+        )
+    )
+}
+
+/// Turns a SUBMIT_IO request into the equivalent passthrough command for namespace `nsid`
+/// with `lba_shift`-sized blocks. Only Read and Write are accepted.
+pub fn user_io(io: &UserIo, nsid: u32, lba_shift: u32) -> Result<PassthruCmd64, Refusal> {
+    use crate::orion::spec::opcode::Nvm;
+    if io.flags != 0 {
+        return Err(Refusal::Invalid("flags"));
+    }
+    if io.opcode != Nvm::Read.raw() && io.opcode != Nvm::Write.raw() {
+        return Err(Refusal::Invalid("SUBMIT_IO takes only Read and Write"));
+    }
+    let len = (u64::from(io.nblocks) + 1) << lba_shift;
+    let data_len = u32::try_from(len).map_err(|_| Refusal::Invalid("length"))?;
+    Ok(PassthruCmd64 {
+        opcode: io.opcode,
+        nsid,
+        addr: io.addr,
+        metadata: io.metadata,
+        data_len,
+        // CAST: the low and high dwords of the starting LBA.
+        cdw10: io.slba as u32,
+        cdw11: (io.slba >> 32) as u32,
+        cdw12: u32::from(io.nblocks) | (u32::from(io.control) << 16),
+        cdw13: io.dsmgmt,
+        cdw14: io.reftag,
+        cdw15: u32::from(io.apptag) | (u32::from(io.appmask) << 16),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orion::spec::opcode::Nvm;
+    use zerocopy::FromZeros;
+
+    fn lim(effects: Option<&Effects>) -> Limits<'_> {
+        Limits {
+            max_data: 128 * 1024,
+            effects,
+            vendor_admin: 0,
+            vendor_io: 0,
+            max_timeout_ms: 3_600_000,
+        }
+    }
+
+    const ROOT: Caller = Caller {
+        sys_admin: true,
+        writable: true,
+    };
+    const USER_RO: Caller = Caller {
+        sys_admin: false,
+        writable: false,
+    };
+    const USER_RW: Caller = Caller {
+        sys_admin: false,
+        writable: true,
+    };
+
+    fn identify(cns: u32) -> PassthruCmd64 {
+        PassthruCmd64 {
+            opcode: Admin::Identify.raw(),
+            data_len: 4096,
+            cdw10: cns,
+            ..Default::default()
+        }
+    }
+
+    fn effects_supporting(ops: &[(u8, bool)]) -> Effects {
+        let mut e = Effects::new_zeroed();
+        for &(op, lbcc) in ops {
+            e.iocs[usize::from(op)] = Effect::default().with_csupp(true).with_lbcc(lbcc);
+        }
+        e
+    }
+
+    #[test]
+    fn ioctl_numbers_match_the_uapi() {
+        assert_eq!(ioctl::ID, 0x4e40);
+        assert_eq!(ioctl::ADMIN_CMD, 0xc048_4e41);
+        assert_eq!(ioctl::SUBMIT_IO, 0x4030_4e42);
+        assert_eq!(ioctl::IO_CMD, 0xc048_4e43);
+        assert_eq!(ioctl::RESET, 0x4e44);
+        assert_eq!(ioctl::SUBSYS_RESET, 0x4e45);
+        assert_eq!(ioctl::RESCAN, 0x4e46);
+        assert_eq!(ioctl::ADMIN64_CMD, 0xc050_4e47);
+        assert_eq!(ioctl::IO64_CMD, 0xc050_4e48);
+        assert_eq!(ioctl::IO64_CMD_VEC, 0xc050_4e49);
+    }
+
+    #[test]
+    fn root_builds_identify_with_every_dword() {
+        let mut c = identify(1);
+        c.cdw11 = 0x0100_0000;
+        c.cdw14 = 7;
+        let k = check(&c, QueueKind::Admin, Node::Controller, ROOT, &lim(None)).unwrap();
+        assert_eq!(k.sqe.opcode(), 0x06);
+        assert_eq!(k.sqe.cdw10, 1);
+        assert_eq!(k.sqe.cdw11, 0x0100_0000);
+        assert_eq!(k.sqe.cdw14, 7);
+        assert_eq!(k.dir, Direction::FromDevice);
+        assert_eq!(k.len, 4096);
+    }
+
+    #[test]
+    fn malformed_fields_are_invalid_for_everyone() {
+        for who in [ROOT, USER_RO] {
+            let l = lim(None);
+            let mut c = identify(1);
+            c.flags = 1;
+            assert_eq!(
+                check(&c, QueueKind::Admin, Node::Namespace(1), who, &l),
+                Err(Refusal::Invalid("flags"))
+            );
+            let mut c = identify(1);
+            c.rsvd1 = 1;
+            assert!(matches!(
+                check(&c, QueueKind::Admin, Node::Namespace(1), who, &l),
+                Err(Refusal::Invalid(_))
+            ));
+            let mut c = identify(1);
+            c.data_len = 128 * 1024 + 1;
+            assert!(matches!(
+                check(&c, QueueKind::Admin, Node::Namespace(1), who, &l),
+                Err(Refusal::Invalid(_))
+            ));
+            let mut c = identify(1);
+            c.timeout_ms = u32::MAX;
+            assert!(matches!(
+                check(&c, QueueKind::Admin, Node::Namespace(1), who, &l),
+                Err(Refusal::Invalid(_))
+            ));
+            let mut c = identify(0);
+            c.metadata = 0x1000;
+            c.metadata_len = 8;
+            assert!(matches!(
+                check(&c, QueueKind::Admin, Node::Namespace(1), who, &l),
+                Err(Refusal::Invalid(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn unprivileged_admin_is_identify_on_a_namespace_node_only() {
+        let l = lim(None);
+        for cns in [0u32, 1, 5, 6, 8] {
+            assert!(
+                check(
+                    &identify(cns),
+                    QueueKind::Admin,
+                    Node::Namespace(1),
+                    USER_RO,
+                    &l
+                )
+                .is_ok(),
+                "cns {cns}"
+            );
+            assert_eq!(
+                check(
+                    &identify(cns),
+                    QueueKind::Admin,
+                    Node::Controller,
+                    USER_RO,
+                    &l
+                ),
+                Err(Refusal::Denied)
+            );
+            assert_eq!(
+                check(
+                    &identify(cns),
+                    QueueKind::Admin,
+                    Node::Partition(1),
+                    USER_RW,
+                    &l
+                ),
+                Err(Refusal::Denied)
+            );
+        }
+        for cns in [2u32, 3, 0x10, 0x12, 0x13] {
+            assert_eq!(
+                check(
+                    &identify(cns),
+                    QueueKind::Admin,
+                    Node::Namespace(1),
+                    USER_RW,
+                    &l
+                ),
+                Err(Refusal::Denied),
+                "cns {cns}"
+            );
+        }
+        let log = PassthruCmd64 {
+            opcode: Admin::GetLogPage.raw(),
+            data_len: 512,
+            ..Default::default()
+        };
+        assert_eq!(
+            check(&log, QueueKind::Admin, Node::Namespace(1), USER_RW, &l),
+            Err(Refusal::Denied)
+        );
+        assert!(check(&log, QueueKind::Admin, Node::Namespace(1), ROOT, &l).is_ok());
+    }
+
+    #[test]
+    fn unprivileged_io_follows_the_effects_log() {
+        let read = PassthruCmd64 {
+            opcode: Nvm::Read.raw(),
+            nsid: 1,
+            data_len: 512,
+            ..Default::default()
+        };
+        let write = PassthruCmd64 {
+            opcode: Nvm::Write.raw(),
+            nsid: 1,
+            data_len: 512,
+            ..Default::default()
+        };
+        // No effects log: nothing for unprivileged callers.
+        assert_eq!(
+            check(
+                &read,
+                QueueKind::Io,
+                Node::Namespace(1),
+                USER_RW,
+                &lim(None)
+            ),
+            Err(Refusal::Denied)
+        );
+        let e = effects_supporting(&[(0x02, false), (0x01, true)]);
+        let l = lim(Some(&e));
+        assert!(check(&read, QueueKind::Io, Node::Namespace(1), USER_RO, &l).is_ok());
+        assert_eq!(
+            check(&write, QueueKind::Io, Node::Namespace(1), USER_RO, &l),
+            Err(Refusal::Denied)
+        );
+        assert!(check(&write, QueueKind::Io, Node::Namespace(1), USER_RW, &l).is_ok());
+        assert_eq!(
+            check(&read, QueueKind::Io, Node::Partition(1), USER_RW, &l),
+            Err(Refusal::Denied)
+        );
+        // Unsupported opcode, and a supported one with an effect beyond LBCC.
+        let flush = PassthruCmd64 {
+            opcode: 0x00,
+            nsid: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            check(&flush, QueueKind::Io, Node::Namespace(1), USER_RW, &l),
+            Err(Refusal::Denied)
+        );
+        let mut e2 = effects_supporting(&[(0x00, false)]);
+        e2.iocs[0] = e2.iocs[0].with_ncc(true);
+        assert_eq!(
+            check(
+                &flush,
+                QueueKind::Io,
+                Node::Namespace(1),
+                USER_RW,
+                &lim(Some(&e2))
+            ),
+            Err(Refusal::Denied)
+        );
+        // The nsid must be the node's.
+        let other = PassthruCmd64 { nsid: 2, ..read };
+        assert!(matches!(
+            check(&other, QueueKind::Io, Node::Namespace(1), ROOT, &l),
+            Err(Refusal::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn vendor_opcodes_need_listing_even_for_root() {
+        let mut l = lim(None);
+        let va = PassthruCmd64 {
+            opcode: 0xc1,
+            ..Default::default()
+        };
+        let vi = PassthruCmd64 {
+            opcode: 0x81,
+            nsid: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            check(&va, QueueKind::Admin, Node::Controller, ROOT, &l),
+            Err(Refusal::VendorOpcode(0xc1))
+        );
+        assert_eq!(
+            check(&vi, QueueKind::Io, Node::Namespace(1), ROOT, &l),
+            Err(Refusal::VendorOpcode(0x81))
+        );
+        l.vendor_admin = 0xc1;
+        l.vendor_io = 0x81_00;
+        assert!(check(&va, QueueKind::Admin, Node::Controller, ROOT, &l).is_ok());
+        assert!(check(&vi, QueueKind::Io, Node::Namespace(1), ROOT, &l).is_ok());
+        // Listed, but still not for an unprivileged caller.
+        assert_eq!(
+            check(&va, QueueKind::Admin, Node::Namespace(1), USER_RW, &l),
+            Err(Refusal::Denied)
+        );
+        assert_eq!(check_vendor_list(QueueKind::Admin, 0xc1_c0), Ok(()));
+        assert_eq!(check_vendor_list(QueueKind::Admin, 0x80), Err(0x80));
+        assert_eq!(check_vendor_list(QueueKind::Io, 0x80_ff), Ok(()));
+        assert_eq!(check_vendor_list(QueueKind::Io, 0x02), Err(0x02));
+    }
+
+    #[test]
+    fn queue_management_is_the_drivers() {
+        for op in [0x00u8, 0x01, 0x04, 0x05, 0x7c] {
+            let c = PassthruCmd64 {
+                opcode: op,
+                ..Default::default()
+            };
+            assert!(
+                matches!(
+                    check(&c, QueueKind::Admin, Node::Controller, ROOT, &lim(None)),
+                    Err(Refusal::Invalid(_))
+                ),
+                "opcode {op:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn submit_io_becomes_read_or_write() {
+        let io = UserIo {
+            opcode: 0x02,
+            nblocks: 7,
+            slba: 0x1_0000_0002,
+            addr: 0x1000,
+            control: 0x4000,
+            ..Default::default()
+        };
+        let c = user_io(&io, 3, 9).unwrap();
+        assert_eq!(
+            (c.nsid, c.data_len, c.cdw10, c.cdw11, c.cdw12),
+            (3, 4096, 2, 1, 0x4000_0007)
+        );
+        assert!(user_io(&UserIo { opcode: 0x09, ..io }, 3, 9).is_err());
+        assert!(user_io(&UserIo { flags: 1, ..io }, 3, 9).is_err());
+        // 65536 blocks of 64 KiB do not fit a u32 length.
+        assert!(user_io(
+            &UserIo {
+                nblocks: u16::MAX,
+                ..io
+            },
+            3,
+            16
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn every_field_combination_is_answered_without_panic() {
+        use proptest::prelude::*;
+        let e = effects_supporting(&[(0x02, false), (0x01, true)]);
+        proptest!(|(bytes in proptest::collection::vec(any::<u8>(), 80), q in any::<bool>(), n in 0u32..4, admin in any::<bool>(), w in any::<bool>())| {
+            let cmd = PassthruCmd64::read_from_bytes(&bytes[..]).unwrap();
+            let queue = if q { QueueKind::Admin } else { QueueKind::Io };
+            let node = match n { 0 => Node::Controller, 1 => Node::Namespace(1), _ => Node::Partition(1) };
+            let caller = Caller { sys_admin: admin, writable: w };
+            if let Ok(k) = check(&cmd, queue, node, caller, &lim(Some(&e))) {
+                prop_assert!(k.len <= 128 * 1024);
+                prop_assert!(!is_vendor(queue, cmd.opcode));
+                prop_assert!(caller.sys_admin || matches!(node, Node::Namespace(_)));
+            }
+        });
+    }
+}
