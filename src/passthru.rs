@@ -1,7 +1,7 @@
 //! User passthrough: the management interface's commands as callers hand them in.
 //!
-//! The wire formats are the Linux uapi ones (`<linux/nvme_ioctl.h>`), which nvme-cli and
-//! libnvme speak; a platform without them can still use the checks. Everything here is pure:
+//! The wire formats are the `nvme_ioctl.h` ABI that nvme-cli and libnvme speak; a platform
+//! without it can still use the checks. Everything here is pure:
 //! the platform copies the caller's structure in, asks [`check`] what may be sent, moves the
 //! data through a bounce buffer and writes the result back.
 //!
@@ -17,7 +17,7 @@
 //! Vendor-specific opcodes (admin C0h-FFh, I/O 80h-FFh) are refused to everyone unless the
 //! platform's configuration lists them: their effects are unknowable.
 
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+use zerocopy_derive::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::orion::spec::identify::Cns;
 use crate::orion::spec::log::{Effect, Effects};
@@ -188,7 +188,7 @@ const _: () = {
     assert!(offset_of!(UserIo, appmask) == 42);
 };
 
-/// ioctl numbers of `<linux/nvme_ioctl.h>` ('N', _IO/_IOW/_IOWR encoding of asm-generic).
+/// ioctl numbers of `nvme_ioctl.h` (type 'N', the generic _IO/_IOW/_IOWR encoding).
 pub mod ioctl {
     use super::{PassthruCmd, PassthruCmd64, UserIo};
     use core::mem::size_of;
@@ -514,7 +514,7 @@ pub fn user_io(io: &UserIo, nsid: u32, lba_shift: u32) -> Result<PassthruCmd64, 
 mod tests {
     use super::*;
     use crate::orion::spec::opcode::Nvm;
-    use zerocopy::FromZeros;
+    use zerocopy::{FromBytes as _, FromZeros};
 
     fn lim(effects: Option<&Effects>) -> Limits<'_> {
         Limits {

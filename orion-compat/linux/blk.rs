@@ -14,12 +14,14 @@
 //! the tag set and the interrupts before the queues, so no callback can run once the memory
 //! those pointers name is freed.
 
+use crate::mgmt::{nvme_ioctl, Shared, Via};
 use crate::mmio::Bar0;
 use crate::orion::command::{CidSlot, IoOp, IoRequest, Segment};
 use crate::orion::controller::{Controller, Enabled, NamespaceInfo};
 use crate::orion::io::{self, IoQueue};
 use crate::orion::queue::ShadowDoorbells;
 use crate::orion::spec::regs::Offset;
+use crate::orion::spec::sqe::Sqe;
 use crate::orion_compat::block::BlockStatus;
 use crate::orion_compat::irq::{IrqHandler, IrqKind, IrqKinds, IrqReturn, VectorRequest};
 use crate::orion_compat::Mmio as _;
@@ -130,7 +132,21 @@ struct Pdu {
     nents: c_int,
     /// Direction of the mapping.
     dir: bindings::dma_data_direction,
+    /// A driver-private (passthrough) request's command; null for block I/O.
+    passthru: *const Passthru,
+    /// The NVMe status of the completion (raw Status Field, 0 success).
+    nvme_status: u16,
+    /// Completion Dwords 0 and 1.
+    result: u64,
     sg: [bindings::scatterlist; MAX_SEGS],
+}
+
+/// A passthrough command riding a driver-private request: built by the ioctl, which waits
+/// for the request and keeps this (and the segments' memory) alive until it ends.
+struct Passthru {
+    sqe: Sqe,
+    segs: *const Segment,
+    nsegs: usize,
 }
 
 /// The interrupt handler of one I/O queue: reaps it.
@@ -172,6 +188,8 @@ pub(crate) struct Io<'b> {
     disks: KVec<*mut bindings::gendisk>,
     fops: KBox<bindings::block_device_operations>,
     instance: u32,
+    /// The controller's shared state (the disks' ioctls reach the controller through it).
+    shared: Arc<Shared>,
     /// Requests ended by the timeout handler.
     pub(crate) timeouts: kernel::sync::atomic::Atomic<u32>,
 }
@@ -206,6 +224,7 @@ impl<'b> Io<'b> {
         bar: &Bar0<'b>,
         namespaces: &[NamespaceInfo],
         p: &IoParams,
+        shared: Arc<Shared>,
     ) -> Result<KBox<Self>> {
         let mut io = KBox::new(
             Io {
@@ -222,6 +241,7 @@ impl<'b> Io<'b> {
                 disks: KVec::new(),
                 fops: KBox::new(bindings::block_device_operations::default(), GFP_KERNEL)?,
                 instance: p.instance,
+                shared,
                 timeouts: kernel::sync::atomic::Atomic::new(0),
             },
             GFP_KERNEL,
@@ -421,6 +441,8 @@ impl<'b> Io<'b> {
         self.set_live = true;
 
         self.fops.owner = <crate::OrionModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr();
+        self.fops.ioctl = Some(blk_ioctl);
+        self.fops.free_disk = Some(free_disk);
         let info = ctrl.info().cloned();
         for ns in namespaces {
             if ns.metadata != 0 {
@@ -498,13 +520,20 @@ impl<'b> Io<'b> {
                 *d = *s;
             }
             (*disk).fops = &*self.fops;
+            // One reference on the shared state per disk, dropped by `free_disk`.
+            (*disk).private_data = Arc::into_raw(self.shared.clone()).cast_mut().cast();
             // A lying NSZE must not wrap the capacity.
             bindings::set_capacity(disk, ns.blocks.min(u64::MAX >> shift) << shift);
             bindings::device_add_disk(&raw mut (*self.pdev()).dev, disk, ptr::null_mut())
         };
         if r != 0 {
-            // SAFETY: the disk was never added; drop our reference.
-            unsafe { bindings::put_disk(disk) };
+            // SAFETY: the disk was never added, so `free_disk` will not run: release the
+            // shared reference here, then drop our reference on the disk.
+            unsafe {
+                drop(Arc::from_raw((*disk).private_data.cast::<Shared>()));
+                (*disk).private_data = ptr::null_mut();
+                bindings::put_disk(disk);
+            }
             return Err(Error::from_errno(r));
         }
         self.disks.push(disk, GFP_KERNEL)?;
@@ -645,7 +674,7 @@ fn reap(hq: &HwQueue<'_>) -> usize {
                 &hq.bar,
                 hq.shadow.as_deref(),
                 BATCH,
-                |tag, status, raw| {
+                |tag, status, raw, result| {
                     let Some(slot) = rqs.get_mut(usize::from(tag)) else {
                         return;
                     };
@@ -653,11 +682,15 @@ fn reap(hq: &HwQueue<'_>) -> usize {
                     if rq.is_null() {
                         return;
                     }
-                    if status != BlockStatus::Ok {
+                    // SAFETY: `rq` was in flight on this tag, so it is alive.
+                    let p = unsafe { pdu(rq) };
+                    // Passthrough failures are the caller's to report.
+                    if status != BlockStatus::Ok && p.passthru.is_null() {
                         pr_warn!("qid {} tag {}: {}\n", hq.qid, tag, crate::Show(&raw));
                     }
-                    // SAFETY: `rq` was in flight on this tag, so it is alive.
-                    unsafe { pdu(rq).status = blk_sts(status) };
+                    p.status = blk_sts(status);
+                    p.nvme_status = raw.0;
+                    p.result = result;
                     if let Some(d) = done.get_mut(n) {
                         *d = rq;
                         n += 1;
@@ -733,6 +766,16 @@ unsafe extern "C" fn queue_rq(
     let p = unsafe { pdu(rq) };
     p.status = BLK_STS_OK;
     p.nents = 0;
+    if op == bindings::req_op_REQ_OP_DRV_IN || op == bindings::req_op_REQ_OP_DRV_OUT {
+        // SAFETY: the ioctl that built this request keeps its `Passthru` alive until the
+        // request ends.
+        let Some(pt) = (unsafe { p.passthru.as_ref() }) else {
+            return BLK_STS_IOERR;
+        };
+        // SAFETY: as above, `segs[..nsegs]` lives as long.
+        let segs = unsafe { core::slice::from_raw_parts(pt.segs, pt.nsegs) };
+        return submit(hq, tag, rq, last, |q| q.submit_raw(tag, pt.sqe, segs));
+    }
     let lba = sector >> shift;
     let blocks = bytes >> (shift + 9);
     let io_op = match op {
@@ -796,6 +839,25 @@ unsafe extern "C" fn queue_rq(
         fua: flags & REQ_FUA != 0 && io_op == IoOp::Write,
         segs: &segs[..nsegs],
     };
+    match submit(hq, tag, rq, last, |q| q.submit(tag, &req)) {
+        BLK_STS_OK => BLK_STS_OK,
+        st => {
+            // SAFETY: the request was not handed to the device; its mapping is ours.
+            unsafe { unmap(io, rq) };
+            st
+        }
+    }
+}
+
+/// Submits a request's command on `hq` under `tag` with `build`, records the request and
+/// rings the doorbell if it is the last of a batch.
+fn submit(
+    hq: &HwQueue<'_>,
+    tag: u16,
+    rq: *mut bindings::request,
+    last: bool,
+    build: impl FnOnce(&mut Queue) -> Result<(), io::SubmitError>,
+) -> u8 {
     let res = hq.inner.lock(|inner| {
         let Some(q) = inner.q.as_mut() else {
             return Err(BLK_STS_IOERR);
@@ -803,7 +865,7 @@ unsafe extern "C" fn queue_rq(
         let Some(slot) = inner.rqs.get_mut(usize::from(tag)) else {
             return Err(BLK_STS_IOERR);
         };
-        q.submit(tag, &req).map_err(|e| {
+        build(q).map_err(|e| {
             pr_warn!("qid {} tag {}: not submitted: {:?}\n", hq.qid, tag, e);
             blk_sts(e.block_status())
         })?;
@@ -816,11 +878,57 @@ unsafe extern "C" fn queue_rq(
     });
     match res {
         Ok(()) => BLK_STS_OK,
-        Err(s) => {
-            // SAFETY: the request was not handed to the device; its mapping is ours.
-            unsafe { unmap(io, rq) };
-            s
+        Err(s) => s,
+    }
+}
+
+/// Runs a passthrough command on the namespace behind `q` as a driver-private request and
+/// waits for it. `segs` is the data in coherent memory (the caller's bounce buffer). Returns
+/// the NVMe status (0 success) and result, or an errno when the command never completed.
+pub(crate) fn execute_passthru(
+    q: *mut bindings::request_queue,
+    sqe: Sqe,
+    segs: &[Segment],
+    write: bool,
+    timeout_ms: u32,
+) -> Result<(u16, u64)> {
+    let op = if write {
+        bindings::req_op_REQ_OP_DRV_OUT
+    } else {
+        bindings::req_op_REQ_OP_DRV_IN
+    };
+    // SAFETY: `q` is the queue of a disk the caller has open; a dying queue refuses.
+    let rq = kernel::error::from_err_ptr(unsafe { bindings::blk_mq_alloc_request(q, op, 0) })?;
+    let pt = Passthru {
+        sqe,
+        segs: segs.as_ptr(),
+        nsegs: segs.len(),
+    };
+    // SAFETY: `rq` is a fresh request of our tag set, ours until freed below; `pt` outlives
+    // the synchronous execution.
+    let (sts, nvme, result) = unsafe {
+        let p = pdu(rq);
+        p.passthru = &pt;
+        p.nvme_status = 0;
+        p.result = 0;
+        if timeout_ms != 0 {
+            // CAST: jiffies for at most an hour fit a u32.
+            (*rq).timeout = bindings::__msecs_to_jiffies(timeout_ms) as c_uint;
         }
+        let sts = bindings::blk_execute_rq(rq, false);
+        let out = (sts, p.nvme_status, p.result);
+        p.passthru = ptr::null();
+        bindings::blk_mq_free_request(rq);
+        out
+    };
+    match sts {
+        BLK_STS_OK => Ok((0, result)),
+        BLK_STS_TIMEOUT => Err(ETIMEDOUT),
+        _ if nvme != 0 => Ok((nvme, result)),
+        // SAFETY: a plain conversion.
+        s => Err(Error::from_errno(unsafe {
+            bindings::blk_status_to_errno(s)
+        })),
     }
 }
 
@@ -923,6 +1031,56 @@ unsafe extern "C" fn timeout(rq: *mut bindings::request) -> bindings::blk_eh_tim
         bindings::blk_mq_end_request(rq, BLK_STS_TIMEOUT);
     }
     bindings::blk_eh_timer_return_BLK_EH_DONE
+}
+
+/// The disks' `ioctl`: the NVMe ioctls (anything else is ENOTTY).
+///
+/// # Safety
+///
+/// Called by the block layer for an open block device of one of our disks.
+unsafe extern "C" fn blk_ioctl(
+    bdev: *mut bindings::block_device,
+    mode: bindings::blk_mode_t,
+    cmd: c_uint,
+    arg: kernel::ffi::c_ulong,
+) -> c_int {
+    /// `BLK_OPEN_WRITE` of `<linux/blkdev.h>`.
+    const BLK_OPEN_WRITE: bindings::blk_mode_t = 1 << 1;
+    // SAFETY: the device is open, so its disk, the disk's queue and `private_data` (a
+    // reference on the shared state, dropped only by `free_disk`) are alive.
+    let (shared, q, partition) = unsafe {
+        let disk = (*bdev).bd_disk;
+        (
+            &*(*disk).private_data.cast::<Shared>(),
+            (*disk).queue,
+            (*disk).part0 != bdev,
+        )
+    };
+    // SAFETY: `queuedata` carries the NSID (see `add_disk`).
+    // CAST: the pointer holds a u32 NSID.
+    let nsid = unsafe { (*q).queuedata.addr() as u32 };
+    let via = Via::Disk(q, nsid, partition);
+    match nvme_ioctl(shared, via, mode & BLK_OPEN_WRITE != 0, cmd, arg) {
+        // CAST: the value is an NSID or a 15-bit status.
+        Ok(v) => v as c_int,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// The disks' `free_disk`: drops the disk's reference on the shared state.
+///
+/// # Safety
+///
+/// Called once by the block layer when one of our disks is freed.
+unsafe extern "C" fn free_disk(disk: *mut bindings::gendisk) {
+    // SAFETY: `add_disk` stored a reference from `Arc::into_raw` here; this is its only
+    // release.
+    unsafe {
+        let p = (*disk).private_data.cast::<Shared>();
+        if !p.is_null() {
+            drop(Arc::from_raw(p));
+        }
+    }
 }
 
 /// blk-mq `map_queues`: interrupt queues follow their vectors' CPU affinity, poll queues

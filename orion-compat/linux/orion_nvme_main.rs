@@ -23,6 +23,7 @@ use orion::{controller, spec};
 
 mod blk;
 mod error;
+mod mgmt;
 mod mmio;
 mod pcidev;
 mod platform;
@@ -52,8 +53,11 @@ type Ctrl<'b> = Controller<LinuxPlatform<'b>, Enabled>;
 /// BAR unmapped and released before the device is disabled.
 struct OrionNvme<'bound> {
     pdev: &'bound pci::Device,
+    /// The controller node, `/dev/onvme<C>` (none if its registration failed).
+    node: Option<Pin<KBox<mgmt::CtrlNode>>>,
     io: Option<KBox<blk::Io<'bound>>>,
-    ctrl: Option<Ctrl<'bound>>,
+    /// The controller (inside, while up) and what the ioctls need.
+    shared: kernel::sync::Arc<mgmt::Shared>,
     _instance: Instance,
     _enabled: mmio::EnabledDevice<'bound>,
 }
@@ -364,6 +368,29 @@ impl pci::Driver for OrionNvmeDriver {
         if module_parameters::conformance.value() {
             conformance_irq(pdev, &mut ctrl);
         }
+        // The Commands Supported and Effects log decides what unprivileged passthrough may send.
+        let effects = match ctrl.command_effects() {
+            Ok(Some(e)) => KBox::new(e, GFP_KERNEL).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                dev_warn!(
+                    pdev,
+                    "orion_nvme: Commands Supported and Effects log: {:?}\n",
+                    e
+                );
+                None
+            }
+        };
+        let max_data = ctrl
+            .info()
+            .map_or(4096, |i| orion::io::max_transfer(i, ctrl.page_size()));
+        let shared = match mgmt::Shared::new(instance.0, max_data, effects) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ctrl.shutdown();
+                return Err(e);
+            }
+        };
         let cfg = config();
         let params = blk::IoParams {
             granted,
@@ -371,7 +398,14 @@ impl pci::Driver for OrionNvmeDriver {
             queue_depth: cfg.queue_depth,
             instance: instance.0,
         };
-        let io = match blk::Io::start(pdev, &mut ctrl, &shared_bar, &namespaces, &params) {
+        let io = match blk::Io::start(
+            pdev,
+            &mut ctrl,
+            &shared_bar,
+            &namespaces,
+            &params,
+            shared.clone(),
+        ) {
             Ok(io) => io,
             Err(e) => {
                 dev_err!(pdev, "orion_nvme: block I/O setup failed: {:?}\n", e);
@@ -379,41 +413,70 @@ impl pci::Driver for OrionNvmeDriver {
                 return Err(e);
             }
         };
+        shared.put_ctrl(ctrl);
+        let node = match mgmt::CtrlNode::register(shared.clone()) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                dev_warn!(
+                    pdev,
+                    "orion_nvme: no controller node /dev/onvme{}: {:?}\n",
+                    instance.0,
+                    e
+                );
+                None
+            }
+        };
         Ok(OrionNvme {
             pdev,
+            node,
             io: Some(io),
-            ctrl: Some(ctrl),
+            shared,
             _instance: instance,
             _enabled: enabled,
         })
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
-        let csts = this.ctrl.as_ref().map_or(u32::MAX, |c| {
-            c.mmio()
-                .read32(spec::regs::Offset::Csts.at())
-                .unwrap_or(u32::MAX)
-        });
+        let csts = this
+            .shared
+            .with_ctrl(|c| {
+                c.mmio()
+                    .read32(spec::regs::Offset::Csts.at())
+                    .unwrap_or(u32::MAX)
+            })
+            .unwrap_or(u32::MAX);
         dev_info!(pdev, "orion_nvme: unbinding (csts {:#x})\n", csts);
     }
 }
 
 impl Drop for OrionNvme<'_> {
     fn drop(&mut self) {
-        // Disks and I/O queues first (their requests drain), then an orderly shutdown (CC.SHN)
-        // before the BAR goes away; the device is still bound here.
-        if let (Some(mut io), Some(ctrl)) = (self.io.take(), self.ctrl.as_mut()) {
-            io.teardown(ctrl);
+        // The controller node first (no new opens; open files get ENODEV once the controller
+        // is taken below), then disks and I/O queues (their requests drain), then an orderly
+        // shutdown (CC.SHN) before the BAR goes away; the device is still bound here.
+        self.node = None;
+        let Some(mut ctrl) = self.shared.take_ctrl() else {
+            return;
+        };
+        if let Some(mut io) = self.io.take() {
+            io.teardown(&mut ctrl);
             let t = io.timeouts.load(kernel::sync::atomic::Relaxed);
             if t > 0 {
                 dev_warn!(self.pdev, "orion_nvme: {} requests timed out\n", t);
             }
         }
-        if let Some(ctrl) = self.ctrl.take() {
-            match ctrl.shutdown() {
-                Ok(_) => dev_info!(self.pdev, "orion_nvme: shutdown complete\n"),
-                Err((e, _)) => dev_warn!(self.pdev, "orion_nvme: shutdown failed: {:?}\n", e),
-            }
+        match ctrl.shutdown() {
+            Ok(_) => dev_info!(self.pdev, "orion_nvme: shutdown complete\n"),
+            Err((e, _)) => dev_warn!(self.pdev, "orion_nvme: shutdown failed: {:?}\n", e),
+        }
+        // The controller is disabled: no late DMA into buffers of timed-out commands.
+        let n = self.shared.release_quarantine();
+        if n > 0 {
+            dev_info!(
+                self.pdev,
+                "orion_nvme: freed {} buffers of timed-out commands\n",
+                n
+            );
         }
     }
 }
@@ -428,6 +491,37 @@ fn config() -> orion::config::Config {
     }
 }
 
+/// Checks the vendor opcode lists: each nonzero byte must be a vendor-specific opcode.
+fn check_vendor_params() -> Result {
+    use orion::passthru::{check_vendor_list, QueueKind};
+    let lists = [
+        (
+            "vendor_admin_opcodes",
+            QueueKind::Admin,
+            module_parameters::vendor_admin_opcodes.value(),
+            "C0h-FFh",
+        ),
+        (
+            "vendor_io_opcodes",
+            QueueKind::Io,
+            module_parameters::vendor_io_opcodes.value(),
+            "80h-FFh",
+        ),
+    ];
+    for (name, q, list, range) in lists {
+        if let Err(b) = check_vendor_list(q, list) {
+            pr_err!(
+                "orion_nvme: module parameter {}: opcode {:#04x} is not vendor specific ({})\n",
+                name,
+                b,
+                range
+            );
+            return Err(EINVAL);
+        }
+    }
+    Ok(())
+}
+
 /// The module: checks its parameters, then registers the PCI driver.
 #[pin_data]
 struct OrionModule {
@@ -438,10 +532,13 @@ struct OrionModule {
 
 impl kernel::InPlaceModule for OrionModule {
     fn init(module: &'static kernel::ThisModule) -> impl PinInit<Self, Error> {
-        let checked = config().validate().map_err(|e| {
-            pr_err!("orion_nvme: module parameter {}\n", Show(&e));
-            EINVAL
-        });
+        let checked = config()
+            .validate()
+            .map_err(|e| {
+                pr_err!("orion_nvme: module parameter {}\n", Show(&e));
+                EINVAL
+            })
+            .and_then(|()| check_vendor_params());
         try_pin_init!(Self {
             _config_ok: checked?,
             _driver <- kernel::driver::Registration::new(
@@ -470,6 +567,14 @@ module! {
         poll_queues: u32 {
             default: 0,
             description: "Polled I/O queues for io_uring IOPOLL (0..=64), out of queue_count + poll_queues asked",
+        },
+        vendor_admin_opcodes: u64 {
+            default: 0,
+            description: "Vendor-specific admin opcodes (C0h-FFh) passthrough may send, one per nonzero byte (e.g. 0xc1c0); others are refused with EPERM",
+        },
+        vendor_io_opcodes: u64 {
+            default: 0,
+            description: "Vendor-specific I/O opcodes (80h-FFh) passthrough may send, one per nonzero byte; others are refused with EPERM",
         },
         conformance: bool {
             default: false,

@@ -1,0 +1,538 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The management interface: one controller node per controller, `/dev/onvme<C>` (a misc
+//! device, the role of the reference driver's `/dev/nvmeX`), and the NVMe ioctls on it and on
+//! the disks: admin and I/O passthrough with the Linux uapi layouts.
+//!
+//! What may be sent is the core's decision ([`passthru::check`]); this module copies the
+//! caller's structure in, moves data through a bounce buffer of coherent memory (the device
+//! never sees user pages), runs the command and writes the result back. Admin commands run on
+//! the core's polled admin queue under the controller's lock; I/O commands travel as blk-mq
+//! driver-private requests on the namespace's disk (see `blk::execute_passthru`).
+//!
+//! A command whose wait ends in a timeout may still be written by the device later: its
+//! bounce buffer is kept (quarantined) until the controller has been shut down.
+
+use crate::orion::command::{ListPages, Segment};
+use crate::orion::passthru::{
+    self, ioctl, Caller, Checked, Direction, Limits, Node, PassthruCmd, PassthruCmd64, QueueKind,
+    Refusal, UserIo,
+};
+use crate::orion::spec::log::Effects;
+use crate::orion_compat::time::Duration;
+use crate::orion_compat::{CoherentMem as _, Dma as _, Lock as _, Locks as _};
+use crate::platform::LinuxCoherent;
+use crate::sync::{LinuxMutex, LinuxSync};
+use crate::Ctrl;
+use kernel::{
+    bindings,
+    fs::File,
+    miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
+    prelude::*,
+    sync::{Arc, ArcBorrow},
+    uaccess::{UserPtr, UserSlice},
+};
+use zerocopy::FromBytes;
+
+/// Bounce buffers are built from coherent chunks of this size (page aligned, so PRPs can
+/// describe them back to back).
+const CHUNK: usize = 64 * 1024;
+/// The NVMe memory page size the driver sets (CC.MPS 0).
+const PAGE: u64 = 4096;
+/// The longest timeout a passthrough caller may ask for: one hour.
+const MAX_TIMEOUT_MS: u32 = 3_600_000;
+/// The admin default when the caller gives none (the reference driver's admin timeout).
+const ADMIN_TIMEOUT_MS: u32 = 60_000;
+
+/// Controller state shared by the probe, the controller node, the disks and teardown.
+pub(crate) struct Shared {
+    /// The controller, while it is up. Its lifetime is erased: it is taken out (and the real
+    /// lifetime restored) before the device is unbound, see [`Shared::take_ctrl`].
+    ctrl: LinuxMutex<Option<Ctrl<'static>>>,
+    /// Bounce buffers of commands that timed out, freed after the controller is shut down.
+    quarantine: LinuxMutex<KVec<Bounce>>,
+    /// The controller's Commands Supported and Effects log, if it has one.
+    effects: Option<KBox<Effects>>,
+    /// Largest passthrough data transfer (MDTS, capped like block I/O).
+    max_data: u32,
+    /// The `C` of `onvme<C>`.
+    pub(crate) instance: u32,
+}
+
+// SAFETY: the controller is only reached through its lock; everything else is immutable.
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// Shared state for a controller that is being brought up (no controller inside yet).
+    pub(crate) fn new(
+        instance: u32,
+        max_data: u32,
+        effects: Option<KBox<Effects>>,
+    ) -> Result<Arc<Self>> {
+        let ctrl = LinuxSync.new_mutex(None).map_err(|(e, _)| e.0)?;
+        let quarantine = LinuxSync.new_mutex(KVec::new()).map_err(|(e, _)| e.0)?;
+        Ok(Arc::new(
+            Self {
+                ctrl,
+                quarantine,
+                effects,
+                max_data,
+                instance,
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// Hands the controller over to the shared state.
+    pub(crate) fn put_ctrl(&self, ctrl: Ctrl<'_>) {
+        // SAFETY: only the lifetime changes. The controller is taken out again by
+        // `take_ctrl`, which the owner of the bound device calls before unbinding completes;
+        // until then everything it borrows lives. Users only reach it under the lock.
+        let ctrl = unsafe { core::mem::transmute::<Ctrl<'_>, Ctrl<'static>>(ctrl) };
+        self.ctrl.lock(|c| *c = Some(ctrl));
+    }
+
+    /// Takes the controller back for teardown; afterwards every ioctl fails with ENODEV.
+    pub(crate) fn take_ctrl<'b>(&self) -> Option<Ctrl<'b>> {
+        let c = self.ctrl.lock(|c| c.take())?;
+        // SAFETY: restores the lifetime `put_ctrl` erased (the caller's device is bound).
+        Some(unsafe { core::mem::transmute::<Ctrl<'static>, Ctrl<'b>>(c) })
+    }
+
+    /// Runs `f` on the controller, if it is up.
+    pub(crate) fn with_ctrl<R>(&self, f: impl FnOnce(&mut Ctrl<'static>) -> R) -> Result<R> {
+        self.ctrl.lock(|c| c.as_mut().map(f)).ok_or(ENODEV)
+    }
+
+    /// Frees quarantined buffers; call only once the controller can no longer write memory.
+    pub(crate) fn release_quarantine(&self) -> usize {
+        self.quarantine.lock(|q| {
+            let n = q.len();
+            q.clear();
+            n
+        })
+    }
+
+    fn limits(&self) -> Limits<'_> {
+        Limits {
+            max_data: self.max_data,
+            effects: self.effects.as_deref(),
+            vendor_admin: crate::module_parameters::vendor_admin_opcodes.value(),
+            vendor_io: crate::module_parameters::vendor_io_opcodes.value(),
+            max_timeout_ms: MAX_TIMEOUT_MS,
+        }
+    }
+
+    fn quarantine(&self, b: Bounce) {
+        self.quarantine.lock(move |q| {
+            if q.reserve(1, GFP_KERNEL).is_ok() {
+                // Cannot fail: the room is reserved.
+                let _ = q.push_within_capacity(b);
+            } else {
+                // Leaked rather than freed under the device.
+                core::mem::forget(b);
+            }
+        });
+    }
+}
+
+/// A command's data in coherent memory, with a PRP list page when it needs one.
+pub(crate) struct Bounce {
+    chunks: KVec<LinuxCoherent>,
+    list: Option<LinuxCoherent>,
+    len: usize,
+}
+
+impl Bounce {
+    /// A zeroed buffer of `len` bytes (0: none).
+    fn new(ctrl: &Ctrl<'_>, len: usize) -> Result<Self> {
+        let mut chunks = KVec::new();
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(CHUNK);
+            // CAST: PAGE is 4096.
+            let c = ctrl
+                .dma()
+                .alloc_coherent(n.next_multiple_of(PAGE as usize), PAGE as usize)
+                .map_err(|e| e.0)?;
+            chunks.push(c, GFP_KERNEL)?;
+            left -= n;
+        }
+        let list = if len > 2 * PAGE as usize {
+            Some(
+                ctrl.dma()
+                    .alloc_coherent(PAGE as usize, PAGE as usize)
+                    .map_err(|e| e.0)?,
+            )
+        } else {
+            None
+        };
+        Ok(Self { chunks, list, len })
+    }
+
+    /// The buffer as DMA segments (full chunks, then the remainder).
+    fn segments(&self) -> Result<KVec<Segment>> {
+        let mut segs = KVec::with_capacity(self.chunks.len(), GFP_KERNEL)?;
+        let mut left = self.len;
+        for c in &self.chunks {
+            let n = left.min(CHUNK);
+            // CAST: at most CHUNK.
+            segs.push(
+                Segment {
+                    addr: c.bus_addr().as_u64(),
+                    len: n as u32,
+                },
+                GFP_KERNEL,
+            )?;
+            left -= n;
+        }
+        Ok(segs)
+    }
+
+    /// Copies the caller's `len` bytes at `addr` in.
+    fn copy_in(&self, addr: u64) -> Result {
+        let mut tmp = KVec::from_elem(0u8, CHUNK.min(self.len), GFP_KERNEL)?;
+        let mut r = UserSlice::new(user_ptr(addr)?, self.len).reader();
+        let mut left = self.len;
+        for c in &self.chunks {
+            let n = left.min(CHUNK);
+            let t = tmp.get_mut(..n).ok_or(EINVAL)?;
+            r.read_slice(t)?;
+            c.write_bytes(0, t).map_err(|e| e.0)?;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// Copies the buffer out to the caller's `addr`.
+    fn copy_out(&self, addr: u64) -> Result {
+        let mut tmp = KVec::from_elem(0u8, CHUNK.min(self.len), GFP_KERNEL)?;
+        let mut w = UserSlice::new(user_ptr(addr)?, self.len).writer();
+        let mut left = self.len;
+        for c in &self.chunks {
+            let n = left.min(CHUNK);
+            let t = tmp.get_mut(..n).ok_or(EINVAL)?;
+            c.read_bytes(0, t).map_err(|e| e.0)?;
+            w.write_slice(t)?;
+            left -= n;
+        }
+        Ok(())
+    }
+}
+
+/// The single PRP list page of an admin passthrough command.
+struct ListPage<'a>(&'a LinuxCoherent);
+
+impl ListPages for ListPage<'_> {
+    fn pages(&self) -> usize {
+        1
+    }
+    fn bus_addr(&self, _page: usize) -> u64 {
+        self.0.bus_addr().as_u64()
+    }
+    fn write(&mut self, _page: usize, offset: usize, bytes: &[u8]) {
+        let _ = self.0.write_bytes(offset, bytes);
+    }
+}
+
+fn user_ptr(addr: u64) -> Result<UserPtr> {
+    Ok(UserPtr::from_addr(
+        usize::try_from(addr).map_err(|_| EFAULT)?,
+    ))
+}
+
+/// The errno for a refusal; the reason is logged at debug level.
+fn refused(r: Refusal) -> Error {
+    match r {
+        Refusal::Invalid(why) => {
+            pr_debug!("orion_nvme: passthrough refused: {}\n", why);
+            EINVAL
+        }
+        Refusal::Denied => EACCES,
+        Refusal::VendorOpcode(op) => {
+            pr_info!(
+                "orion_nvme: vendor-specific opcode {:#04x} refused (not in vendor_*_opcodes)\n",
+                op
+            );
+            EPERM
+        }
+    }
+}
+
+/// Whether the caller holds CAP_SYS_ADMIN.
+fn sys_admin() -> bool {
+    // SAFETY: `capable` only reads the current task's credentials.
+    // CAST: CAP_SYS_ADMIN is 21.
+    unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as c_int) }
+}
+
+use core::ffi::c_int;
+
+/// The outcome of a command that reached the device: NVMe status (0 success) and result.
+struct Done {
+    status: u16,
+    result: u64,
+}
+
+/// Runs a checked admin command.
+fn run_admin(shared: &Shared, k: &Checked, addr: u64) -> Result<Done> {
+    let timeout = Duration::from_millis(u64::from(if k.timeout_ms == 0 {
+        ADMIN_TIMEOUT_MS
+    } else {
+        k.timeout_ms
+    }));
+    let mut guard_out: Option<Bounce> = None;
+    let r = shared.with_ctrl(|ctrl| -> Result<Done> {
+        let b = Bounce::new(ctrl, k.len as usize)?;
+        if k.dir == Direction::ToDevice && addr != 0 {
+            b.copy_in(addr)?;
+        }
+        let segs = b.segments()?;
+        let sqe = if segs.is_empty() {
+            k.sqe
+        } else {
+            let prps = match &b.list {
+                Some(l) => crate::orion::command::build_prps(&segs, PAGE, &mut ListPage(l)),
+                None => crate::orion::command::build_prps(&segs, PAGE, &mut NoList),
+            }
+            .map_err(|_| EINVAL)?;
+            k.sqe.with_prp(prps.prp1, prps.prp2)
+        };
+        let r = ctrl.admin_raw(sqe, timeout);
+        let out = match r {
+            Ok(result) => Ok(Done { status: 0, result }),
+            Err(crate::orion::controller::CtrlError::Status(s)) => Ok(Done {
+                status: s.0,
+                result: 0,
+            }),
+            Err(crate::orion::controller::CtrlError::Timeout(_)) => Err(ETIMEDOUT),
+            Err(crate::orion::controller::CtrlError::Gone) => Err(ENODEV),
+            Err(_) => Err(EIO),
+        };
+        guard_out = Some(b);
+        out
+    })?;
+    let b = guard_out.ok_or(EIO)?;
+    match r {
+        Ok(d) => {
+            if d.status == 0 && k.dir == Direction::FromDevice && addr != 0 {
+                b.copy_out(addr)?;
+            }
+            Ok(d)
+        }
+        Err(e) => {
+            if e == ETIMEDOUT {
+                shared.quarantine(b);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// No PRP list (a transfer of at most two pages).
+struct NoList;
+
+impl ListPages for NoList {
+    fn pages(&self) -> usize {
+        0
+    }
+    fn bus_addr(&self, _page: usize) -> u64 {
+        0
+    }
+    fn write(&mut self, _page: usize, _offset: usize, _bytes: &[u8]) {}
+}
+
+/// Runs a checked I/O command on the namespace behind `q`.
+fn run_io(
+    shared: &Shared,
+    q: *mut bindings::request_queue,
+    k: &Checked,
+    addr: u64,
+) -> Result<Done> {
+    let b = shared.with_ctrl(|ctrl| Bounce::new(ctrl, k.len as usize))??;
+    if k.dir == Direction::ToDevice && addr != 0 {
+        b.copy_in(addr)?;
+    }
+    let segs = b.segments()?;
+    match crate::blk::execute_passthru(q, k.sqe, &segs, k.dir == Direction::ToDevice, k.timeout_ms)
+    {
+        Ok((status, result)) => {
+            if status == 0 && k.dir == Direction::FromDevice && addr != 0 {
+                b.copy_out(addr)?;
+            }
+            Ok(Done { status, result })
+        }
+        Err(e) => {
+            if e == ETIMEDOUT {
+                shared.quarantine(b);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Where an ioctl came in.
+pub(crate) enum Via {
+    /// The controller node.
+    Controller,
+    /// A disk: its queue, NSID and whether the node is a partition.
+    Disk(*mut bindings::request_queue, u32, bool),
+}
+
+/// Reads a `T` from the caller's `arg`.
+fn read_arg<T: FromBytes>(arg: usize) -> Result<T> {
+    let mut raw = [0u8; 80];
+    let n = core::mem::size_of::<T>();
+    let buf = raw.get_mut(..n).ok_or(EINVAL)?;
+    UserSlice::new(UserPtr::from_addr(arg), n)
+        .reader()
+        .read_slice(buf)?;
+    T::read_from_bytes(buf).map_err(|_| EINVAL)
+}
+
+/// The NVMe ioctls, shared by the controller node and the disks. Returns the NVMe status (0
+/// on success, as the reference driver) or an errno.
+pub(crate) fn nvme_ioctl(
+    shared: &Shared,
+    via: Via,
+    writable: bool,
+    cmd: u32,
+    arg: usize,
+) -> Result<isize> {
+    let caller = Caller {
+        sys_admin: sys_admin(),
+        writable,
+    };
+    let node = match via {
+        Via::Controller => Node::Controller,
+        Via::Disk(_, nsid, false) => Node::Namespace(nsid),
+        Via::Disk(_, nsid, true) => Node::Partition(nsid),
+    };
+    match cmd {
+        ioctl::ID => match via {
+            // CAST: an NSID is at most 0xffff_fffe; isize is 64 bits here.
+            Via::Disk(_, nsid, _) => Ok(nsid as isize),
+            Via::Controller => Err(ENOTTY),
+        },
+        ioctl::ADMIN_CMD | ioctl::ADMIN64_CMD => {
+            let wide = cmd == ioctl::ADMIN64_CMD;
+            let c = if wide {
+                read_arg::<PassthruCmd64>(arg)?
+            } else {
+                PassthruCmd64::from(&read_arg::<PassthruCmd>(arg)?)
+            };
+            let k = passthru::check(&c, QueueKind::Admin, node, caller, &shared.limits())
+                .map_err(refused)?;
+            let d = run_admin(shared, &k, c.addr)?;
+            write_result(arg, wide, d.result)?;
+            // CAST: a 15-bit status.
+            Ok(d.status as isize)
+        }
+        ioctl::IO_CMD | ioctl::IO64_CMD | ioctl::SUBMIT_IO => {
+            let Via::Disk(q, nsid, _) = via else {
+                // The reference driver's deprecated I/O on the controller node is not offered.
+                return Err(ENOTTY);
+            };
+            let wide = cmd == ioctl::IO64_CMD;
+            let c = match cmd {
+                ioctl::IO64_CMD => read_arg::<PassthruCmd64>(arg)?,
+                ioctl::IO_CMD => PassthruCmd64::from(&read_arg::<PassthruCmd>(arg)?),
+                _ => {
+                    let io = read_arg::<UserIo>(arg)?;
+                    // SAFETY: `q` is the live queue of the disk the ioctl came through.
+                    let lbs = unsafe { (*q).limits.logical_block_size };
+                    passthru::user_io(&io, nsid, lbs.trailing_zeros()).map_err(refused)?
+                }
+            };
+            let k = passthru::check(&c, QueueKind::Io, node, caller, &shared.limits())
+                .map_err(refused)?;
+            let d = run_io(shared, q, &k, c.addr)?;
+            if cmd != ioctl::SUBMIT_IO {
+                write_result(arg, wide, d.result)?;
+            }
+            // CAST: a 15-bit status.
+            Ok(d.status as isize)
+        }
+        ioctl::IO64_CMD_VEC | ioctl::RESET | ioctl::SUBSYS_RESET | ioctl::RESCAN => {
+            // Not implemented yet (reset and rescan: issue #6); refused plainly.
+            Err(EOPNOTSUPP)
+        }
+        _ => Err(ENOTTY),
+    }
+}
+
+fn write_result(arg: usize, wide: bool, result: u64) -> Result {
+    let (off, bytes): (usize, &[u8]) = if wide {
+        (
+            core::mem::offset_of!(PassthruCmd64, result),
+            &result.to_le_bytes()[..],
+        )
+    } else {
+        (
+            core::mem::offset_of!(PassthruCmd, result),
+            &result.to_le_bytes()[..4],
+        )
+    };
+    let at = arg.checked_add(off).ok_or(EFAULT)?;
+    UserSlice::new(UserPtr::from_addr(at), bytes.len())
+        .writer()
+        .write_slice(bytes)
+}
+
+/// Names of the controller nodes, by instance.
+static NAMES: [&CStr; 64] = [
+    c"onvme0", c"onvme1", c"onvme2", c"onvme3", c"onvme4", c"onvme5", c"onvme6", c"onvme7",
+    c"onvme8", c"onvme9", c"onvme10", c"onvme11", c"onvme12", c"onvme13", c"onvme14", c"onvme15",
+    c"onvme16", c"onvme17", c"onvme18", c"onvme19", c"onvme20", c"onvme21", c"onvme22", c"onvme23",
+    c"onvme24", c"onvme25", c"onvme26", c"onvme27", c"onvme28", c"onvme29", c"onvme30", c"onvme31",
+    c"onvme32", c"onvme33", c"onvme34", c"onvme35", c"onvme36", c"onvme37", c"onvme38", c"onvme39",
+    c"onvme40", c"onvme41", c"onvme42", c"onvme43", c"onvme44", c"onvme45", c"onvme46", c"onvme47",
+    c"onvme48", c"onvme49", c"onvme50", c"onvme51", c"onvme52", c"onvme53", c"onvme54", c"onvme55",
+    c"onvme56", c"onvme57", c"onvme58", c"onvme59", c"onvme60", c"onvme61", c"onvme62", c"onvme63",
+];
+
+/// The controller node of one controller.
+#[pin_data]
+pub(crate) struct CtrlNode {
+    shared: Arc<Shared>,
+    #[pin]
+    reg: MiscDeviceRegistration<CtrlFile>,
+}
+
+impl CtrlNode {
+    /// Registers `/dev/onvme<instance>`.
+    pub(crate) fn register(shared: Arc<Shared>) -> Result<Pin<KBox<Self>>> {
+        let name = *NAMES.get(shared.instance as usize).ok_or(EINVAL)?;
+        KBox::try_pin_init(
+            try_pin_init!(Self {
+                shared,
+                reg <- MiscDeviceRegistration::register(MiscDeviceOptions { name }),
+            }),
+            GFP_KERNEL,
+        )
+    }
+}
+
+/// An open controller node.
+pub(crate) struct CtrlFile;
+
+#[vtable]
+impl MiscDevice for CtrlFile {
+    type Ptr = Arc<Shared>;
+
+    fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Shared>> {
+        let reg: *const MiscDeviceRegistration<Self> = misc;
+        // SAFETY: every registration of `CtrlFile` is the `reg` field of a pinned `CtrlNode`,
+        // alive while `misc_open` calls us (deregistration waits for it).
+        let node = unsafe { &*kernel::container_of!(reg, CtrlNode, reg) };
+        Ok(node.shared.clone())
+    }
+
+    fn ioctl(shared: ArcBorrow<'_, Shared>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        let writable =
+            file.flags() & kernel::fs::file::flags::O_ACCMODE != kernel::fs::file::flags::O_RDONLY;
+        nvme_ioctl(&shared, Via::Controller, writable, cmd, arg)
+    }
+}
