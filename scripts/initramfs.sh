@@ -46,6 +46,7 @@ for m in drivers/nvme/host/nvme-core.ko drivers/nvme/host/nvme.ko; do
 done
 cp -r "$top/selftests/." "$stage/selftests/"
 install -m 0755 "$here/guest-init.sh" "$stage/init"
+install -D -m 0755 "$here/orion-nvme-cli" "$stage/usr/sbin/orion-nvme-cli"
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) > "$stage.overlay"
 cat "$base" "$stage.overlay" > "$output"
 rm -f "$stage.overlay"

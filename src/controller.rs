@@ -148,6 +148,9 @@ pub type PageBuf = [u64; 512];
 /// Size of Identify data and of the admin data buffer.
 pub const IDENTIFY_SIZE: usize = 4096;
 
+/// Namespace IDs handled per Identify Active Namespace ID list (of up to 1024).
+const NS_WINDOW: usize = 64;
+
 /// Admin queue depth the driver uses.
 pub const ADMIN_DEPTH: u32 = 32;
 
@@ -222,6 +225,8 @@ pub struct ControllerInfo {
     pub aerl: u8,
     /// Log Page Attributes.
     pub lpa: identify::Lpa,
+    /// NVM Subsystem NVMe Qualified Name (SUBNQN), NUL padded; empty before NVMe 1.2.1.
+    pub subnqn: [u8; 256],
     /// Most logical blocks one Dataset Management range may cover (DMRSL), if limited.
     pub max_dealloc_blocks: Option<u32>,
     /// Most bytes one Write Zeroes may cover (WZSL), if limited.
@@ -242,6 +247,9 @@ pub struct NamespaceInfo {
     pub physical_block_size: u32,
     /// Metadata bytes per block in the format in use (0 for none).
     pub metadata: u16,
+    /// Identifiers: NGUID and EUI-64 from Identify Namespace, completed (and overridden) by
+    /// the Namespace Identification Descriptor list when the controller has one.
+    pub ids: identify::NsIds,
 }
 
 /// An NVMe controller on the PCIe transport, in state `S`.
@@ -618,17 +626,22 @@ impl<P: Platform> Controller<P, Enabled> {
         result
     }
 
-    /// The Commands Supported and Effects log (LID 05h), when Identify Controller's LPA says
-    /// the controller has one; `None` otherwise.
-    pub fn command_effects(&mut self) -> Result<Option<Effects>, CtrlError> {
+    /// Reads the Commands Supported and Effects log (LID 05h) into `out`, when Identify
+    /// Controller's LPA says the controller has one; `Ok(false)` (and `out` untouched)
+    /// otherwise. The caller provides the 4 KiB, so no copy of it lands on the stack.
+    pub fn command_effects(&mut self, out: &mut Effects) -> Result<bool, CtrlError> {
         if !self.info.as_ref().is_some_and(|i| i.lpa.cmd_effects()) {
-            return Ok(None);
+            return Ok(false);
         }
         let numd = numd_of(IDENTIFY_SIZE).ok_or(CtrlError::Invalid("log length"))?;
         self.admin_command(Sqe::get_log_page(LogId::COMMAND_EFFECTS, 0, numd, 0), true)?;
-        Effects::read_from_bytes(self.scratch.as_bytes())
-            .map(Some)
-            .map_err(|_| CtrlError::Invalid("effects log size"))
+        let src = self
+            .scratch
+            .as_bytes()
+            .get(..core::mem::size_of::<Effects>())
+            .ok_or(CtrlError::Invalid("effects log size"))?;
+        out.as_mut_bytes().copy_from_slice(src);
+        Ok(true)
     }
 
     /// Identify Controller (CNS 01h); checks the entry sizes the driver uses are supported.
@@ -658,6 +671,7 @@ impl<P: Platform> Controller<P, Enabled> {
             sgls: id.sgls.support() != 0,
             aerl: id.aerl,
             lpa: id.lpa,
+            subnqn: id.subnqn,
             max_dealloc_blocks: None,
             max_write_zeroes: None,
         };
@@ -756,9 +770,17 @@ impl<P: Platform> Controller<P, Enabled> {
         let mut after = 0u32;
         loop {
             self.admin_command(Sqe::identify(Cns::ActiveNsList, after), true)?;
-            // Copy out the list: identifying each namespace reuses the scratch page.
-            let mut ids = [0u32; 1024];
-            ids.as_mut_bytes().copy_from_slice(self.scratch.as_bytes());
+            // Copy out the start of the list (identifying each namespace reuses the scratch
+            // page); a window keeps the stack small in kernels. A full window is followed by
+            // asking again for the IDs after its last one.
+            let mut ids = [0u32; NS_WINDOW];
+            let n = core::mem::size_of_val(&ids);
+            let src = self
+                .scratch
+                .as_bytes()
+                .get(..n)
+                .ok_or(CtrlError::Invalid("identify buffer"))?;
+            ids.as_mut_bytes().copy_from_slice(src);
             let mut last = after;
             for &nsid in ids.iter().take_while(|&&id| id != 0) {
                 // The list is increasing; anything else is a confused controller, and
@@ -773,16 +795,42 @@ impl<P: Platform> Controller<P, Enabled> {
                 if !ns.is_active() {
                     continue;
                 }
-                match (ns.block_size(), ns.metadata_size()) {
-                    (Some(bs), Some(ms)) if (512..=65536).contains(&bs) => f(NamespaceInfo {
+                let nonzero = |v: &[u8]| v.iter().any(|&b| b != 0);
+                let mut ids = identify::NsIds {
+                    nguid: Some(ns.nguid).filter(|v| nonzero(v)),
+                    eui64: Some(ns.eui64).filter(|v| nonzero(v)),
+                    ..Default::default()
+                };
+                let found = match (ns.block_size(), ns.metadata_size()) {
+                    (Some(bs), Some(ms)) if (512..=65536).contains(&bs) => Some(NamespaceInfo {
                         nsid,
                         blocks: ns.nsze,
                         block_size: bs,
                         physical_block_size: physical_block_size(ns, bs),
                         metadata: ms,
+                        ids,
                     }),
-                    _ => skipped(nsid, "unsupported LBA format"),
+                    _ => None,
+                };
+                let Some(mut found) = found else {
+                    skipped(nsid, "unsupported LBA format");
+                    continue;
+                };
+                // The descriptor list (NVMe 1.3) adds the UUID and CSI. A controller that
+                // refuses it, or returns a malformed list, keeps the Identify values.
+                if self
+                    .admin_command(Sqe::identify(Cns::NsIdDescriptors, nsid), true)
+                    .is_ok()
+                {
+                    if let Ok(d) = identify::NsIds::parse(self.scratch.as_bytes()) {
+                        ids.uuid = d.uuid;
+                        ids.csi = d.csi;
+                        ids.nguid = d.nguid.or(ids.nguid);
+                        ids.eui64 = d.eui64.or(ids.eui64);
+                    }
                 }
+                found.ids = ids;
+                f(found);
             }
             match ids.last() {
                 Some(&id) if id != 0 && id < u32::MAX => after = id,

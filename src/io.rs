@@ -70,7 +70,11 @@ pub fn max_transfer(info: &ControllerInfo, page: u64) -> u32 {
     let mdts = info.max_transfer.map_or(cap, |m| m.min(cap));
     // At least one page: MDTS is in units of the minimum page size, so never below it.
     let page = page.max(4096);
-    let bytes = (mdts / page).max(1) * page;
+    let bytes = mdts
+        .checked_div(page)
+        .unwrap_or(1)
+        .max(1)
+        .saturating_mul(page);
     // CAST: bytes <= MAX_TRANSFER_CAP, a u32.
     bytes as u32
 }
@@ -372,6 +376,7 @@ mod tests {
             sgls: false,
             aerl: 0,
             lpa: crate::orion::spec::identify::Lpa(0),
+            subnqn: [0; 256],
             max_dealloc_blocks: None,
             max_write_zeroes: None,
         }
@@ -384,6 +389,7 @@ mod tests {
             block_size: bs,
             physical_block_size: phys,
             metadata: 0,
+            ids: Default::default(),
         }
     }
 

@@ -342,6 +342,22 @@ fn several_namespaces_sparse_ids_mixed_block_sizes() {
     );
 }
 
+/// More namespaces than one window of the active list: every one is found once, in order,
+/// with the identifiers the controller reports.
+#[test]
+fn many_namespaces_across_list_windows() {
+    let mut b = NvmeBuilder::new().no_namespaces().nn(1024);
+    let want: Vec<u32> = (1..=150).map(|i| i * 3).collect();
+    for &n in &want {
+        b = b.namespace(n, 512, 1 << 10);
+    }
+    let (_r, mut c) = up(b);
+    c.identify().unwrap();
+    let nss = namespaces(&mut c);
+    let got: Vec<u32> = nss.iter().map(|n| n.nsid).collect();
+    assert_eq!(got, want);
+}
+
 /// Controllers nobody's QEMU command line produces: two-entry queues, wide doorbell strides,
 /// 8 KiB minimum pages, tiny and unlimited MDTS, no SGLs, one I/O queue.
 #[test]

@@ -218,6 +218,7 @@ impl<'b> Io<'b> {
 
     /// Sets up vectors, I/O queues, the tag set and a disk per usable namespace. On error,
     /// everything done so far is undone (the controller stays enabled).
+    #[inline(never)]
     pub(crate) fn start(
         pdev: &'b pci::Device<Bound>,
         ctrl: &mut Ctrl<'b>,
@@ -317,7 +318,7 @@ impl<'b> Io<'b> {
             .map_or(page as u32, |i| io::max_transfer(i, page));
         let per_tag = io::list_pages_per_tag(max_transfer, page);
         let pg = page as usize;
-        let per_chunk = (LIST_CHUNK / pg).max(1);
+        let per_chunk = LIST_CHUNK.checked_div(pg).unwrap_or(1).max(1);
         let tags = (depth - 1) as usize;
         let chunks = (tags * per_tag).div_ceil(per_chunk);
 
@@ -417,6 +418,7 @@ impl<'b> Io<'b> {
             depth,
             if shadow.is_some() { "" } else { "no " }
         );
+        self.shared.set_queues(total, depth);
 
         // The tag set.
         let me = ptr::from_mut(self).cast::<c_void>();
@@ -524,7 +526,11 @@ impl<'b> Io<'b> {
             (*disk).private_data = Arc::into_raw(self.shared.clone()).cast_mut().cast();
             // A lying NSZE must not wrap the capacity.
             bindings::set_capacity(disk, ns.blocks.min(u64::MAX >> shift) << shift);
-            bindings::device_add_disk(&raw mut (*self.pdev()).dev, disk, ptr::null_mut())
+            bindings::device_add_disk(
+                &raw mut (*self.pdev()).dev,
+                disk,
+                crate::attrs::NS_GROUPS.as_ptr(),
+            )
         };
         if r != 0 {
             // SAFETY: the disk was never added, so `free_disk` will not run: release the

@@ -14,16 +14,19 @@
 //! bounce buffer is kept (quarantined) until the controller has been shut down.
 
 use crate::orion::command::{ListPages, Segment};
+use crate::orion::controller::{ControllerInfo, NamespaceInfo, PageBuf};
 use crate::orion::passthru::{
     self, ioctl, Caller, Checked, Direction, Limits, Node, PassthruCmd, PassthruCmd64, QueueKind,
     Refusal, UserIo,
 };
+use crate::orion::spec::identify::NsIds;
 use crate::orion::spec::log::Effects;
 use crate::orion_compat::time::Duration;
 use crate::orion_compat::{CoherentMem as _, Dma as _, Lock as _, Locks as _};
 use crate::platform::LinuxCoherent;
 use crate::sync::{LinuxMutex, LinuxSync};
 use crate::Ctrl;
+use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::{
     bindings,
     fs::File,
@@ -32,7 +35,7 @@ use kernel::{
     sync::{Arc, ArcBorrow},
     uaccess::{UserPtr, UserSlice},
 };
-use zerocopy::FromBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// Bounce buffers are built from coherent chunks of this size (page aligned, so PRPs can
 /// describe them back to back).
@@ -51,12 +54,64 @@ pub(crate) struct Shared {
     ctrl: LinuxMutex<Option<Ctrl<'static>>>,
     /// Bounce buffers of commands that timed out, freed after the controller is shut down.
     quarantine: LinuxMutex<KVec<Bounce>>,
-    /// The controller's Commands Supported and Effects log, if it has one.
-    effects: Option<KBox<Effects>>,
+    /// The controller's Commands Supported and Effects log, if it has one (a page, read as
+    /// [`Effects`]).
+    effects: Option<KBox<PageBuf>>,
     /// Largest passthrough data transfer (MDTS, capped like block I/O).
     max_data: u32,
     /// The `C` of `onvme<C>`.
     pub(crate) instance: u32,
+    /// What sysfs shows of the controller.
+    pub(crate) identity: Identity,
+    /// Identifiers of each namespace with a disk.
+    ns_ids: KVec<(u32, NsIds)>,
+    /// Queues in use, the admin queue included (0 until the block layer is up).
+    queues: Atomic<u32>,
+    /// I/O submission queue size, 0's based.
+    sqsize: Atomic<u32>,
+}
+
+/// The controller's identity as sysfs shows it.
+pub(crate) struct Identity {
+    pub(crate) vid: u16,
+    pub(crate) cntlid: u16,
+    pub(crate) model: [u8; 40],
+    pub(crate) serial: [u8; 20],
+    pub(crate) firmware: [u8; 8],
+    pub(crate) subnqn: [u8; 256],
+    /// The PCI address, NUL padded.
+    pub(crate) address: [u8; 32],
+    pub(crate) numa_node: i32,
+}
+
+impl Identity {
+    /// From Identify Controller and the PCI device.
+    pub(crate) fn new(
+        info: &ControllerInfo,
+        pdev: &kernel::pci::Device<kernel::device::Bound>,
+    ) -> Self {
+        let mut address = [0u8; 32];
+        // SAFETY: `dev_name` of a registered device is a valid NUL-terminated string.
+        let name = unsafe {
+            CStr::from_char_ptr(bindings::dev_name(
+                &raw const (*crate::mmio::raw_pci(pdev)).dev,
+            ))
+        };
+        for (d, s) in address.iter_mut().zip(name.to_bytes()) {
+            *d = *s;
+        }
+        Self {
+            vid: info.vid,
+            cntlid: info.cntlid,
+            model: info.mn,
+            serial: info.sn,
+            firmware: info.fr,
+            subnqn: info.subnqn,
+            address,
+            // Without CONFIG_NUMA every device is on no particular node.
+            numa_node: -1,
+        }
+    }
 }
 
 // SAFETY: the controller is only reached through its lock; everything else is immutable.
@@ -69,10 +124,16 @@ impl Shared {
     pub(crate) fn new(
         instance: u32,
         max_data: u32,
-        effects: Option<KBox<Effects>>,
+        effects: Option<KBox<PageBuf>>,
+        identity: Identity,
+        namespaces: &[NamespaceInfo],
     ) -> Result<Arc<Self>> {
         let ctrl = LinuxSync.new_mutex(None).map_err(|(e, _)| e.0)?;
         let quarantine = LinuxSync.new_mutex(KVec::new()).map_err(|(e, _)| e.0)?;
+        let mut ns_ids = KVec::with_capacity(namespaces.len(), GFP_KERNEL)?;
+        for ns in namespaces {
+            ns_ids.push((ns.nsid, ns.ids), GFP_KERNEL)?;
+        }
         Ok(Arc::new(
             Self {
                 ctrl,
@@ -80,9 +141,40 @@ impl Shared {
                 effects,
                 max_data,
                 instance,
+                identity,
+                ns_ids,
+                queues: Atomic::new(0),
+                sqsize: Atomic::new(0),
             },
             GFP_KERNEL,
         )?)
+    }
+
+    /// Records the queues the block layer set up: I/O queue count and depth.
+    pub(crate) fn set_queues(&self, io_queues: u32, depth: u32) {
+        self.queues.store(io_queues + 1, Relaxed);
+        self.sqsize.store(depth.saturating_sub(1), Relaxed);
+    }
+
+    pub(crate) fn queue_count(&self) -> u32 {
+        self.queues.load(Relaxed)
+    }
+
+    pub(crate) fn sqsize(&self) -> u32 {
+        self.sqsize.load(Relaxed)
+    }
+
+    /// Whether the controller is up (not being torn down).
+    pub(crate) fn is_live(&self) -> bool {
+        self.ctrl.lock(|c| c.is_some())
+    }
+
+    /// The identifiers of namespace `nsid`.
+    pub(crate) fn ns_ids(&self, nsid: u32) -> Option<NsIds> {
+        self.ns_ids
+            .iter()
+            .find(|(n, _)| *n == nsid)
+            .map(|(_, i)| *i)
     }
 
     /// Hands the controller over to the shared state.
@@ -118,7 +210,10 @@ impl Shared {
     fn limits(&self) -> Limits<'_> {
         Limits {
             max_data: self.max_data,
-            effects: self.effects.as_deref(),
+            effects: self
+                .effects
+                .as_deref()
+                .and_then(|p| Effects::ref_from_bytes(p.as_bytes()).ok()),
             vendor_admin: crate::module_parameters::vendor_admin_opcodes.value(),
             vendor_io: crate::module_parameters::vendor_io_opcodes.value(),
             max_timeout_ms: MAX_TIMEOUT_MS,
@@ -502,16 +597,46 @@ pub(crate) struct CtrlNode {
 }
 
 impl CtrlNode {
-    /// Registers `/dev/onvme<instance>`.
+    /// Registers `/dev/onvme<instance>` with its sysfs attributes.
     pub(crate) fn register(shared: Arc<Shared>) -> Result<Pin<KBox<Self>>> {
         let name = *NAMES.get(shared.instance as usize).ok_or(EINVAL)?;
-        KBox::try_pin_init(
+        let node = KBox::try_pin_init(
             try_pin_init!(Self {
                 shared,
                 reg <- MiscDeviceRegistration::register(MiscDeviceOptions { name }),
             }),
             GFP_KERNEL,
-        )
+        )?;
+        // The attributes go with the device: `misc_deregister` removes them. (The kernel
+        // crate registers misc devices without attribute groups, so they follow the add
+        // event; libnvme reads them when it scans, not from the event.)
+        // SAFETY: the registration is live, so `this_device` is a registered device.
+        let r = unsafe {
+            bindings::sysfs_create_group(
+                &raw mut (*(*node.reg.as_raw()).this_device).kobj,
+                crate::attrs::CTRL_GROUP.as_ptr(),
+            )
+        };
+        if r != 0 {
+            pr_warn!(
+                "orion_nvme: onvme{}: no sysfs attributes ({})\n",
+                node.shared.instance,
+                r
+            );
+        }
+        Ok(node)
+    }
+
+    /// The shared state of the node whose registration is `misc`.
+    ///
+    /// # Safety
+    ///
+    /// `misc` is the registration of a live `CtrlNode`.
+    pub(crate) unsafe fn shared_of<'a>(misc: *mut bindings::miscdevice) -> &'a Shared {
+        let reg = misc.cast::<MiscDeviceRegistration<CtrlFile>>().cast_const();
+        // SAFETY: caller's contract; the registration is `repr(transparent)` over the
+        // `miscdevice`, and is the `reg` field of a `CtrlNode`.
+        unsafe { &(*kernel::container_of!(reg, CtrlNode, reg)).shared }
     }
 }
 

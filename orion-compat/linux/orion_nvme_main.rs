@@ -21,6 +21,7 @@ pub mod orion;
 
 use orion::{controller, spec};
 
+mod attrs;
 mod blk;
 mod error;
 mod mgmt;
@@ -212,11 +213,13 @@ fn bring_up<'b>(
     bar: Bar0<'b>,
     dma: LinuxDma<'b>,
     clock: LinuxClock,
-) -> Result<Up<'b>> {
+) -> Result<KBox<Up<'b>>> {
     let fail = |what: &str, e: controller::CtrlError| {
         dev_err!(pdev, "orion_nvme: {} failed: {:?}\n", what, e);
         ENODEV
     };
+    // Allocated first, so a failure cannot leave an enabled controller behind.
+    let slot = KBox::<Up<'b>>::new_uninit(GFP_KERNEL)?;
     let scratch = KBox::<controller::PageBuf>::zeroed(GFP_KERNEL)?;
     let ctrl =
         Controller::<LinuxPlatform<'b>, _>::new(bar, dma, clock, scratch, Settings::default())
@@ -271,11 +274,14 @@ fn bring_up<'b>(
     if oom {
         return Err(ENOMEM);
     }
-    Ok(Up {
-        ctrl,
-        granted,
-        namespaces,
-    })
+    Ok(KBox::write(
+        slot,
+        Up {
+            ctrl,
+            granted,
+            namespaces,
+        },
+    ))
 }
 
 /// Controller instance numbers (the `C` in disk names `onvme<C>n<NSID>`): the lowest free
@@ -310,6 +316,111 @@ impl Drop for Instance {
             cur = now;
         }
     }
+}
+
+/// The controller's Commands Supported and Effects log, if it has one and it can be read.
+fn command_effects(
+    pdev: &pci::Device<Core<'_>>,
+    ctrl: &mut Ctrl<'_>,
+) -> Option<KBox<controller::PageBuf>> {
+    use zerocopy::FromBytes as _;
+    let mut page = KBox::<controller::PageBuf>::zeroed(GFP_KERNEL).ok()?;
+    let log =
+        spec::log::Effects::mut_from_bytes(zerocopy::IntoBytes::as_mut_bytes(&mut *page)).ok()?;
+    match ctrl.command_effects(log) {
+        Ok(true) => Some(page),
+        Ok(false) => None,
+        Err(e) => {
+            dev_warn!(
+                pdev,
+                "orion_nvme: Commands Supported and Effects log: {:?}\n",
+                e
+            );
+            None
+        }
+    }
+}
+
+/// The second half of probe, once the controller is up: passthrough state, the block layer
+/// and the controller node.
+#[inline(never)]
+fn finish_probe<'b>(
+    pdev: &'b pci::Device<Core<'_>>,
+    up: KBox<Up<'b>>,
+    instance: Instance,
+    enabled: mmio::EnabledDevice<'b>,
+    shared_bar: Bar0<'b>,
+) -> Result<OrionNvme<'b>> {
+    let Up {
+        mut ctrl,
+        granted,
+        namespaces,
+    } = KBox::into_inner(up);
+    if module_parameters::conformance.value() {
+        conformance_irq(pdev, &mut ctrl);
+    }
+    // The Commands Supported and Effects log decides what unprivileged passthrough may send.
+    let effects = command_effects(pdev, &mut ctrl);
+    let max_data = ctrl
+        .info()
+        .map_or(4096, |i| orion::io::max_transfer(i, ctrl.page_size()));
+    let identity = match ctrl.info() {
+        Some(i) => mgmt::Identity::new(i, pdev),
+        None => {
+            let _ = ctrl.shutdown();
+            return Err(ENODEV);
+        }
+    };
+    let shared = match mgmt::Shared::new(instance.0, max_data, effects, identity, &namespaces) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ctrl.shutdown();
+            return Err(e);
+        }
+    };
+    let cfg = config();
+    let params = blk::IoParams {
+        granted,
+        poll_queues: cfg.poll_queues,
+        queue_depth: cfg.queue_depth,
+        instance: instance.0,
+    };
+    let io = match blk::Io::start(
+        pdev,
+        &mut ctrl,
+        &shared_bar,
+        &namespaces,
+        &params,
+        shared.clone(),
+    ) {
+        Ok(io) => io,
+        Err(e) => {
+            dev_err!(pdev, "orion_nvme: block I/O setup failed: {:?}\n", e);
+            let _ = ctrl.shutdown();
+            return Err(e);
+        }
+    };
+    shared.put_ctrl(ctrl);
+    let node = match mgmt::CtrlNode::register(shared.clone()) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            dev_warn!(
+                pdev,
+                "orion_nvme: no controller node /dev/onvme{}: {:?}\n",
+                instance.0,
+                e
+            );
+            None
+        }
+    };
+    Ok(OrionNvme {
+        pdev,
+        node,
+        io: Some(io),
+        shared,
+        _instance: instance,
+        _enabled: enabled,
+    })
 }
 
 struct OrionNvmeDriver;
@@ -360,80 +471,10 @@ impl pci::Driver for OrionNvmeDriver {
             EBUSY
         })?;
         let shared_bar = bar.clone();
-        let Up {
-            mut ctrl,
-            granted,
-            namespaces,
-        } = bring_up(pdev, bar, dma, clock)?;
-        if module_parameters::conformance.value() {
-            conformance_irq(pdev, &mut ctrl);
-        }
-        // The Commands Supported and Effects log decides what unprivileged passthrough may send.
-        let effects = match ctrl.command_effects() {
-            Ok(Some(e)) => KBox::new(e, GFP_KERNEL).ok(),
-            Ok(None) => None,
-            Err(e) => {
-                dev_warn!(
-                    pdev,
-                    "orion_nvme: Commands Supported and Effects log: {:?}\n",
-                    e
-                );
-                None
-            }
-        };
-        let max_data = ctrl
-            .info()
-            .map_or(4096, |i| orion::io::max_transfer(i, ctrl.page_size()));
-        let shared = match mgmt::Shared::new(instance.0, max_data, effects) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = ctrl.shutdown();
-                return Err(e);
-            }
-        };
-        let cfg = config();
-        let params = blk::IoParams {
-            granted,
-            poll_queues: cfg.poll_queues,
-            queue_depth: cfg.queue_depth,
-            instance: instance.0,
-        };
-        let io = match blk::Io::start(
-            pdev,
-            &mut ctrl,
-            &shared_bar,
-            &namespaces,
-            &params,
-            shared.clone(),
-        ) {
-            Ok(io) => io,
-            Err(e) => {
-                dev_err!(pdev, "orion_nvme: block I/O setup failed: {:?}\n", e);
-                let _ = ctrl.shutdown();
-                return Err(e);
-            }
-        };
-        shared.put_ctrl(ctrl);
-        let node = match mgmt::CtrlNode::register(shared.clone()) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                dev_warn!(
-                    pdev,
-                    "orion_nvme: no controller node /dev/onvme{}: {:?}\n",
-                    instance.0,
-                    e
-                );
-                None
-            }
-        };
-        Ok(OrionNvme {
-            pdev,
-            node,
-            io: Some(io),
-            shared,
-            _instance: instance,
-            _enabled: enabled,
-        })
+        // Bring-up and the rest run in separate frames, so the deep call chains under each
+        // (enable, add_disk) do not stack on top of both: the kernel stack is 16 KiB.
+        let up = bring_up(pdev, bar, dma, clock)?;
+        finish_probe(pdev, up, instance, enabled, shared_bar)
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
