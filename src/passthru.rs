@@ -277,6 +277,8 @@ pub enum Refusal {
     Denied,
     /// A vendor-specific opcode the configuration does not list (EPERM).
     VendorOpcode(u8),
+    /// A setting the driver manages itself (EACCES for everyone, as the reference driver).
+    DriverOwned(&'static str),
 }
 
 /// Data direction of a checked command.
@@ -396,7 +398,9 @@ pub fn check(
     if cmd.flags != 0 {
         return Err(Refusal::Invalid("flags"));
     }
-    if cmd.rsvd1 != 0 {
+    if cmd.rsvd1 != 0 || cmd.rsvd2 != 0 {
+        // The reference driver ignores these; they are reserved, so a nonzero value is a
+        // malformed request.
         return Err(Refusal::Invalid("reserved field"));
     }
     // An I/O command through a namespace node may only name that namespace. (Admin
@@ -426,6 +430,12 @@ pub fn check(
         )
     {
         return Err(Refusal::VendorOpcode(cmd.opcode));
+    }
+    if queue == QueueKind::Admin && cmd.opcode == Admin::SetFeatures.raw() {
+        // CAST: the Feature Identifier is CDW10 bits 7:0.
+        if let Some(what) = driver_owned_feature(cmd.cdw10 as u8) {
+            return Err(Refusal::DriverOwned(what));
+        }
     }
     if queue == QueueKind::Admin && is_queue_management(cmd.opcode) {
         // The driver owns its queues and doorbell buffer: creating or deleting them behind
@@ -464,6 +474,18 @@ pub fn check(
         dir,
         timeout_ms: cmd.timeout_ms,
     })
+}
+
+/// Features the driver sets itself, which passthrough may not change (the reference driver
+/// refuses the same three): Number of Queues, Autonomous Power State Transition, Keep Alive
+/// Timer.
+fn driver_owned_feature(fid: u8) -> Option<&'static str> {
+    match fid {
+        0x07 => Some("Number of Queues"),
+        0x0c => Some("Autonomous Power State Transition"),
+        0x0f => Some("Keep Alive Timer"),
+        _ => None,
+    }
 }
 
 /// Admin opcodes that manage the driver's own queues (Create/Delete I/O SQ/CQ, Doorbell
@@ -596,6 +618,12 @@ mod tests {
             );
             let mut c = identify(1);
             c.rsvd1 = 1;
+            assert!(matches!(
+                check(&c, QueueKind::Admin, Node::Namespace(1), who, &l),
+                Err(Refusal::Invalid(_))
+            ));
+            let mut c = identify(1);
+            c.rsvd2 = 1;
             assert!(matches!(
                 check(&c, QueueKind::Admin, Node::Namespace(1), who, &l),
                 Err(Refusal::Invalid(_))
@@ -786,6 +814,33 @@ mod tests {
     }
 
     #[test]
+    fn driver_owned_features_are_refused_to_root() {
+        for fid in [0x07u32, 0x0c, 0x0f] {
+            let c = PassthruCmd64 {
+                opcode: Admin::SetFeatures.raw(),
+                cdw10: fid,
+                ..Default::default()
+            };
+            assert!(matches!(
+                check(&c, QueueKind::Admin, Node::Controller, ROOT, &lim(None)),
+                Err(Refusal::DriverOwned(_))
+            ));
+        }
+        let temp = PassthruCmd64 {
+            opcode: Admin::SetFeatures.raw(),
+            cdw10: 0x04,
+            ..Default::default()
+        };
+        assert!(check(&temp, QueueKind::Admin, Node::Controller, ROOT, &lim(None)).is_ok());
+        let get = PassthruCmd64 {
+            opcode: Admin::GetFeatures.raw(),
+            cdw10: 0x07,
+            ..Default::default()
+        };
+        assert!(check(&get, QueueKind::Admin, Node::Controller, ROOT, &lim(None)).is_ok());
+    }
+
+    #[test]
     fn queue_management_is_the_drivers() {
         for op in [0x00u8, 0x01, 0x04, 0x05, 0x7c] {
             let c = PassthruCmd64 {
@@ -843,7 +898,8 @@ mod tests {
             if let Ok(k) = check(&cmd, queue, node, caller, &lim(Some(&e))) {
                 prop_assert!(k.len <= 128 * 1024);
                 prop_assert!(!is_vendor(queue, cmd.opcode));
-                prop_assert!(caller.sys_admin || matches!(node, Node::Namespace(_)));
+                prop_assert!(caller.sys_admin || !matches!(node, Node::Partition(_)));
+                prop_assert!(caller.sys_admin || queue == QueueKind::Admin || matches!(node, Node::Namespace(_)));
             }
         });
     }

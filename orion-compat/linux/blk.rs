@@ -543,6 +543,8 @@ impl<'b> Io<'b> {
             return Err(Error::from_errno(r));
         }
         self.disks.push(disk, GFP_KERNEL)?;
+        // SAFETY: the disk is live; its queue lives as long.
+        self.shared.add_disk(ns.nsid, unsafe { (*disk).queue })?;
         dev_info!(
             pdev,
             "orion_nvme: disk onvme{}n{}: {} blocks of {} bytes, max transfer {} KiB{}{}\n",
@@ -560,6 +562,7 @@ impl<'b> Io<'b> {
     /// Removes the disks (waiting for their requests), frees the tag set and interrupts,
     /// deletes the I/O queues on the controller and frees the vectors.
     pub(crate) fn teardown(&mut self, ctrl: &mut Ctrl<'b>) {
+        self.shared.forget_disks();
         while let Some(disk) = self.disks.pop() {
             // SAFETY: each disk was added by `add_disk` and is removed once.
             unsafe {

@@ -46,6 +46,8 @@ const PAGE: u64 = 4096;
 const MAX_TIMEOUT_MS: u32 = 3_600_000;
 /// The admin default when the caller gives none (the reference driver's admin timeout).
 const ADMIN_TIMEOUT_MS: u32 = 60_000;
+/// The shortest admin timeout honoured.
+const MIN_TIMEOUT_MS: u32 = 10;
 
 /// Controller state shared by the probe, the controller node, the disks and teardown.
 pub(crate) struct Shared {
@@ -69,7 +71,17 @@ pub(crate) struct Shared {
     queues: Atomic<u32>,
     /// I/O submission queue size, 0's based.
     sqsize: Atomic<u32>,
+    /// The disks' queues by NSID, for the controller node's I/O command; held while such a
+    /// command runs, emptied before the disks are removed.
+    disks: LinuxMutex<KVec<(u32, Queue)>>,
 }
+
+/// A disk's request queue.
+#[derive(Clone, Copy)]
+pub(crate) struct Queue(pub(crate) *mut bindings::request_queue);
+// SAFETY: a request queue may be used from any thread; the pointer is only used while the
+// disk is registered (see `Shared::disks`).
+unsafe impl Send for Queue {}
 
 /// The controller's identity as sysfs shows it.
 pub(crate) struct Identity {
@@ -130,6 +142,7 @@ impl Shared {
     ) -> Result<Arc<Self>> {
         let ctrl = LinuxSync.new_mutex(None).map_err(|(e, _)| e.0)?;
         let quarantine = LinuxSync.new_mutex(KVec::new()).map_err(|(e, _)| e.0)?;
+        let disks = LinuxSync.new_mutex(KVec::new()).map_err(|(e, _)| e.0)?;
         let mut ns_ids = KVec::with_capacity(namespaces.len(), GFP_KERNEL)?;
         for ns in namespaces {
             ns_ids.push((ns.nsid, ns.ids), GFP_KERNEL)?;
@@ -145,6 +158,7 @@ impl Shared {
                 ns_ids,
                 queues: Atomic::new(0),
                 sqsize: Atomic::new(0),
+                disks,
             },
             GFP_KERNEL,
         )?)
@@ -162,6 +176,18 @@ impl Shared {
 
     pub(crate) fn sqsize(&self) -> u32 {
         self.sqsize.load(Relaxed)
+    }
+
+    /// Records a disk added for namespace `nsid`.
+    pub(crate) fn add_disk(&self, nsid: u32, q: *mut bindings::request_queue) -> Result {
+        self.disks
+            .lock(|d| d.push((nsid, Queue(q)), GFP_KERNEL))
+            .map_err(|_| ENOMEM)
+    }
+
+    /// Forgets the disks (waiting for a controller-node I/O command that uses one).
+    pub(crate) fn forget_disks(&self) {
+        self.disks.lock(|d| d.clear());
     }
 
     /// Whether the controller is up (not being torn down).
@@ -346,6 +372,10 @@ fn refused(r: Refusal) -> Error {
             EINVAL
         }
         Refusal::Denied => EACCES,
+        Refusal::DriverOwned(what) => {
+            pr_debug!("orion_nvme: passthrough may not set {}\n", what);
+            EACCES
+        }
         Refusal::VendorOpcode(op) => {
             pr_info!(
                 "orion_nvme: vendor-specific opcode {:#04x} refused (not in vendor_*_opcodes)\n",
@@ -373,10 +403,12 @@ struct Done {
 
 /// Runs a checked admin command.
 fn run_admin(shared: &Shared, k: &Checked, addr: u64) -> Result<Done> {
+    // A caller's timeout is at least MIN_TIMEOUT_MS: the reference driver's is whole
+    // jiffies, so a 1 ms timeout is never shorter than a tick there either.
     let timeout = Duration::from_millis(u64::from(if k.timeout_ms == 0 {
         ADMIN_TIMEOUT_MS
     } else {
-        k.timeout_ms
+        k.timeout_ms.max(MIN_TIMEOUT_MS)
     }));
     let mut guard_out: Option<Bounce> = None;
     let r = shared.with_ctrl(|ctrl| -> Result<Done> {
@@ -525,9 +557,16 @@ pub(crate) fn nvme_ioctl(
             // CAST: a 15-bit status.
             Ok(d.status as isize)
         }
+        ioctl::IO_CMD if matches!(via, Via::Controller) => {
+            // The reference driver's deprecated I/O on the controller node: only with exactly
+            // one namespace, which it then goes to (held, so teardown waits for it).
+            shared.disks.lock(|d| match d.as_slice() {
+                [(nsid, q)] => nvme_ioctl(shared, Via::Disk(q.0, *nsid, false), writable, cmd, arg),
+                _ => Err(EINVAL),
+            })
+        }
         ioctl::IO_CMD | ioctl::IO64_CMD | ioctl::SUBMIT_IO => {
             let Via::Disk(q, nsid, _) = via else {
-                // The reference driver's deprecated I/O on the controller node is not offered.
                 return Err(ENOTTY);
             };
             let wide = cmd == ioctl::IO64_CMD;
@@ -550,10 +589,18 @@ pub(crate) fn nvme_ioctl(
             // CAST: a 15-bit status.
             Ok(d.status as isize)
         }
-        ioctl::IO64_CMD_VEC | ioctl::RESET | ioctl::SUBSYS_RESET | ioctl::RESCAN => {
+        ioctl::RESET | ioctl::SUBSYS_RESET | ioctl::RESCAN => match via {
+            // Controller operations: not on a namespace node (as the reference driver).
+            Via::Disk(..) => Err(ENOTTY),
+            Via::Controller if !caller.sys_admin => Err(EACCES),
             // Not implemented yet (reset and rescan: issue #6); refused plainly.
-            Err(EOPNOTSUPP)
-        }
+            Via::Controller => Err(EOPNOTSUPP),
+        },
+        ioctl::IO64_CMD_VEC => match via {
+            Via::Controller => Err(ENOTTY),
+            // Vectored buffers are not supported yet.
+            Via::Disk(..) => Err(EOPNOTSUPP),
+        },
         _ => Err(ENOTTY),
     }
 }
