@@ -26,7 +26,7 @@ abuse_node() {
 }
 
 # nobody must be able to reach /dev (the initramfs root may be mode 0700); put back at the end.
-dirmodes="$(stat -c %a /) $(stat -c %a /dev)"
+rootmode=$(stat -c %a /) devmode=$(stat -c %a /dev)
 chmod go+x / /dev
 if [ ! -x "$ABUSE" ]; then
     tap_skip "abuse: malformed ioctls" "$ABUSE is not in the initramfs"
@@ -55,6 +55,5 @@ else
     done
     detach_all
 fi
-set -- $dirmodes
-chmod "$1" /; chmod "$2" /dev
+chmod "$rootmode" /; chmod "$devmode" /dev
 tap_check "abuse: no kernel warnings (BUG, Oops, WARNING, KASAN, ...)" dmesg_clean || diag_file /tmp/bad.txt
