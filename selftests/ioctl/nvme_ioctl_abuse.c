@@ -200,7 +200,7 @@ FIXTURE_TEARDOWN(node)
 
 TEST_F(node, ioctl_numbers)
 {
-	CASE("NVME_IOCTL_ID", self->is_ns ? (int)self->nsid : -ENOTTY,
+	CASE("NVME_IOCTL_ID (a positive result is the NSID)", self->is_ns ? (int)self->nsid : -ENOTTY,
 	     xioctl(self->fd, NVME_IOCTL_ID, NULL));
 	CASE("unknown ioctl _IO('N', 0x7f)", -ENOTTY, xioctl(self->fd, _IO('N', 0x7f), NULL));
 	CASE("admin ioctl number with a wrong size", -ENOTTY,
