@@ -3,7 +3,8 @@
 #   base    busybox-static, fio, nvme-cli, util-linux's blkdiscard (busybox's cannot write
 #           zeroes) and their libraries; cached in $ORION_CACHE, keyed by
 #           package versions and this script, so a warm run never rebuilds it.
-#   overlay /init, the selftests and the modules; rebuilt every run (it takes a second).
+#   overlay /init, the selftests (with the C ones compiled) and the modules; rebuilt every
+#           run (it takes a second).
 # Usage: initramfs.sh KBUILD_DIR MODULE_KO OUTPUT
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,6 +46,11 @@ for m in drivers/nvme/host/nvme-core.ko drivers/nvme/host/nvme.ko; do
     [ -f "$kbuild/$m" ] && install -m 0644 "$kbuild/$m" "$mods/"
 done
 cp -r "$top/selftests/." "$stage/selftests/"
+# The C selftests, built on the kernel's kselftest harness (static: the guest has no libc of its own).
+mkdir -p "$stage/usr/bin"
+gcc -static -O2 -Wall -Werror -Wno-missing-field-initializers -I"$KSRC/tools/testing/selftests" \
+    -o "$stage/usr/bin/nvme_ioctl_abuse" "$top/selftests/ioctl/nvme_ioctl_abuse.c" ||
+    die "building selftests/ioctl/nvme_ioctl_abuse.c failed"
 install -m 0755 "$here/guest-init.sh" "$stage/init"
 install -D -m 0755 "$here/orion-nvme-cli" "$stage/usr/sbin/orion-nvme-cli"
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) > "$stage.overlay"

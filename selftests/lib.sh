@@ -289,3 +289,27 @@ fio_jobs() {
         i=$((i + 1))
     done
 }
+
+# ---- Management interface (issue #5): controller nodes, nvme-cli, passthrough ioctls ----
+# ctrl_node_for DRIVER BDF: the controller character device DRIVER made for BDF, without /dev/
+# (nvmeN for the C driver; onvme<C> for orion_nvme, C read from its disks' names
+# onvme<C>n<NSID>, so a controller without a disk has none); fails when there is none.
+ctrl_node_for() {
+    local d c=
+    case $1 in
+        nvme) c=$(ls "/sys/bus/pci/devices/$2/nvme" 2>/dev/null | head -n1) ;;
+        orion_nvme)
+            for d in $(orion_disks); do
+                [ "$(disk_bdf "$d")" = "$2" ] && c=${d%n*} && break
+            done ;;
+    esac
+    [ -n "$c" ] && [ -c "/dev/$c" ] && echo "$c"
+}
+# ns_nodes_for DRIVER BDF: "NSID:DISK" for every active namespace of BDF (the C driver's list,
+# cnvme_facts) that DRIVER made a disk for, one a line.
+ns_nodes_for() {
+    local nsid disk
+    for nsid in $(fact "$2" nsids); do
+        disk=$(disk_for "$1" "$2" "$nsid") && echo "$nsid:$disk"
+    done
+}
