@@ -39,12 +39,14 @@ def profile_args(name, rundir):
     elif name == "subsys":
         # One controller in an NVM subsystem with several namespaces: different LBA sizes,
         # sparse NSIDs, and a smaller MDTS than the default.
-        files = [("n1", 512), ("n2", 512), ("n5", 256)]
+        # NSID 7 is allocated but detached: attach-ns/detach-ns and the rescan work on it.
+        files = [("n1", 512), ("n2", 512), ("n5", 256), ("n7", 64)]
         args = ["-device", "nvme-subsys,id=subsys0,nqn=orion-subsys"]
         args += ctrl(0, ",subsys=subsys0,mdts=5")
-        for nsid, f, lbs in [(1, "n1", 512), (2, "n2", 4096), (5, "n5", 512)]:
+        for nsid, f, lbs, extra in [(1, "n1", 512, ""), (2, "n2", 4096, ""), (5, "n5", 512, ""),
+                                    (7, "n7", 512, ",detached=on")]:
             args += drive(f)
-            args += ["-device", f"nvme-ns,drive={f},nsid={nsid},logical_block_size={lbs},physical_block_size={lbs}"]
+            args += ["-device", f"nvme-ns,drive={f},nsid={nsid},logical_block_size={lbs},physical_block_size={lbs}{extra}"]
     elif name == "odd":
         # A controller nobody's defaults produce: one I/O queue pair, one MSI-X vector,
         # MDTS 1 (8 KiB transfers), a 4 KiB-LBA namespace at NSID 3.

@@ -346,7 +346,9 @@ fn unprivileged_identify(cdw10: u32) -> bool {
     )
 }
 
-/// Whether an unprivileged caller may send `cmd` (the reference driver's rules).
+/// Whether an unprivileged caller may send `cmd` (the reference driver's rules): never
+/// through a partition; the Identify subset through any node the caller could open; I/O
+/// commands only through a namespace node.
 fn unprivileged_ok(
     cmd: &PassthruCmd64,
     queue: QueueKind,
@@ -354,11 +356,12 @@ fn unprivileged_ok(
     caller: Caller,
     effects: Option<&Effects>,
 ) -> bool {
-    let Node::Namespace(_) = node else {
+    if let Node::Partition(_) = node {
         return false;
-    };
+    }
     match queue {
         QueueKind::Admin => cmd.opcode == Admin::Identify.raw() && unprivileged_identify(cmd.cdw10),
+        QueueKind::Io if node == Node::Controller => false,
         QueueKind::Io => {
             let Some(e) = effects else { return false };
             let e: Effect = e.io(cmd.opcode);
@@ -386,8 +389,9 @@ fn unprivileged_ok(
 
 /// Checks a passthrough command from `caller` through `node` for `queue` and builds it.
 ///
-/// Field checks come before permission, as in the reference driver: a malformed command is
-/// EINVAL whoever sends it.
+/// The order is the reference driver's where it has the check: flags and the NSID of an I/O
+/// command, then permission (an unprivileged caller sees EACCES before anything else), then
+/// the fields it maps (metadata, length) and orion's own checks.
 pub fn check(
     cmd: &PassthruCmd64,
     queue: QueueKind,
@@ -398,17 +402,20 @@ pub fn check(
     if cmd.flags != 0 {
         return Err(Refusal::Invalid("flags"));
     }
-    if cmd.rsvd1 != 0 || cmd.rsvd2 != 0 {
-        // The reference driver ignores these; they are reserved, so a nonzero value is a
-        // malformed request.
-        return Err(Refusal::Invalid("reserved field"));
-    }
     // An I/O command through a namespace node may only name that namespace. (Admin
     // commands through it are the controller's, as with the reference driver.)
     if let (QueueKind::Io, Node::Namespace(nsid) | Node::Partition(nsid)) = (queue, node) {
         if cmd.nsid != nsid {
             return Err(Refusal::Invalid("nsid is not this namespace's"));
         }
+    }
+    if !caller.sys_admin && !unprivileged_ok(cmd, queue, node, caller, lim.effects) {
+        return Err(Refusal::Denied);
+    }
+    if cmd.rsvd1 != 0 || cmd.rsvd2 != 0 {
+        // The reference driver ignores these; they are reserved, so a nonzero value is a
+        // malformed request.
+        return Err(Refusal::Invalid("reserved field"));
     }
     if cmd.metadata_len != 0 && cmd.metadata != 0 {
         // No namespace with metadata gets a node, so no command can carry any.
@@ -419,17 +426,6 @@ pub fn check(
     }
     if cmd.timeout_ms > lim.max_timeout_ms {
         return Err(Refusal::Invalid("timeout"));
-    }
-    if is_vendor(queue, cmd.opcode)
-        && !listed(
-            match queue {
-                QueueKind::Admin => lim.vendor_admin,
-                QueueKind::Io => lim.vendor_io,
-            },
-            cmd.opcode,
-        )
-    {
-        return Err(Refusal::VendorOpcode(cmd.opcode));
     }
     if queue == QueueKind::Admin && cmd.opcode == Admin::SetFeatures.raw() {
         // CAST: the Feature Identifier is CDW10 bits 7:0.
@@ -442,8 +438,18 @@ pub fn check(
         // its back would corrupt its state.
         return Err(Refusal::Invalid("queue management belongs to the driver"));
     }
-    if !caller.sys_admin && !unprivileged_ok(cmd, queue, node, caller, lim.effects) {
-        return Err(Refusal::Denied);
+    // After the permission check, so an unprivileged caller sees EACCES as under the
+    // reference driver; a privileged one learns the opcode needs listing.
+    if is_vendor(queue, cmd.opcode)
+        && !listed(
+            match queue {
+                QueueKind::Admin => lim.vendor_admin,
+                QueueKind::Io => lim.vendor_io,
+            },
+            cmd.opcode,
+        )
+    {
+        return Err(Refusal::VendorOpcode(cmd.opcode));
     }
     let dir = if cmd.data_len == 0 {
         Direction::None
@@ -651,7 +657,7 @@ mod tests {
     }
 
     #[test]
-    fn unprivileged_admin_is_identify_on_a_namespace_node_only() {
+    fn unprivileged_admin_is_the_identify_subset_never_on_a_partition() {
         let l = lim(None);
         for cns in [0u32, 1, 5, 6, 8] {
             assert!(
@@ -665,16 +671,16 @@ mod tests {
                 .is_ok(),
                 "cns {cns}"
             );
-            assert_eq!(
-                check(
-                    &identify(cns),
-                    QueueKind::Admin,
-                    Node::Controller,
-                    USER_RO,
-                    &l
-                ),
-                Err(Refusal::Denied)
-            );
+            // Through a controller node the caller was allowed to open, as the reference
+            // driver does.
+            assert!(check(
+                &identify(cns),
+                QueueKind::Admin,
+                Node::Controller,
+                USER_RO,
+                &l
+            )
+            .is_ok());
             assert_eq!(
                 check(
                     &identify(cns),

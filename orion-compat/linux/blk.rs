@@ -17,7 +17,7 @@
 use crate::mgmt::{nvme_ioctl, Shared, Via};
 use crate::mmio::Bar0;
 use crate::orion::command::{CidSlot, IoOp, IoRequest, Segment};
-use crate::orion::controller::{Controller, Enabled, NamespaceInfo};
+use crate::orion::controller::{Controller, ControllerInfo, Enabled, NamespaceInfo};
 use crate::orion::io::{self, IoQueue};
 use crate::orion::queue::ShadowDoorbells;
 use crate::orion::spec::regs::Offset;
@@ -28,7 +28,7 @@ use crate::orion_compat::Mmio as _;
 use crate::orion_compat::{Dma as _, IrqVectors as _, Lock as _, Locks as _, Pci as _};
 use crate::pcidev::{LinuxPci, LinuxRegistration, LinuxVectors};
 use crate::platform::{LinuxCoherent, LinuxPlatform};
-use crate::sync::{LinuxSpin, LinuxSync};
+use crate::sync::{LinuxMutex, LinuxSpin, LinuxSync};
 use core::ffi::{c_int, c_uint, c_void};
 use core::ptr;
 use kernel::{bindings, device::Bound, pci, prelude::*, str::CString, sync::Arc};
@@ -185,7 +185,12 @@ pub(crate) struct Io<'b> {
     pin_based: bool,
     irqs: KVec<LinuxRegistration<'b, QueueIrq>>,
     vectors: Option<LinuxVectors<'b>>,
-    disks: KVec<*mut bindings::gendisk>,
+    /// The disks, changed by probe, rescans and teardown.
+    disks: LinuxMutex<KVec<Disk>>,
+    /// The tag set, for the C side (which changes it): taken once from `set` in `setup`.
+    set_ptr: *mut bindings::blk_mq_tag_set,
+    /// The controller's memory page size.
+    page: u64,
     fops: KBox<bindings::block_device_operations>,
     instance: u32,
     /// The controller's shared state (the disks' ioctls reach the controller through it).
@@ -199,6 +204,25 @@ pub(crate) struct Io<'b> {
 unsafe impl Send for Io<'_> {}
 // SAFETY: as above; shared access only reads them or goes through the queues' locks.
 unsafe impl Sync for Io<'_> {}
+
+/// One namespace's disk.
+struct Disk {
+    nsid: u32,
+    disk: *mut bindings::gendisk,
+    /// Logical block size it was created with.
+    lbs: u32,
+}
+
+// SAFETY: a gendisk may be managed from any thread.
+unsafe impl Send for Disk {}
+
+/// What a rescan changed.
+#[derive(Default)]
+pub(crate) struct Rescan {
+    pub(crate) added: u32,
+    pub(crate) removed: u32,
+    pub(crate) resized: u32,
+}
 
 /// What the probe asks for.
 pub(crate) struct IoParams {
@@ -239,7 +263,9 @@ impl<'b> Io<'b> {
                 pin_based: false,
                 irqs: KVec::new(),
                 vectors: None,
-                disks: KVec::new(),
+                disks: LinuxSync.new_mutex(KVec::new()).map_err(|(e, _)| e.0)?,
+                set_ptr: ptr::null_mut(),
+                page: 4096,
                 fops: KBox::new(bindings::block_device_operations::default(), GFP_KERNEL)?,
                 instance: p.instance,
                 shared,
@@ -422,6 +448,7 @@ impl<'b> Io<'b> {
 
         // The tag set.
         let me = ptr::from_mut(self).cast::<c_void>();
+        self.set_ptr = &raw mut *self.set;
         let set = &mut *self.set;
         set.ops = &OPS;
         set.nr_hw_queues = total;
@@ -445,30 +472,103 @@ impl<'b> Io<'b> {
         self.fops.owner = <crate::OrionModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr();
         self.fops.ioctl = Some(blk_ioctl);
         self.fops.free_disk = Some(free_disk);
-        let info = ctrl.info().cloned();
-        for ns in namespaces {
-            if ns.metadata != 0 {
-                dev_warn!(
-                    pdev,
-                    "orion_nvme: namespace {}: {} bytes of metadata per block are not supported; no disk\n",
-                    ns.nsid,
-                    ns.metadata
-                );
-                continue;
-            }
-            if let Some(info) = &info {
-                self.add_disk(pdev, ns, &io::disk_geometry(info, ns, page))?;
+        self.page = page;
+        if let Some(info) = ctrl.info() {
+            for ns in namespaces {
+                self.add_namespace(info, ns)?;
             }
         }
         Ok(())
     }
 
-    fn add_disk(
-        &mut self,
-        pdev: &'b pci::Device<Bound>,
-        ns: &NamespaceInfo,
-        g: &crate::orion_compat::block::DiskGeometry,
-    ) -> Result {
+    /// Adds a disk for namespace `ns`, unless its format is one the driver cannot serve.
+    fn add_namespace(&self, info: &ControllerInfo, ns: &NamespaceInfo) -> Result {
+        if ns.metadata != 0 {
+            dev_warn!(
+                self.dev,
+                "orion_nvme: namespace {}: {} bytes of metadata per block are not supported; no disk\n",
+                ns.nsid,
+                ns.metadata
+            );
+            return Ok(());
+        }
+        self.add_disk(ns, &io::disk_geometry(info, ns, self.page))
+    }
+
+    /// Brings the disks in line with the namespaces found by a rescan: disks of namespaces
+    /// that are gone (or whose block size changed) are removed, new namespaces get disks,
+    /// changed capacities are announced.
+    pub(crate) fn rescan(&self, info: &ControllerInfo, found: &[NamespaceInfo]) -> Result<Rescan> {
+        let mut r = Rescan::default();
+        let current: KVec<(u32, *mut bindings::gendisk, u32)> = {
+            let mut v = KVec::new();
+            let mut oom = false;
+            self.disks.lock(|d| {
+                for x in d.iter() {
+                    oom |= v.push((x.nsid, x.disk, x.lbs), GFP_KERNEL).is_err();
+                }
+            });
+            if oom {
+                return Err(ENOMEM);
+            }
+            v
+        };
+        for &(nsid, disk, lbs) in current.iter() {
+            match found.iter().find(|n| n.nsid == nsid) {
+                Some(ns) if ns.block_size == lbs && ns.metadata == 0 => {
+                    let shift = lbs.trailing_zeros() - 9;
+                    let sectors = ns.blocks.min(u64::MAX >> shift) << shift;
+                    // SAFETY: the disk is ours and live (removal happens only here and in
+                    // teardown, both under the shared state's I/O lock).
+                    if unsafe { (*(*disk).part0).bd_nr_sectors } != sectors {
+                        // SAFETY: as above.
+                        unsafe { bindings::set_capacity_and_notify(disk, sectors) };
+                        r.resized += 1;
+                    }
+                }
+                _ => {
+                    self.remove_disk(nsid);
+                    r.removed += 1;
+                }
+            }
+        }
+        for ns in found {
+            let have = self.disks.lock(|d| d.iter().any(|x| x.nsid == ns.nsid));
+            if !have {
+                let before = self.disks.lock(|d| d.len());
+                self.add_namespace(info, ns)?;
+                if self.disks.lock(|d| d.len()) > before {
+                    r.added += 1;
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// Removes namespace `nsid`'s disk, waiting for its requests.
+    fn remove_disk(&self, nsid: u32) {
+        self.shared.forget_disk(nsid);
+        let taken = self.disks.lock(|d| {
+            let i = d.iter().position(|x| x.nsid == nsid)?;
+            Some(d.remove(i))
+        });
+        if let Some(Ok(x)) = taken {
+            dev_info!(
+                self.dev,
+                "orion_nvme: disk onvme{}n{} removed\n",
+                self.instance,
+                nsid
+            );
+            // SAFETY: the disk was added by `add_disk` and is removed once (it left the list).
+            unsafe {
+                bindings::del_gendisk(x.disk);
+                bindings::put_disk(x.disk);
+            }
+        }
+    }
+
+    fn add_disk(&self, ns: &NamespaceInfo, g: &crate::orion_compat::block::DiskGeometry) -> Result {
+        let pdev = self.dev;
         if g.check().is_err() || g.logical_block_size > 4096 {
             dev_warn!(
                 pdev,
@@ -507,7 +607,7 @@ impl<'b> Io<'b> {
         // travels as the queue's `queuedata` (an integer, never dereferenced).
         let disk = unsafe {
             bindings::__blk_mq_alloc_disk(
-                &mut *self.set,
+                self.set_ptr,
                 &mut lim,
                 ptr::without_provenance_mut(ns.nsid as usize),
                 key.as_ptr(),
@@ -542,7 +642,25 @@ impl<'b> Io<'b> {
             }
             return Err(Error::from_errno(r));
         }
-        self.disks.push(disk, GFP_KERNEL)?;
+        let lbs = g.logical_block_size;
+        let pushed = self.disks.lock(|d| {
+            d.push(
+                Disk {
+                    nsid: ns.nsid,
+                    disk,
+                    lbs,
+                },
+                GFP_KERNEL,
+            )
+        });
+        if pushed.is_err() {
+            // SAFETY: added above, not yet known to anyone else: remove it again.
+            unsafe {
+                bindings::del_gendisk(disk);
+                bindings::put_disk(disk);
+            }
+            return Err(ENOMEM);
+        }
         // SAFETY: the disk is live; its queue lives as long.
         self.shared.add_disk(ns.nsid, unsafe { (*disk).queue })?;
         dev_info!(
@@ -563,11 +681,11 @@ impl<'b> Io<'b> {
     /// deletes the I/O queues on the controller and frees the vectors.
     pub(crate) fn teardown(&mut self, ctrl: &mut Ctrl<'b>) {
         self.shared.forget_disks();
-        while let Some(disk) = self.disks.pop() {
+        while let Some(x) = self.disks.lock(|d| d.pop()) {
             // SAFETY: each disk was added by `add_disk` and is removed once.
             unsafe {
-                bindings::del_gendisk(disk);
-                bindings::put_disk(disk);
+                bindings::del_gendisk(x.disk);
+                bindings::put_disk(x.disk);
             }
         }
         if self.set_live {
@@ -605,7 +723,7 @@ impl Drop for Io<'_> {
     fn drop(&mut self) {
         // `teardown` must have run; if not (a bug), at least never free memory a live
         // registration points at: leak instead.
-        if self.set_live || !self.disks.is_empty() || !self.irqs.is_empty() {
+        if self.set_live || self.disks.lock(|d| !d.is_empty()) || !self.irqs.is_empty() {
             pr_err!("block state dropped without teardown; leaking it\n");
             let q = core::mem::take(&mut self.queues);
             core::mem::forget(q);

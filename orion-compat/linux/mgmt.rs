@@ -65,8 +65,10 @@ pub(crate) struct Shared {
     pub(crate) instance: u32,
     /// What sysfs shows of the controller.
     pub(crate) identity: Identity,
-    /// Identifiers of each namespace with a disk.
-    ns_ids: KVec<(u32, NsIds)>,
+    /// Identifiers of each namespace found (replaced by a rescan).
+    ns_ids: LinuxMutex<KVec<(u32, NsIds)>>,
+    /// The block layer, while it is up (for rescans); see [`Shared::set_io`].
+    io: LinuxMutex<Option<IoRef>>,
     /// Queues in use, the admin queue included (0 until the block layer is up).
     queues: Atomic<u32>,
     /// I/O submission queue size, 0's based.
@@ -75,6 +77,12 @@ pub(crate) struct Shared {
     /// command runs, emptied before the disks are removed.
     disks: LinuxMutex<KVec<(u32, Queue)>>,
 }
+
+/// The controller's block layer, owned by the bound device.
+struct IoRef(*const crate::blk::Io<'static>);
+// SAFETY: `Io` is used from any thread; the pointer is only used under the lock, and is
+// cleared (under the lock) before the `Io` is torn down.
+unsafe impl Send for IoRef {}
 
 /// A disk's request queue.
 #[derive(Clone, Copy)]
@@ -143,10 +151,10 @@ impl Shared {
         let ctrl = LinuxSync.new_mutex(None).map_err(|(e, _)| e.0)?;
         let quarantine = LinuxSync.new_mutex(KVec::new()).map_err(|(e, _)| e.0)?;
         let disks = LinuxSync.new_mutex(KVec::new()).map_err(|(e, _)| e.0)?;
-        let mut ns_ids = KVec::with_capacity(namespaces.len(), GFP_KERNEL)?;
-        for ns in namespaces {
-            ns_ids.push((ns.nsid, ns.ids), GFP_KERNEL)?;
-        }
+        let ns_ids = LinuxSync
+            .new_mutex(ids_of(namespaces)?)
+            .map_err(|(e, _)| e.0)?;
+        let io = LinuxSync.new_mutex(None).map_err(|(e, _)| e.0)?;
         Ok(Arc::new(
             Self {
                 ctrl,
@@ -156,6 +164,7 @@ impl Shared {
                 instance,
                 identity,
                 ns_ids,
+                io,
                 queues: Atomic::new(0),
                 sqsize: Atomic::new(0),
                 disks,
@@ -198,9 +207,52 @@ impl Shared {
     /// The identifiers of namespace `nsid`.
     pub(crate) fn ns_ids(&self, nsid: u32) -> Option<NsIds> {
         self.ns_ids
-            .iter()
-            .find(|(n, _)| *n == nsid)
-            .map(|(_, i)| *i)
+            .lock(|l| l.iter().find(|(n, _)| *n == nsid).map(|(_, i)| *i))
+    }
+
+    /// Makes the block layer reachable for rescans.
+    pub(crate) fn set_io(&self, io: &crate::blk::Io<'_>) {
+        let p: *const crate::blk::Io<'_> = io;
+        self.io.lock(|i| *i = Some(IoRef(p.cast())));
+    }
+
+    /// Makes the block layer unreachable (waiting for a rescan in progress).
+    pub(crate) fn clear_io(&self) {
+        self.io.lock(|i| *i = None);
+    }
+
+    /// Forgets namespace `nsid`'s disk (waiting for a controller-node command using it).
+    pub(crate) fn forget_disk(&self, nsid: u32) {
+        self.disks.lock(|d| d.retain(|(n, _)| *n != nsid));
+    }
+
+    /// Rescans the namespaces: disks appear for new ones, go for gone ones, and follow
+    /// capacity and format changes.
+    pub(crate) fn rescan(&self) -> Result<crate::blk::Rescan> {
+        let mut found = KVec::new();
+        let mut oom = false;
+        let info = self.with_ctrl(|ctrl| -> Result<ControllerInfo> {
+            ctrl.for_each_namespace(
+                |ns| oom |= found.push(ns, GFP_KERNEL).is_err(),
+                |nsid, why| pr_warn!("orion_nvme: namespace {} skipped: {}\n", nsid, why),
+            )
+            .map_err(|e| {
+                pr_warn!("orion_nvme: rescan failed: {:?}\n", e);
+                EIO
+            })?;
+            ctrl.info().cloned().ok_or(ENODEV)
+        })??;
+        if oom {
+            return Err(ENOMEM);
+        }
+        let ids = ids_of(&found)?;
+        self.ns_ids.lock(|l| *l = ids);
+        self.io.lock(|io| match io {
+            // SAFETY: the pointer is set while the `Io` lives and cleared (under this lock)
+            // before it is torn down.
+            Some(p) => unsafe { &*p.0 }.rescan(&info, &found),
+            None => Err(ENODEV),
+        })
     }
 
     /// Hands the controller over to the shared state.
@@ -257,6 +309,15 @@ impl Shared {
             }
         });
     }
+}
+
+/// The identifiers of `namespaces`, by NSID.
+fn ids_of(namespaces: &[NamespaceInfo]) -> Result<KVec<(u32, NsIds)>> {
+    let mut v = KVec::with_capacity(namespaces.len(), GFP_KERNEL)?;
+    for ns in namespaces {
+        v.push((ns.nsid, ns.ids), GFP_KERNEL)?;
+    }
+    Ok(v)
 }
 
 /// A command's data in coherent memory, with a PRP list page when it needs one.
@@ -593,7 +654,18 @@ pub(crate) fn nvme_ioctl(
             // Controller operations: not on a namespace node (as the reference driver).
             Via::Disk(..) => Err(ENOTTY),
             Via::Controller if !caller.sys_admin => Err(EACCES),
-            // Not implemented yet (reset and rescan: issue #6); refused plainly.
+            Via::Controller if cmd == ioctl::RESCAN => {
+                let r = shared.rescan()?;
+                pr_info!(
+                    "orion_nvme: onvme{}: rescan: {} disks added, {} removed, {} resized\n",
+                    shared.instance,
+                    r.added,
+                    r.removed,
+                    r.resized
+                );
+                Ok(0)
+            }
+            // Not implemented yet (controller and subsystem reset: issue #6).
             Via::Controller => Err(EOPNOTSUPP),
         },
         ioctl::IO64_CMD_VEC => match via {

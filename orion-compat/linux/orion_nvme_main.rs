@@ -400,6 +400,7 @@ fn finish_probe<'b>(
             return Err(e);
         }
     };
+    shared.set_io(&io);
     shared.put_ctrl(ctrl);
     let node = match mgmt::CtrlNode::register(shared.clone()) {
         Ok(n) => Some(n),
@@ -500,6 +501,7 @@ impl Drop for OrionNvme<'_> {
             return;
         };
         if let Some(mut io) = self.io.take() {
+            self.shared.clear_io();
             io.teardown(&mut ctrl);
             let t = io.timeouts.load(kernel::sync::atomic::Relaxed);
             if t > 0 {

@@ -123,6 +123,33 @@ else
     unload_cnvme
 fi
 
+# Namespace attachment (subsys profile: NSID 7 is allocated but detached): attach-ns through
+# the controller node, then ns-rescan makes its disk appear and work; detach-ns and a rescan
+# remove it. (Without Asynchronous Event Requests yet, the rescan is explicit.)
+bdf=$(nvme_pci_devs | head -n1)
+c=$(ls /sys/bus/pci/devices/$bdf/block 2>/dev/null | head -n1); c=${c%n*}
+if [ -n "$c" ] && nvme list-ns "/dev/$c" -a 2>/dev/null | grep -q ':0x7$'; then
+    cntlid=$(cat "/sys/class/misc/$c/cntlid")
+    nvme attach-ns "/dev/$c" -n 7 -c "$cntlid" > /tmp/att.out 2>&1
+    tap_check "mgmt: attach-ns 7 to controller $cntlid through /dev/$c" grep -q 'attach-ns: Success' /tmp/att.out \
+        || diag_file /tmp/att.out
+    nvme ns-rescan "/dev/$c" > /tmp/att.out 2>&1
+    tap_check "mgmt: after ns-rescan, namespace 7 has a disk" wait_for "test -b /dev/${c}n7" 5 || diag_file /tmp/att.out
+    dd if=/dev/urandom of=/tmp/w.bin bs=4096 count=4 2>/dev/null
+    dd if=/tmp/w.bin of="/dev/${c}n7" bs=4096 oflag=direct 2>/dev/null
+    dd if="/dev/${c}n7" of=/tmp/r.bin bs=4096 count=4 iflag=direct 2>/dev/null
+    tap_check "mgmt: the attached namespace's disk reads back what was written" cmp -s /tmp/w.bin /tmp/r.bin
+    tap_same "mgmt: sysfs nsid of ${c}n7" "$(cat /sys/block/${c}n7/nsid 2>/dev/null)" 7
+    nvme detach-ns "/dev/$c" -n 7 -c "$cntlid" > /tmp/att.out 2>&1
+    tap_check "mgmt: detach-ns 7 from controller $cntlid" grep -q 'detach-ns: Success' /tmp/att.out \
+        || diag_file /tmp/att.out
+    nvme ns-rescan "/dev/$c" > /tmp/att.out 2>&1
+    tap_check "mgmt: after ns-rescan, namespace 7's disk is gone" wait_for "test ! -e /dev/${c}n7" 5
+    tap_check "mgmt: the other disks stayed" test -b "/dev/$(ls /sys/bus/pci/devices/$bdf/block | head -n1)"
+else
+    tap_skip "mgmt: attach-ns/detach-ns with rescan" "no detached namespace on $bdf (the subsys profile has one)"
+fi
+
 # Vendor-specific opcodes need listing; queue management is the driver's.
 c=$(orion_disks | head -n1); c=${c%n*}
 if [ -n "$c" ]; then
