@@ -150,6 +150,35 @@ else
     tap_skip "mgmt: attach-ns/detach-ns with rescan" "no detached namespace on $bdf (the subsys profile has one)"
 fi
 
+# Format NVM takes effect (subsys profile, NSID 5, 512-byte blocks): formatted to a 4 KiB
+# LBA format through the disk, the rescan gives it a 4 KiB-block disk; then back to 512.
+if [ -n "$c" ] && [ -b "/dev/${c}n5" ]; then
+    lbaf4k=$(nvme id-ns "/dev/${c}n5" | sed -n 's/^lbaf *\([0-9]*\) *: *ms:0 *lbads:12 .*/\1/p' | head -n1)
+    lbaf512=$(nvme id-ns "/dev/${c}n5" | sed -n 's/^lbaf *\([0-9]*\) *: *ms:0 *lbads:9 .*/\1/p' | head -n1)
+    if [ -n "$lbaf4k" ] && [ -n "$lbaf512" ]; then
+        nvme format "/dev/${c}n5" --lbaf="$lbaf4k" --force > /tmp/fmt.out 2>&1
+        tap_check "mgmt: nvme format ${c}n5 to LBA format $lbaf4k (4 KiB)" grep -q 'Success formatting' /tmp/fmt.out \
+            || diag_file /tmp/fmt.out
+        nvme ns-rescan "/dev/$c" > /dev/null 2>&1
+        wait_for "test \"\$(cat /sys/block/${c}n5/queue/logical_block_size 2>/dev/null)\" = 4096" 5
+        tap_same "mgmt: after format and rescan, ${c}n5 has 4 KiB blocks" \
+            "$(cat /sys/block/${c}n5/queue/logical_block_size 2>/dev/null)" 4096
+        dd if=/dev/urandom of=/tmp/w.bin bs=4096 count=4 2>/dev/null
+        dd if=/tmp/w.bin of="/dev/${c}n5" bs=4096 oflag=direct 2>/dev/null
+        dd if="/dev/${c}n5" of=/tmp/r.bin bs=4096 count=4 iflag=direct 2>/dev/null
+        tap_check "mgmt: the reformatted disk reads back what was written" cmp -s /tmp/w.bin /tmp/r.bin
+        nvme format "/dev/${c}n5" --lbaf="$lbaf512" --force > /tmp/fmt.out 2>&1
+        nvme ns-rescan "/dev/$c" > /dev/null 2>&1
+        wait_for "test \"\$(cat /sys/block/${c}n5/queue/logical_block_size 2>/dev/null)\" = 512" 5
+        tap_same "mgmt: formatted back, ${c}n5 has 512-byte blocks again" \
+            "$(cat /sys/block/${c}n5/queue/logical_block_size 2>/dev/null)" 512
+    else
+        tap_skip "mgmt: Format NVM" "${c}n5 offers no 512-byte and 4 KiB formats without metadata"
+    fi
+else
+    tap_skip "mgmt: Format NVM" "no namespace 5 (the subsys profile has one)"
+fi
+
 # Vendor-specific opcodes need listing; queue management is the driver's.
 c=$(orion_disks | head -n1); c=${c%n*}
 if [ -n "$c" ]; then
