@@ -2,6 +2,7 @@
 
 use crate::orion::command::CidSlot;
 use crate::orion::queue::{QueueError, QueuePair, Reaped, ShadowDoorbells, SQE_SIZE};
+use crate::orion::spec::cqe::AsyncEvent;
 use crate::orion::spec::cqe::CQE_SIZE;
 use crate::orion::spec::features::{Fid, NumberOfQueues};
 use crate::orion::spec::identify::{self, Cns};
@@ -225,6 +226,8 @@ pub struct ControllerInfo {
     pub aerl: u8,
     /// Log Page Attributes.
     pub lpa: identify::Lpa,
+    /// Optional Asynchronous Events Supported.
+    pub oaes: identify::Oaes,
     /// NVM Subsystem NVMe Qualified Name (SUBNQN), NUL padded; empty before NVMe 1.2.1.
     pub subnqn: [u8; 256],
     /// Most logical blocks one Dataset Management range may cover (DMRSL), if limited.
@@ -264,6 +267,10 @@ pub struct Controller<P: Platform, S> {
     admin: Option<AdminQueue<P>>,
     admin_buf: Option<Coherent<P>>,
     info: Option<ControllerInfo>,
+    /// The admin tag of the outstanding Asynchronous Event Request, if one is.
+    aer_tag: Option<u16>,
+    /// An Asynchronous Event Request completion reaped but not yet handed out (DW0).
+    aer_done: Option<u32>,
     _state: PhantomData<S>,
 }
 
@@ -354,6 +361,8 @@ impl<P: Platform, S> Controller<P, S> {
             admin: self.admin,
             admin_buf: self.admin_buf,
             info: self.info,
+            aer_tag: self.aer_tag,
+            aer_done: self.aer_done,
             _state,
         }
     }
@@ -418,6 +427,8 @@ impl<P: Platform> Controller<P, Disabled> {
             admin: None,
             admin_buf: None,
             info: None,
+            aer_tag: None,
+            aer_done: None,
             _state: PhantomData,
         };
         match ctrl.disable_inner() {
@@ -579,6 +590,8 @@ impl<P: Platform> Controller<P, Enabled> {
         admin.ring(&self.mmio, None::<&ShadowDoorbells<Coherent<P>>>)?;
         let deadline = Deadline::after(&self.clock, timeout);
         let mut outcome: Option<Result<u64, CtrlError>> = None;
+        let aer_tag = self.aer_tag;
+        let mut aer: Option<Option<u32>> = None;
         let res = deadline.poll(&self.clock, self.settings.poll_interval, || {
             let admin = self
                 .admin
@@ -597,6 +610,10 @@ impl<P: Platform> Controller<P, Enabled> {
                         } else {
                             Err(CtrlError::Status(status))
                         });
+                    } else if Some(t) == aer_tag {
+                        // The event request completed meanwhile: keep its event.
+                        // CAST: an event is completion DW0.
+                        aer = Some(status.is_success().then_some(result as u32));
                     }
                 }
             })?;
@@ -613,6 +630,10 @@ impl<P: Platform> Controller<P, Enabled> {
             }
             Ok(None)
         });
+        if let Some(ev) = aer {
+            self.aer_tag = None;
+            self.aer_done = self.aer_done.or(ev);
+        }
         let result = match res {
             Ok(r) => r,
             Err(WaitError::TimedOut) => Err(CtrlError::Timeout(Wait::Admin)),
@@ -624,6 +645,89 @@ impl<P: Platform> Controller<P, Enabled> {
             }
         }
         result
+    }
+
+    /// Enables the asynchronous events the driver handles (Asynchronous Event Configuration:
+    /// every SMART / Health critical warning, and Namespace Attribute Notices when OAES has
+    /// them) and keeps one Asynchronous Event Request outstanding. A controller that refuses
+    /// the configuration still gets the request (the critical warnings are on by default on
+    /// many).
+    pub fn start_async_events(&mut self) -> Result<(), CtrlError> {
+        let nan = self.info.as_ref().is_some_and(|i| i.oaes.nan());
+        let config = 0xff | if nan { 1 << 8 } else { 0 };
+        let _ = self.admin_command(
+            Sqe::set_features(Fid::ASYNC_EVENT_CONFIG, config, false),
+            false,
+        );
+        self.arm_async_event()
+    }
+
+    /// Submits an Asynchronous Event Request unless one is outstanding (it completes only
+    /// when an event happens; [`Controller::poll_async_event`] picks it up).
+    pub fn arm_async_event(&mut self) -> Result<(), CtrlError> {
+        if self.aer_tag.is_some() {
+            return Ok(());
+        }
+        let admin = self
+            .admin
+            .as_mut()
+            .ok_or(CtrlError::Invalid("admin queue"))?;
+        let tag = (0..ADMIN_DEPTH as u16)
+            .find(|&t| admin.tag_is_free(t))
+            .ok_or(CtrlError::Busy)?;
+        admin.submit(tag, &Sqe::async_event_request())?;
+        admin.ring(&self.mmio, None::<&ShadowDoorbells<Coherent<P>>>)?;
+        self.aer_tag = Some(tag);
+        Ok(())
+    }
+
+    /// Reaps the admin queue without waiting and returns an asynchronous event that has
+    /// completed, if any. The request is then no longer outstanding: handle the event (read
+    /// its log page, which clears it) and call [`Controller::arm_async_event`] again. A
+    /// request that completed with an error is dropped without an event (and not re-armed
+    /// by this call).
+    pub fn poll_async_event(&mut self) -> Result<Option<AsyncEvent>, CtrlError> {
+        let aer_tag = self.aer_tag;
+        let mut aer: Option<Option<u32>> = None;
+        let admin = self
+            .admin
+            .as_mut()
+            .ok_or(CtrlError::Invalid("admin queue"))?;
+        admin.reap(&self.mmio, None, ADMIN_DEPTH as usize, |r| {
+            if let Reaped::Done {
+                tag,
+                status,
+                result,
+                ..
+            } = r
+            {
+                if Some(tag) == aer_tag {
+                    // CAST: an event is completion DW0.
+                    aer = Some(status.is_success().then_some(result as u32));
+                }
+            }
+        })?;
+        if let Some(ev) = aer {
+            self.aer_tag = None;
+            self.aer_done = self.aer_done.or(ev);
+        }
+        Ok(self.aer_done.take().map(AsyncEvent))
+    }
+
+    /// Reads `len` bytes (a multiple of 4, at most 4 KiB) of log page `lid` for `nsid` with
+    /// Retain Asynchronous Event clear, which clears the event that pointed at it.
+    pub fn read_log_clearing(
+        &mut self,
+        lid: LogId,
+        nsid: u32,
+        len: usize,
+    ) -> Result<&[u8], CtrlError> {
+        let numd = numd_of(len.min(IDENTIFY_SIZE)).ok_or(CtrlError::Invalid("log length"))?;
+        self.admin_command(Sqe::get_log_page(lid, nsid, numd, 0).with_rae(false), true)?;
+        self.scratch
+            .as_bytes()
+            .get(..len.min(IDENTIFY_SIZE))
+            .ok_or(CtrlError::Invalid("log length"))
     }
 
     /// Reads the Commands Supported and Effects log (LID 05h) into `out`, when Identify
@@ -671,6 +775,7 @@ impl<P: Platform> Controller<P, Enabled> {
             sgls: id.sgls.support() != 0,
             aerl: id.aerl,
             lpa: id.lpa,
+            oaes: id.oaes,
             subnqn: id.subnqn,
             max_dealloc_blocks: None,
             max_write_zeroes: None,

@@ -376,6 +376,7 @@ mod tests {
             sgls: false,
             aerl: 0,
             lpa: crate::orion::spec::identify::Lpa(0),
+            oaes: crate::orion::spec::identify::Oaes(0),
             subnqn: [0; 256],
             max_dealloc_blocks: None,
             max_write_zeroes: None,

@@ -436,7 +436,9 @@ pub fn check(
     if queue == QueueKind::Admin && is_queue_management(cmd.opcode) {
         // The driver owns its queues and doorbell buffer: creating or deleting them behind
         // its back would corrupt its state.
-        return Err(Refusal::Invalid("queue management belongs to the driver"));
+        return Err(Refusal::Invalid(
+            "queue and event management belong to the driver",
+        ));
     }
     // After the permission check, so an unprivileged caller sees EACCES as under the
     // reference driver; a privileged one learns the opcode needs listing.
@@ -494,8 +496,9 @@ fn driver_owned_feature(fid: u8) -> Option<&'static str> {
     }
 }
 
-/// Admin opcodes that manage the driver's own queues (Create/Delete I/O SQ/CQ, Doorbell
-/// Buffer Config).
+/// Admin opcodes that manage the driver's own queues and events (Create/Delete I/O SQ/CQ,
+/// Doorbell Buffer Config, Asynchronous Event Request: a caller's request would take the
+/// driver's events).
 fn is_queue_management(opcode: u8) -> bool {
     matches!(
         Admin::from_raw(opcode),
@@ -505,6 +508,7 @@ fn is_queue_management(opcode: u8) -> bool {
                 | Admin::DeleteIoCq
                 | Admin::CreateIoCq
                 | Admin::DoorbellBufferConfig
+                | Admin::AsyncEventRequest
         )
     )
 }
@@ -848,7 +852,7 @@ mod tests {
 
     #[test]
     fn queue_management_is_the_drivers() {
-        for op in [0x00u8, 0x01, 0x04, 0x05, 0x7c] {
+        for op in [0x00u8, 0x01, 0x04, 0x05, 0x0c, 0x7c] {
             let c = PassthruCmd64 {
                 opcode: op,
                 ..Default::default()

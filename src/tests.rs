@@ -978,3 +978,38 @@ fn io_queue_many_tags_in_flight_use_their_own_lists() {
     .unwrap();
     assert_eq!(st, Some(BlockStatus::NoSpace));
 }
+
+/// Asynchronous events: the request stays outstanding, an event is picked up whether an
+/// unrelated admin command reaps it on the way or the poll does, reading the log clears it,
+/// and re-arming works; a SMART critical warning (temperature) comes through too.
+#[test]
+fn async_events_are_reported_and_rearmed() {
+    use crate::orion::spec::cqe::AsyncEventType;
+    use crate::orion::spec::log::LogId;
+    let (r, mut c) = up(NvmeBuilder::new());
+    c.identify().unwrap();
+    c.start_async_events().unwrap();
+    assert_eq!(c.poll_async_event().unwrap(), None);
+    r.nvme
+        .raise_event(orion_sim::nvme::AsyncEvent::NAMESPACE_CHANGED);
+    // An unrelated admin command reaps the event's completion while it waits.
+    c.set_queue_count(1).unwrap();
+    let ev = c
+        .poll_async_event()
+        .unwrap()
+        .expect("namespace change event");
+    assert_eq!(ev.event_type(), Ok(AsyncEventType::Notice));
+    assert_eq!(ev.lid(), LogId::CHANGED_NS_LIST.0);
+    assert_eq!(c.poll_async_event().unwrap(), None, "reported once");
+    c.read_log_clearing(LogId::CHANGED_NS_LIST, 0, 4096)
+        .unwrap();
+    c.arm_async_event().unwrap();
+    // A temperature over the threshold: a SMART / Health event found by the poll itself.
+    r.nvme.set_temperature(400);
+    let ev = c.poll_async_event().unwrap().expect("SMART event");
+    assert_eq!(ev.event_type(), Ok(AsyncEventType::SmartHealth));
+    let smart = c.read_log_clearing(LogId::SMART, u32::MAX, 512).unwrap();
+    assert_ne!(smart[0] & 0x02, 0, "critical warning: temperature");
+    c.arm_async_event().unwrap();
+    assert_eq!(c.poll_async_event().unwrap(), None);
+}

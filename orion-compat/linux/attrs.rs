@@ -253,6 +253,9 @@ struct Attr(bindings::device_attribute);
 // SAFETY: immutable after initialisation; the kernel only reads it.
 unsafe impl Sync for Attr {}
 
+// Debug kernels (CONFIG_DEBUG_LOCK_ALLOC) add lockdep fields to `struct attribute`; without
+// them the update is empty.
+#[allow(clippy::needless_update)]
 const fn attr(
     name: &'static CStr,
     show: unsafe extern "C" fn(
@@ -262,9 +265,11 @@ const fn attr(
     ) -> isize,
 ) -> Attr {
     Attr(bindings::device_attribute {
+        // The rest (lockdep keys on debug kernels) starts zeroed, as the C initialisers leave it.
         attr: bindings::attribute {
             name: kernel::str::as_char_ptr_in_const_context(name),
             mode: 0o444,
+            ..pin_init::zeroed()
         },
         __bindgen_anon_1: bindings::device_attribute__bindgen_ty_1 { show: Some(show) },
         __bindgen_anon_2: bindings::device_attribute__bindgen_ty_2 { store: None },

@@ -19,14 +19,17 @@ use crate::orion::passthru::{
     self, ioctl, Caller, Checked, Direction, Limits, Node, PassthruCmd, PassthruCmd64, QueueKind,
     Refusal, UserIo,
 };
+use crate::orion::spec::cqe::{notice_info, AsyncEventType};
 use crate::orion::spec::identify::NsIds;
 use crate::orion::spec::log::Effects;
+use crate::orion::spec::log::LogId;
 use crate::orion_compat::time::Duration;
 use crate::orion_compat::{CoherentMem as _, Dma as _, Lock as _, Locks as _};
 use crate::platform::LinuxCoherent;
 use crate::sync::{LinuxMutex, LinuxSync};
 use crate::Ctrl;
 use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::workqueue::{self, new_delayed_work, DelayedWork, Work, WorkItem};
 use kernel::{
     bindings,
     fs::File,
@@ -50,7 +53,13 @@ const ADMIN_TIMEOUT_MS: u32 = 60_000;
 const MIN_TIMEOUT_MS: u32 = 10;
 
 /// Controller state shared by the probe, the controller node, the disks and teardown.
+#[pin_data]
 pub(crate) struct Shared {
+    /// Polls for asynchronous events once a second while the controller is up.
+    #[pin]
+    events: DelayedWork<Shared>,
+    /// Set when the device goes away: the event work stops re-queueing itself.
+    stopping: Atomic<bool>,
     /// The controller, while it is up. Its lifetime is erased: it is taken out (and the real
     /// lifetime restored) before the device is unbound, see [`Shared::take_ctrl`].
     ctrl: LinuxMutex<Option<Ctrl<'static>>>,
@@ -76,6 +85,50 @@ pub(crate) struct Shared {
     /// The disks' queues by NSID, for the controller node's I/O command; held while such a
     /// command runs, emptied before the disks are removed.
     disks: LinuxMutex<KVec<(u32, Queue)>>,
+}
+
+/// How often the admin queue is polled for asynchronous events (about a second).
+// CAST: HZ is at most 1000.
+const EVENT_POLL_JIFFIES: usize = kernel::bindings::HZ as usize;
+
+/// The set bits of a SMART critical warning, named.
+struct CriticalWarning(u8);
+
+impl core::fmt::Display for CriticalWarning {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        const NAMES: [&str; 6] = [
+            "spare below threshold",
+            "temperature",
+            "reliability degraded",
+            "read-only",
+            "volatile memory backup failed",
+            "persistent memory region unreliable",
+        ];
+        for (i, n) in NAMES.iter().enumerate() {
+            if self.0 & (1 << i) != 0 {
+                write!(f, " [{n}]")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+kernel::impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for Shared { self.events }
+}
+
+impl WorkItem for Shared {
+    type Pointer = Arc<Shared>;
+
+    fn run(this: Arc<Shared>) {
+        if this.stopping.load(Relaxed) {
+            return;
+        }
+        this.poll_events();
+        if !this.stopping.load(Relaxed) {
+            let _ = workqueue::system().enqueue_delayed(this, EVENT_POLL_JIFFIES);
+        }
+    }
 }
 
 /// The controller's block layer, owned by the bound device.
@@ -155,8 +208,10 @@ impl Shared {
             .new_mutex(ids_of(namespaces)?)
             .map_err(|(e, _)| e.0)?;
         let io = LinuxSync.new_mutex(None).map_err(|(e, _)| e.0)?;
-        Ok(Arc::new(
-            Self {
+        Arc::pin_init(
+            pin_init!(Self {
+                events <- new_delayed_work!("orion_nvme::events"),
+                stopping: Atomic::new(false),
                 ctrl,
                 quarantine,
                 effects,
@@ -168,9 +223,102 @@ impl Shared {
                 queues: Atomic::new(0),
                 sqsize: Atomic::new(0),
                 disks,
-            },
+            }),
             GFP_KERNEL,
-        )?)
+        )
+    }
+
+    /// Arms asynchronous events and starts polling for them.
+    pub(crate) fn start_events(self: &Arc<Self>) {
+        let r = self.with_ctrl(|c| c.start_async_events());
+        if !matches!(r, Ok(Ok(()))) {
+            pr_warn!(
+                "orion_nvme: onvme{}: no asynchronous events: {:?}\n",
+                self.instance,
+                r.map(|x| x.map_err(|_| ()))
+            );
+            return;
+        }
+        let _ = workqueue::system().enqueue_delayed(self.clone(), EVENT_POLL_JIFFIES);
+    }
+
+    /// Stops the event work: no new run starts, a queued one is cancelled (its reference
+    /// released) and a running one is waited for. Call before the controller is taken.
+    pub(crate) fn stop_events(self: &Arc<Self>) {
+        self.stopping.store(true, Relaxed);
+        let w: *const DelayedWork<Shared> = &self.events;
+        // SAFETY: `events` is a live delayed work item; a `struct delayed_work` starts with its
+        // `work_struct`, so the work pointer is the delayed work's.
+        let pending = unsafe {
+            let work = DelayedWork::raw_as_work(w);
+            bindings::cancel_delayed_work_sync(Work::raw_get(work).cast())
+        };
+        if pending {
+            // SAFETY: a queued run holds one reference, handed over by `enqueue_delayed`
+            // (`Arc::into_raw`); it was cancelled, so that reference is released here.
+            unsafe { drop(Arc::from_raw(Arc::as_ptr(self))) };
+        }
+    }
+
+    /// One poll: handles a completed event (reading its log page clears it), re-arms the
+    /// request, and reports what it saw.
+    fn poll_events(&self) {
+        let ev = match self.with_ctrl(|c| c.poll_async_event()) {
+            Ok(Ok(Some(ev))) => ev,
+            _ => return,
+        };
+        let mut rescan = false;
+        let r = self.with_ctrl(|c| -> Result<(), crate::orion::controller::CtrlError> {
+            match ev.event_type() {
+                Ok(AsyncEventType::SmartHealth) => {
+                    let smart = c.read_log_clearing(LogId::SMART, u32::MAX, 512)?;
+                    let cw = smart.first().copied().unwrap_or(0);
+                    pr_crit!(
+                        "orion_nvme: onvme{}: SMART/Health event (information {:#04x}): critical warning {:#04x}{}\n",
+                        self.instance,
+                        ev.aei(),
+                        cw,
+                        crate::Show(&CriticalWarning(cw))
+                    );
+                }
+                Ok(AsyncEventType::Notice) if ev.aei() == notice_info::NS_ATTRIBUTE_CHANGED => {
+                    c.read_log_clearing(LogId::CHANGED_NS_LIST, 0, 4096)?;
+                    rescan = true;
+                }
+                t => {
+                    pr_info!(
+                        "orion_nvme: onvme{}: asynchronous event {:?} information {:#04x} log {:#04x}\n",
+                        self.instance,
+                        t,
+                        ev.aei(),
+                        ev.lid()
+                    );
+                    if ev.lid() != 0 {
+                        c.read_log_clearing(LogId(ev.lid()), u32::MAX, 64)?;
+                    }
+                }
+            }
+            c.arm_async_event()
+        });
+        if let Ok(Err(e)) = r {
+            pr_warn!(
+                "orion_nvme: onvme{}: handling an asynchronous event: {:?}\n",
+                self.instance,
+                e
+            );
+        }
+        if rescan {
+            match self.rescan() {
+                Ok(x) => pr_info!(
+                    "orion_nvme: onvme{}: namespaces changed: {} disks added, {} removed, {} resized\n",
+                    self.instance,
+                    x.added,
+                    x.removed,
+                    x.resized
+                ),
+                Err(e) => pr_warn!("orion_nvme: onvme{}: rescan after a namespace change: {:?}\n", self.instance, e),
+            }
+        }
     }
 
     /// Records the queues the block layer set up: I/O queue count and depth.

@@ -402,6 +402,7 @@ fn finish_probe<'b>(
     };
     shared.set_io(&io);
     shared.put_ctrl(ctrl);
+    shared.start_events();
     let node = match mgmt::CtrlNode::register(shared.clone()) {
         Ok(n) => Some(n),
         Err(e) => {
@@ -497,6 +498,7 @@ impl Drop for OrionNvme<'_> {
         // is taken below), then disks and I/O queues (their requests drain), then an orderly
         // shutdown (CC.SHN) before the BAR goes away; the device is still bound here.
         self.node = None;
+        self.shared.stop_events();
         let Some(mut ctrl) = self.shared.take_ctrl() else {
             return;
         };
