@@ -263,7 +263,11 @@ impl<'b> Io<'b> {
                 pin_based: false,
                 irqs: KVec::new(),
                 vectors: None,
-                disks: LinuxSync.new_mutex(KVec::new()).map_err(|(e, _)| e.0)?,
+                disks: LinuxMutex::with_class(
+                    KVec::new(),
+                    c"orion_nvme::disks",
+                    kernel::static_lock_class!(),
+                )?,
                 set_ptr: ptr::null_mut(),
                 page: 4096,
                 fops: KBox::new(bindings::block_device_operations::default(), GFP_KERNEL)?,

@@ -24,10 +24,11 @@ use crate::orion::spec::identify::NsIds;
 use crate::orion::spec::log::Effects;
 use crate::orion::spec::log::LogId;
 use crate::orion_compat::time::Duration;
-use crate::orion_compat::{CoherentMem as _, Dma as _, Lock as _, Locks as _};
+use crate::orion_compat::{CoherentMem as _, Dma as _, Lock as _};
 use crate::platform::LinuxCoherent;
-use crate::sync::{LinuxMutex, LinuxSync};
+use crate::sync::LinuxMutex;
 use crate::Ctrl;
+use kernel::static_lock_class;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::workqueue::{self, new_delayed_work, DelayedWork, Work, WorkItem};
 use kernel::{
@@ -201,13 +202,17 @@ impl Shared {
         identity: Identity,
         namespaces: &[NamespaceInfo],
     ) -> Result<Arc<Self>> {
-        let ctrl = LinuxSync.new_mutex(None).map_err(|(e, _)| e.0)?;
-        let quarantine = LinuxSync.new_mutex(KVec::new()).map_err(|(e, _)| e.0)?;
-        let disks = LinuxSync.new_mutex(KVec::new()).map_err(|(e, _)| e.0)?;
-        let ns_ids = LinuxSync
-            .new_mutex(ids_of(namespaces)?)
-            .map_err(|(e, _)| e.0)?;
-        let io = LinuxSync.new_mutex(None).map_err(|(e, _)| e.0)?;
+        let ctrl = LinuxMutex::with_class(None, c"orion_nvme::ctrl", static_lock_class!())?;
+        let quarantine =
+            LinuxMutex::with_class(KVec::new(), c"orion_nvme::quarantine", static_lock_class!())?;
+        let disks =
+            LinuxMutex::with_class(KVec::new(), c"orion_nvme::node_disks", static_lock_class!())?;
+        let ns_ids = LinuxMutex::with_class(
+            ids_of(namespaces)?,
+            c"orion_nvme::ns_ids",
+            static_lock_class!(),
+        )?;
+        let io = LinuxMutex::with_class(None, c"orion_nvme::io", static_lock_class!())?;
         Arc::pin_init(
             pin_init!(Self {
                 events <- new_delayed_work!("orion_nvme::events"),

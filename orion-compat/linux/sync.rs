@@ -37,6 +37,23 @@ impl<T: Send> Lock<T> for LinuxSpin<T> {
     }
 }
 
+impl<T: Send> LinuxMutex<T> {
+    /// A mutex in its own lockdep class (`key` from `static_lock_class!()` at the call
+    /// site): the glue nests some of its mutexes, which lockdep would otherwise take for
+    /// recursive locking of the one class `Locks::new_mutex` gives them all.
+    pub(crate) fn with_class(
+        value: T,
+        name: &'static CStr,
+        key: Pin<&'static kernel::sync::LockClassKey>,
+    ) -> Result<Self> {
+        let slot = KBox::<Mutex<Unpinned<T>>>::new_uninit(GFP_KERNEL)?;
+        match slot.write_pin_init(Mutex::new(Unpinned(value), name, key)) {
+            Ok(lock) => Ok(LinuxMutex(lock)),
+            Err(never) => match never {},
+        }
+    }
+}
+
 impl<T: Send> Lock<T> for LinuxMutex<T> {
     const IRQ_SAFE: bool = false;
 
