@@ -579,15 +579,7 @@ impl<P: Platform> Controller<P, Enabled> {
     /// A command that times out is cancelled: a late completion is refused as bogus rather
     /// than matched to a later command.
     pub fn admin_raw(&mut self, sqe: Sqe, timeout: Duration) -> Result<u64, CtrlError> {
-        let admin = self
-            .admin
-            .as_mut()
-            .ok_or(CtrlError::Invalid("admin queue"))?;
-        let tag = (0..ADMIN_DEPTH as u16)
-            .find(|&t| admin.tag_is_free(t))
-            .ok_or(CtrlError::Busy)?;
-        admin.submit(tag, &sqe)?;
-        admin.ring(&self.mmio, None::<&ShadowDoorbells<Coherent<P>>>)?;
+        let tag = self.admin_submit(&sqe)?;
         let deadline = Deadline::after(&self.clock, timeout);
         let mut outcome: Option<Result<u64, CtrlError>> = None;
         let aer_tag = self.aer_tag;
@@ -630,10 +622,7 @@ impl<P: Platform> Controller<P, Enabled> {
             }
             Ok(None)
         });
-        if let Some(ev) = aer {
-            self.aer_tag = None;
-            self.aer_done = self.aer_done.or(ev);
-        }
+        self.record_aer(aer);
         let result = match res {
             Ok(r) => r,
             Err(WaitError::TimedOut) => Err(CtrlError::Timeout(Wait::Admin)),
@@ -668,6 +657,12 @@ impl<P: Platform> Controller<P, Enabled> {
         if self.aer_tag.is_some() {
             return Ok(());
         }
+        self.aer_tag = Some(self.admin_submit(&Sqe::async_event_request())?);
+        Ok(())
+    }
+
+    /// Queues `sqe` on a free admin tag and rings the doorbell; returns the tag.
+    fn admin_submit(&mut self, sqe: &Sqe) -> Result<u16, CtrlError> {
         let admin = self
             .admin
             .as_mut()
@@ -675,10 +670,19 @@ impl<P: Platform> Controller<P, Enabled> {
         let tag = (0..ADMIN_DEPTH as u16)
             .find(|&t| admin.tag_is_free(t))
             .ok_or(CtrlError::Busy)?;
-        admin.submit(tag, &Sqe::async_event_request())?;
+        admin.submit(tag, sqe)?;
         admin.ring(&self.mmio, None::<&ShadowDoorbells<Coherent<P>>>)?;
-        self.aer_tag = Some(tag);
-        Ok(())
+        Ok(tag)
+    }
+
+    /// Records the outcome of the event request, if a reap saw it complete: `Some(None)` for
+    /// an error completion (no event), `Some(Some(dw0))` for an event. Either way the request
+    /// is no longer outstanding.
+    fn record_aer(&mut self, aer: Option<Option<u32>>) {
+        if let Some(ev) = aer {
+            self.aer_tag = None;
+            self.aer_done = self.aer_done.or(ev);
+        }
     }
 
     /// Reaps the admin queue without waiting and returns an asynchronous event that has
@@ -707,10 +711,7 @@ impl<P: Platform> Controller<P, Enabled> {
                 }
             }
         })?;
-        if let Some(ev) = aer {
-            self.aer_tag = None;
-            self.aer_done = self.aer_done.or(ev);
-        }
+        self.record_aer(aer);
         Ok(self.aer_done.take().map(AsyncEvent))
     }
 

@@ -271,17 +271,7 @@ where
     /// Builds and queues `req` under `tag`. The device does not see it until
     /// [`IoQueue::ring`].
     pub fn submit(&mut self, tag: u16, req: &IoRequest<'_>) -> Result<(), SubmitError> {
-        if u32::from(tag) >= self.tags() {
-            return Err(SubmitError::Queue(QueueError::BadTag(tag)));
-        }
-        let mut lists = TagLists {
-            chunks: self.lists.as_ref(),
-            first: usize::from(tag) * self.per_tag,
-            count: self.per_tag,
-            per_chunk: self.per_chunk,
-            // CAST: checked in `new`.
-            page: self.page as usize,
-        };
+        let mut lists = self.tag_lists(tag)?;
         let sqe = build_io(req, self.page, self.dptr, &mut lists).map_err(SubmitError::Build)?;
         self.qp.submit(tag, &sqe).map_err(SubmitError::Queue)
     }
@@ -289,25 +279,30 @@ where
     /// Queues a caller-built command (passthrough) under `tag`, its data in `segs` described
     /// with PRPs in the tag's list pages. The command's CID is set by the queue.
     pub fn submit_raw(&mut self, tag: u16, sqe: Sqe, segs: &[Segment]) -> Result<(), SubmitError> {
-        if u32::from(tag) >= self.tags() {
-            return Err(SubmitError::Queue(QueueError::BadTag(tag)));
-        }
+        let mut lists = self.tag_lists(tag)?;
         let sqe = if segs.is_empty() {
             sqe.with_prp(0, 0)
         } else {
-            let mut lists = TagLists {
-                chunks: self.lists.as_ref(),
-                first: usize::from(tag) * self.per_tag,
-                count: self.per_tag,
-                per_chunk: self.per_chunk,
-                // CAST: checked in `new`.
-                page: self.page as usize,
-            };
             let p = build_prps(segs, self.page, &mut lists)
                 .map_err(|e| SubmitError::Build(IoError::Prp(e)))?;
             sqe.with_prp(p.prp1, p.prp2)
         };
         self.qp.submit(tag, &sqe).map_err(SubmitError::Queue)
+    }
+
+    /// The list pages of `tag`, or BadTag for a tag beyond the queue's.
+    fn tag_lists(&self, tag: u16) -> Result<TagLists<'_, C>, SubmitError> {
+        if u32::from(tag) >= self.tags() {
+            return Err(SubmitError::Queue(QueueError::BadTag(tag)));
+        }
+        Ok(TagLists {
+            chunks: self.lists.as_ref(),
+            first: usize::from(tag) * self.per_tag,
+            count: self.per_tag,
+            per_chunk: self.per_chunk,
+            // CAST: checked in `new`.
+            page: self.page as usize,
+        })
     }
 
     /// Rings the SQ doorbell for everything queued since the last ring.

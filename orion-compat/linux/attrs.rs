@@ -149,19 +149,16 @@ unsafe extern "C" fn ctrl_show(
     })
 }
 
-/// `show` of the disks' namespace attributes.
+/// The shared state and NSID of the disk whose device is `dev`.
 ///
 /// # Safety
 ///
-/// Called by sysfs for an attribute of one of our disks while the disk is registered.
-unsafe extern "C" fn ns_show(
-    dev: *mut bindings::device,
-    attr: *mut bindings::device_attribute,
-    buf: *mut c_char,
-) -> isize {
+/// `dev` is the device of one of our disks, registered for the returned lifetime.
+unsafe fn namespace_of<'a>(dev: *mut bindings::device) -> (&'a Shared, u32) {
     // SAFETY: a disk's device is the `bd_device` of its whole-disk block device; our disks
-    // carry a reference on the shared state in `private_data` and the NSID in `queuedata`.
-    let (shared, nsid) = unsafe {
+    // carry a reference on the shared state in `private_data` (released only by
+    // `free_disk`) and the NSID in `queuedata`.
+    unsafe {
         let bdev = dev
             .cast::<u8>()
             .sub(core::mem::offset_of!(bindings::block_device, bd_device))
@@ -172,7 +169,21 @@ unsafe extern "C" fn ns_show(
             // CAST: the pointer holds a u32 NSID.
             (*(*disk).queue).queuedata.addr() as u32,
         )
-    };
+    }
+}
+
+/// `show` of the disks' namespace attributes.
+///
+/// # Safety
+///
+/// Called by sysfs for an attribute of one of our disks while the disk is registered.
+unsafe extern "C" fn ns_show(
+    dev: *mut bindings::device,
+    attr: *mut bindings::device_attribute,
+    buf: *mut c_char,
+) -> isize {
+    // SAFETY: sysfs calls this for one of our disks' devices while it is registered.
+    let (shared, nsid) = unsafe { namespace_of(dev) };
     // SAFETY: `attr` is ours.
     let name = unsafe { name_of(attr) };
     let ids = shared.ns_ids(nsid).unwrap_or_default();
@@ -215,20 +226,13 @@ unsafe extern "C" fn ns_visible(
     attr: *mut bindings::attribute,
     _n: c_int,
 ) -> bindings::umode_t {
-    // SAFETY: `kobj` is the kobject of a disk's `bd_device`, see `ns_show`.
+    // SAFETY: `kobj` is the kobject of one of our disks' devices, which is registered.
     let ids: NsIds = unsafe {
         let dev = kobj
             .cast::<u8>()
             .sub(core::mem::offset_of!(bindings::device, kobj))
             .cast::<bindings::device>();
-        let bdev = dev
-            .cast::<u8>()
-            .sub(core::mem::offset_of!(bindings::block_device, bd_device))
-            .cast::<bindings::block_device>();
-        let disk = (*bdev).bd_disk;
-        let shared = &*(*disk).private_data.cast::<Shared>();
-        // CAST: the pointer holds a u32 NSID.
-        let nsid = (*(*disk).queue).queuedata.addr() as u32;
+        let (shared, nsid) = namespace_of(dev);
         shared.ns_ids(nsid).unwrap_or_default()
     };
     // SAFETY: our attributes have static NUL-terminated names.

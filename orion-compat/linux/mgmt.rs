@@ -557,18 +557,21 @@ impl Bounce {
     }
 }
 
-/// The single PRP list page of an admin passthrough command.
-struct ListPage<'a>(&'a LinuxCoherent);
+/// The PRP list page of an admin passthrough command: none for a transfer of at most two
+/// pages, else one.
+struct ListPage<'a>(Option<&'a LinuxCoherent>);
 
 impl ListPages for ListPage<'_> {
     fn pages(&self) -> usize {
-        1
+        usize::from(self.0.is_some())
     }
     fn bus_addr(&self, _page: usize) -> u64 {
-        self.0.bus_addr().as_u64()
+        self.0.map_or(0, |l| l.bus_addr().as_u64())
     }
     fn write(&mut self, _page: usize, offset: usize, bytes: &[u8]) {
-        let _ = self.0.write_bytes(offset, bytes);
+        if let Some(l) = self.0 {
+            let _ = l.write_bytes(offset, bytes);
+        }
     }
 }
 
@@ -634,11 +637,9 @@ fn run_admin(shared: &Shared, k: &Checked, addr: u64) -> Result<Done> {
         let sqe = if segs.is_empty() {
             k.sqe
         } else {
-            let prps = match &b.list {
-                Some(l) => crate::orion::command::build_prps(&segs, PAGE, &mut ListPage(l)),
-                None => crate::orion::command::build_prps(&segs, PAGE, &mut NoList),
-            }
-            .map_err(|_| EINVAL)?;
+            let prps =
+                crate::orion::command::build_prps(&segs, PAGE, &mut ListPage(b.list.as_ref()))
+                    .map_err(|_| EINVAL)?;
             k.sqe.with_prp(prps.prp1, prps.prp2)
         };
         let r = ctrl.admin_raw(sqe, timeout);
@@ -670,19 +671,6 @@ fn run_admin(shared: &Shared, k: &Checked, addr: u64) -> Result<Done> {
             Err(e)
         }
     }
-}
-
-/// No PRP list (a transfer of at most two pages).
-struct NoList;
-
-impl ListPages for NoList {
-    fn pages(&self) -> usize {
-        0
-    }
-    fn bus_addr(&self, _page: usize) -> u64 {
-        0
-    }
-    fn write(&mut self, _page: usize, _offset: usize, _bytes: &[u8]) {}
 }
 
 /// Runs a checked I/O command on the namespace behind `q`.

@@ -95,7 +95,7 @@ else
     sn=$(tr -d ' ' < /tmp/c-serial)
     nvme list | tail -n +3 | grep " $sn " | norm > /tmp/c-list
     bind "$bdf" orion_nvme
-    c=$(ls /sys/bus/pci/devices/$bdf/block 2>/dev/null | head -n1); c=${c%n*}
+    c=$(ctrl_node_for orion_nvme "$bdf")
     for a in model serial firmware_rev cntlid transport address subsysnqn numa_node state queue_count sqsize; do
         tap_same "mgmt: sysfs $a of /dev/$c is the C driver's" "$(cat "/sys/class/misc/$c/$a")" "$(cat "/tmp/c-$a")"
     done
@@ -128,7 +128,7 @@ fi
 # so the disk appears by itself (an explicit ns-rescan must then change nothing); detach-ns
 # removes it the same way.
 bdf=$(nvme_pci_devs | head -n1)
-c=$(ls /sys/bus/pci/devices/$bdf/block 2>/dev/null | head -n1); c=${c%n*}
+c=$(ctrl_node_for orion_nvme "$bdf")
 if [ -n "$c" ] && nvme list-ns "/dev/$c" -a 2>/dev/null | grep -q ':0x7$'; then
     cntlid=$(cat "/sys/class/misc/$c/cntlid")
     nvme attach-ns "/dev/$c" -n 7 -c "$cntlid" > /tmp/att.out 2>&1
@@ -185,7 +185,7 @@ fi
 # A SMART critical warning (QEMU's smart_critical_warning property, set over QMP) reaches
 # dmesg through the asynchronous event, decoded.
 bdf=$(nvme_pci_devs | head -n1)
-c=$(ls /sys/bus/pci/devices/$bdf/block 2>/dev/null | head -n1); c=${c%n*}
+c=$(ctrl_node_for orion_nvme "$bdf")
 reply=$(qmp '{"execute":"qom-set","arguments":{"path":"/machine/peripheral/nvme0","property":"smart_critical_warning","value":2}}')
 if echo "$reply" | grep -q '"return"'; then
     tap_check "mgmt: SMART critical warning (temperature) reported in dmesg" \
