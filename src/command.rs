@@ -94,6 +94,14 @@ impl<S: AsRef<[CidSlot]> + AsMut<[CidSlot]>> CidTable<S> {
         }
     }
 
+    /// The CID `tag`'s outstanding command carries (for Abort), or `None` when the tag has
+    /// no command in flight.
+    pub fn cid_of(&self, tag: u16) -> Option<u16> {
+        let slot = self.slots.as_ref().get(usize::from(tag))?;
+        slot.in_flight
+            .then_some((u16::from(slot.generation) << CID_TAG_BITS) | tag)
+    }
+
     /// True when `tag` is in range and has no command outstanding.
     pub fn is_free(&self, tag: u16) -> bool {
         self.slots

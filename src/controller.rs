@@ -385,7 +385,10 @@ impl<P: Platform, S> Controller<P, S> {
         })();
         match res {
             Ok(()) => {
+                // Every queue is gone with the admin queue, the event request too.
                 self.admin = None;
+                self.aer_tag = None;
+                self.aer_done = None;
                 Ok(self.into_state())
             }
             Err(e) => Err((e, self)),
@@ -965,6 +968,23 @@ impl<P: Platform> Controller<P, Enabled> {
             Sqe::doorbell_buffer_config(shadow.bus_addr().as_u64(), event_idx.bus_addr().as_u64());
         self.admin_command(sqe, false)?;
         Ok(Some(ShadowDoorbells { shadow, event_idx }))
+    }
+
+    /// Hands existing shadow doorbell buffers to the controller again after a reset
+    /// (Doorbell Buffer Config, §5.8): both are zeroed first, since every queue starts with
+    /// its head and tail at 0. They must have been made by
+    /// [`Controller::setup_shadow_doorbells`] for at least as many queues as will exist.
+    pub fn restore_shadow_doorbells(
+        &mut self,
+        sh: &ShadowDoorbells<Coherent<P>>,
+    ) -> Result<(), CtrlError> {
+        sh.shadow.zero(0, sh.shadow.len()).map_err(plat)?;
+        sh.event_idx.zero(0, sh.event_idx.len()).map_err(plat)?;
+        let sqe = Sqe::doorbell_buffer_config(
+            sh.shadow.bus_addr().as_u64(),
+            sh.event_idx.bus_addr().as_u64(),
+        );
+        self.admin_command(sqe, false).map(|_| ())
     }
 
     /// Orderly shutdown, NVMe Base 2.0 §3.6.1: CC.SHN = normal, bounded wait for

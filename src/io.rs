@@ -345,6 +345,16 @@ where
         self.qp.cancel(tag)
     }
 
+    /// The CID of `tag`'s outstanding command (what an Abort names), if one is.
+    pub fn cid_of(&self, tag: u16) -> Option<u16> {
+        self.qp.cid_of(tag)
+    }
+
+    /// The list pages each tag owns (what [`IoQueue::new`] was given).
+    pub fn per_tag(&self) -> usize {
+        self.per_tag
+    }
+
     /// Gives back the queue pair and the list memory.
     pub fn into_parts(self) -> (QueuePair<C, S>, V) {
         (self.qp, self.lists)

@@ -22,6 +22,7 @@ pub mod controller;
 pub mod io;
 pub mod passthru;
 pub mod queue;
+pub mod recovery;
 pub mod spec;
 
 #[cfg(test)]

@@ -349,6 +349,11 @@ impl<C: CoherentMem, S: AsRef<[CidSlot]> + AsMut<[CidSlot]>> QueuePair<C, S> {
         self.cids.in_flight()
     }
 
+    /// The CID of `tag`'s outstanding command, if one is.
+    pub fn cid_of(&self, tag: u16) -> Option<u16> {
+        self.cids.cid_of(tag)
+    }
+
     /// True when `tag` has no command outstanding.
     pub fn tag_is_free(&self, tag: u16) -> bool {
         self.cids.is_free(tag)

@@ -1013,3 +1013,214 @@ fn async_events_are_reported_and_rearmed() {
     c.arm_async_event().unwrap();
     assert_eq!(c.poll_async_event().unwrap(), None);
 }
+
+/// The timeout ladder against the model: a stuck command the controller can abort ends
+/// with Command Abort Requested after the Abort; no reset is needed.
+#[test]
+fn fault_timeout_abort_succeeds() {
+    use crate::orion::recovery::{abort_succeeded, on_timeout, Expiry, TimeoutStep};
+    use crate::orion::spec::sqe::Sqe;
+    let (r, mut c) = up(NvmeBuilder::new());
+    let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
+    r.nvme.faults().hold_next(CmdMatch::io(0x02));
+    let sqe = build_io(
+        &read_4k(&b.segs),
+        c.page_size(),
+        DataPointer::Prp,
+        &mut lists,
+    )
+    .unwrap();
+    q.submit(3, &sqe).unwrap();
+    q.ring(c.mmio(), None).unwrap();
+    // The timer expires: reaping finds nothing, so the ladder asks for an Abort.
+    let mut seen = 0;
+    q.reap(c.mmio(), None, 64, |_| seen += 1).unwrap();
+    assert_eq!(seen, 0);
+    let e = Expiry {
+        reaped: false,
+        aborted: false,
+        recovering: false,
+        can_abort: true,
+    };
+    assert_eq!(on_timeout(e), TimeoutStep::Abort);
+    let cid = q.cid_of(3).expect("tag 3 in flight");
+    assert_eq!(cid & 0xfff, 3);
+    let dw0 = c.admin_command(Sqe::abort(1, cid), false).unwrap();
+    // CAST: DW0 is the low half.
+    assert!(
+        abort_succeeded(dw0 as u32),
+        "the model aborts held commands"
+    );
+    let mut st = None;
+    q.reap(c.mmio(), None, 64, |x| match x {
+        Reaped::Done { tag: 3, status, .. } => st = Some(status),
+        other => panic!("unexpected {other:?}"),
+    })
+    .unwrap();
+    let st = st.expect("the aborted command completed");
+    assert_eq!(
+        (st.kind(), st.sc()),
+        (Sct::Generic, 0x07),
+        "Command Abort Requested"
+    );
+    assert_eq!(q.cid_of(3), None);
+}
+
+/// The ladder's last rung: the command is lost inside the controller (its completion never
+/// comes), Abort cannot find it, so the next expiry resets the controller. After the reset
+/// the same queue is created again over the same CID slots, the request is resubmitted and
+/// completes, and the lost command's late completion could never be matched to it.
+#[test]
+fn fault_timeout_abort_fails_then_reset_and_resubmit() {
+    use crate::orion::recovery::{
+        abort_succeeded, after_reset, on_timeout, Expiry, Interrupted, TimeoutStep,
+    };
+    use crate::orion::spec::sqe::Sqe;
+    let (r, mut c) = up(NvmeBuilder::new());
+    c.identify().unwrap();
+    let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
+    // Data to find again after the reset.
+    assert!(r.nvme.write_block(1, 0, &[0x5a; 512]));
+    r.nvme.faults().drop_completions(CmdMatch::io(0x02), 1);
+    let sqe = build_io(
+        &read_4k(&b.segs),
+        c.page_size(),
+        DataPointer::Prp,
+        &mut lists,
+    )
+    .unwrap();
+    q.submit(4, &sqe).unwrap();
+    q.ring(c.mmio(), None).unwrap();
+    let cid_before = q.cid_of(4).unwrap();
+    let dw0 = c.admin_command(Sqe::abort(1, cid_before), false).unwrap();
+    // CAST: DW0 is the low half.
+    assert!(
+        !abort_succeeded(dw0 as u32),
+        "nothing to abort: it was lost"
+    );
+    let e = Expiry {
+        reaped: false,
+        aborted: true,
+        recovering: false,
+        can_abort: true,
+    };
+    assert_eq!(on_timeout(e), TimeoutStep::Reset);
+    // Reset: disable (every queue is gone), cancel what was in flight, enable again.
+    assert!(q.cancel(4));
+    assert_eq!(after_reset(0, false), Interrupted::Retry);
+    let (_, _, slots) = q.into_parts();
+    let d = c.reset().map_err(|(e, _)| e).unwrap();
+    assert!(r.nvme.io_submission_queues().is_empty(), "queues dropped");
+    let mut c = d.enable().map_err(|(e, _)| e).unwrap();
+    c.identify().unwrap();
+    assert_eq!(c.set_queue_count(1).unwrap(), 1);
+    let mut q = c.create_io_queue(1, 16, Some(1), slots).unwrap();
+    let sqe = build_io(
+        &read_4k(&b.segs),
+        c.page_size(),
+        DataPointer::Prp,
+        &mut lists,
+    )
+    .unwrap();
+    q.submit(4, &sqe).unwrap();
+    let cid_after = q.cid_of(4).unwrap();
+    assert_ne!(
+        cid_after, cid_before,
+        "a new generation: the lost CID stays stale"
+    );
+    q.ring(c.mmio(), None).unwrap();
+    let mut st = None;
+    q.reap(c.mmio(), None, 64, |x| match x {
+        Reaped::Done { tag: 4, status, .. } => st = Some(status),
+        other => panic!("unexpected {other:?}"),
+    })
+    .unwrap();
+    assert!(st.expect("resubmitted read completed").is_success());
+    assert_eq!(&b.bytes()[..512], &[0x5a; 512][..]);
+}
+
+/// After a reset the controller gets the same shadow doorbell buffers again (zeroed, since
+/// queues restart at 0) and the event request is re-armed: both work as before.
+#[test]
+fn reset_restores_shadow_doorbells_and_async_events() {
+    let (r, mut c) = up(NvmeBuilder::new());
+    c.identify().unwrap();
+    c.set_queue_count(1).unwrap();
+    let sh = c.setup_shadow_doorbells(1).unwrap().expect("DBBC offered");
+    c.start_async_events().unwrap();
+    assert_eq!(r.nvme.outstanding_aers(), 1);
+    let mut q = io_queue(&mut c, 64);
+    let mut lists = Lists::new(&r.sim.dma, 1, c.page_size());
+    let sqe = flush_sqe(&c, &mut lists);
+    for t in 0..5 {
+        q.submit(t, &sqe).unwrap();
+    }
+    q.ring(c.mmio(), Some(&sh)).unwrap();
+    let mut n = 0;
+    q.reap(c.mmio(), Some(&sh), 64, |_| n += 1).unwrap();
+    assert_eq!(n, 5);
+    let (_, _, slots) = q.into_parts();
+    let mut c = c
+        .reset()
+        .map_err(|(e, _)| e)
+        .unwrap()
+        .enable()
+        .map_err(|(e, _)| e)
+        .unwrap();
+    assert_eq!(
+        r.nvme.doorbell_buffer(),
+        None,
+        "a reset forgets the buffers"
+    );
+    c.identify().unwrap();
+    c.set_queue_count(1).unwrap();
+    c.restore_shadow_doorbells(&sh).unwrap();
+    assert_eq!(
+        r.nvme.doorbell_buffer(),
+        Some((
+            sh.shadow.bus_addr().as_u64(),
+            sh.event_idx.bus_addr().as_u64()
+        ))
+    );
+    let sq_db = c.cap().sq_tail_doorbell(1) - 0x1000;
+    assert_eq!(
+        sh.shadow.read32(sq_db).unwrap(),
+        0,
+        "zeroed for the new queue"
+    );
+    let mut q = c.create_io_queue(1, 64, Some(1), slots).unwrap();
+    for t in 0..3 {
+        q.submit(t, &sqe).unwrap();
+    }
+    q.ring(c.mmio(), Some(&sh)).unwrap();
+    n = 0;
+    q.reap(c.mmio(), Some(&sh), 64, |x| {
+        assert!(matches!(x, Reaped::Done { status, .. } if status.is_success()));
+        n += 1;
+    })
+    .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(sh.shadow.read32(sq_db).unwrap(), 3);
+    // The old event request died with the reset; arming again is not refused as a duplicate.
+    c.start_async_events().unwrap();
+    assert_eq!(r.nvme.outstanding_aers(), 1);
+    r.nvme.set_temperature(400);
+    assert!(c.poll_async_event().unwrap().is_some(), "events flow again");
+}
+
+/// A controller that never becomes ready again after a reset: enable times out within
+/// CAP.TO and hands the controller back disabled; once it behaves, enabling works.
+#[test]
+fn fault_never_ready_after_reset() {
+    let (r, c) = up(NvmeBuilder::new());
+    let d = c.reset().map_err(|(e, _)| e).unwrap();
+    r.nvme.faults().never_ready(true);
+    let t0 = r.sim.clock.now();
+    let (e, d) = d.enable().map(|_| ()).unwrap_err();
+    assert_eq!(e, CtrlError::Timeout(Wait::Ready));
+    let waited = r.sim.clock.now().saturating_duration_since(t0);
+    assert!(waited <= Duration::from_millis(u64::from(d.cap().to()) * 500 + 1000));
+    r.nvme.faults().never_ready(false);
+    let mut c = d.enable().map_err(|(e, _)| e).unwrap();
+    c.identify().unwrap();
+}

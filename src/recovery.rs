@@ -1,0 +1,165 @@
+//! Recovery decisions: the timeout ladder for a stuck command, and what becomes of the
+//! commands a controller reset interrupts.
+//!
+//! The ladder follows the practice of the reference host driver (and NVMe Base 2.0 §5.1 on
+//! Abort): a command whose timer expires is first looked for in its completion queue (the
+//! interrupt may have been missed); if it is really outstanding, the controller is asked once
+//! to abort it and the command gets another timeout period; if it is still outstanding after
+//! that, or an abort cannot be sent, the controller is reset. Commands in flight at a reset
+//! never complete on their own: block I/O is resubmitted up to [`MAX_RETRIES`] times,
+//! passthrough commands fail at once (their caller decides whether to retry).
+
+/// How many times a request interrupted by controller resets is resubmitted before it fails
+/// (the reference driver's default).
+pub const MAX_RETRIES: u8 = 5;
+
+/// The next step for a command whose timer expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutStep {
+    /// Reaping its queue found the completion: the command is done, nothing more to do.
+    Completed,
+    /// First expiry: send Abort for it (once) and give it another timeout period.
+    Abort,
+    /// The abort did not end it, or no abort can be sent: reset the controller.
+    Reset,
+    /// A reset is already under way (or the controller is gone): it will end the command;
+    /// re-arm the timer.
+    Wait,
+}
+
+/// What the timeout handler knows when a command's timer expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expiry {
+    /// The command is no longer outstanding after reaping its completion queue.
+    pub reaped: bool,
+    /// An Abort was already sent for this submission of the command.
+    pub aborted: bool,
+    /// A controller reset is in progress or the controller is dead.
+    pub recovering: bool,
+    /// The admin queue can take an Abort (the controller is up and not being reset).
+    pub can_abort: bool,
+}
+
+/// The ladder: reap, then Abort once, then reset.
+pub const fn on_timeout(e: Expiry) -> TimeoutStep {
+    if e.reaped {
+        TimeoutStep::Completed
+    } else if e.recovering {
+        TimeoutStep::Wait
+    } else if !e.aborted && e.can_abort {
+        TimeoutStep::Abort
+    } else {
+        TimeoutStep::Reset
+    }
+}
+
+/// What becomes of a command a controller reset interrupted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupted {
+    /// Submit it again once the controller is back.
+    Retry,
+    /// End it with an error.
+    Fail,
+}
+
+/// A command in flight at a reset: block I/O that has been retried fewer than
+/// [`MAX_RETRIES`] times is resubmitted; passthrough commands and exhausted retries fail.
+pub const fn after_reset(retries: u8, passthrough: bool) -> Interrupted {
+    if passthrough || retries >= MAX_RETRIES {
+        Interrupted::Fail
+    } else {
+        Interrupted::Retry
+    }
+}
+
+/// Whether Abort's completion (DW0 bit 0 clear, NVMe Base 2.0 §5.1.1) says the command was
+/// aborted; when set, the controller did not abort it.
+pub const fn abort_succeeded(dw0: u32) -> bool {
+    dw0 & 1 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRESH: Expiry = Expiry {
+        reaped: false,
+        aborted: false,
+        recovering: false,
+        can_abort: true,
+    };
+
+    #[test]
+    fn ladder_reaps_then_aborts_then_resets() {
+        assert_eq!(
+            on_timeout(Expiry {
+                reaped: true,
+                ..FRESH
+            }),
+            TimeoutStep::Completed
+        );
+        assert_eq!(on_timeout(FRESH), TimeoutStep::Abort);
+        assert_eq!(
+            on_timeout(Expiry {
+                aborted: true,
+                ..FRESH
+            }),
+            TimeoutStep::Reset
+        );
+    }
+
+    #[test]
+    fn ladder_resets_when_no_abort_can_be_sent() {
+        assert_eq!(
+            on_timeout(Expiry {
+                can_abort: false,
+                ..FRESH
+            }),
+            TimeoutStep::Reset
+        );
+    }
+
+    #[test]
+    fn ladder_waits_for_a_reset_in_progress() {
+        for aborted in [false, true] {
+            assert_eq!(
+                on_timeout(Expiry {
+                    aborted,
+                    recovering: true,
+                    ..FRESH
+                }),
+                TimeoutStep::Wait
+            );
+        }
+        // A completion found by the reap wins even during a reset.
+        assert_eq!(
+            on_timeout(Expiry {
+                reaped: true,
+                recovering: true,
+                ..FRESH
+            }),
+            TimeoutStep::Completed
+        );
+    }
+
+    #[test]
+    fn interrupted_io_is_retried_up_to_the_limit() {
+        for r in 0..MAX_RETRIES {
+            assert_eq!(after_reset(r, false), Interrupted::Retry, "retry {r}");
+        }
+        assert_eq!(after_reset(MAX_RETRIES, false), Interrupted::Fail);
+        assert_eq!(after_reset(u8::MAX, false), Interrupted::Fail);
+    }
+
+    #[test]
+    fn interrupted_passthrough_fails() {
+        assert_eq!(after_reset(0, true), Interrupted::Fail);
+    }
+
+    #[test]
+    fn abort_result_bit() {
+        assert!(abort_succeeded(0));
+        assert!(!abort_succeeded(1));
+        assert!(abort_succeeded(0xffff_fffe));
+    }
+}
