@@ -26,3 +26,5 @@ pub mod spec;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ns_mgmt;
