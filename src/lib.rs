@@ -27,3 +27,5 @@ pub mod spec;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ns_mgmt;

@@ -1484,6 +1484,450 @@ fn command_id_conflicts_with_an_outstanding_command() {
     assert_eq!(e.status, generic::CID_CONFLICT);
 }
 
+// ---- namespace management (NVMe Base 2.0 §5.22) --------------------------------------------
+
+/// A host for the namespace-management tests: NSID 1 of 2048 × 512 B (1 MiB) attached,
+/// formats 512 B and 4 KiB, 4 MiB of total capacity. Sizes stay small; media is sparse anyway.
+fn mgmt_host() -> Host {
+    ready(NvmeBuilder::new().namespace(1, 512, 2048).capacity(4 << 20))
+}
+
+const MIB: u64 = 1 << 20;
+
+/// The host software specified fields of a create (Identify Namespace offsets).
+#[derive(Clone, Copy, Debug)]
+struct Create {
+    nsze: u64,
+    ncap: u64,
+    flbas: u8,
+    dps: u8,
+    nmic: u8,
+    csi: u8,
+}
+
+impl Create {
+    /// `blocks` blocks (NCAP = NSZE) of LBA format `flbas`, NVM command set.
+    fn new(blocks: u64, flbas: u8) -> Self {
+        Self {
+            nsze: blocks,
+            ncap: blocks,
+            flbas,
+            dps: 0,
+            nmic: 0,
+            csi: 0,
+        }
+    }
+}
+
+impl Host {
+    /// Namespace Management create (SEL 0h) with `c`'s fields in a fresh data page.
+    fn ns_create(&mut self, c: Create) -> Cqe {
+        let d = self.alloc(PAGE);
+        d.write64(0, c.nsze).unwrap();
+        d.write64(8, c.ncap).unwrap();
+        d.write_bytes(26, &[c.flbas]).unwrap();
+        d.write_bytes(29, &[c.dps, c.nmic]).unwrap();
+        let cmd = Cmd::new(aop::NS_MANAGEMENT)
+            .dw(11, u32::from(c.csi) << 24)
+            .prp(d.bus_addr().0, 0);
+        self.admin(cmd)
+    }
+
+    /// Namespace Management delete (SEL 1h) of `nsid`.
+    fn ns_delete_cmd(nsid: u32) -> Cmd {
+        Cmd::new(aop::NS_MANAGEMENT).nsid(nsid).dw(10, 1)
+    }
+
+    /// Namespace Attachment attach (SEL 0h) or detach (1h) of `nsid` to controller 0; the
+    /// list page is kept in `keep` until the command has run.
+    fn ns_attach_cmd(&self, nsid: u32, sel: u32, keep: &mut Vec<SimCoherent>) -> Cmd {
+        let list = self.alloc(PAGE);
+        list.write_bytes(0, &[1, 0, 0, 0]).unwrap(); // one ID: CNTLID 0
+        let cmd = Cmd::new(aop::NS_ATTACHMENT)
+            .nsid(nsid)
+            .dw(10, sel)
+            .prp(list.bus_addr().0, 0);
+        keep.push(list);
+        cmd
+    }
+
+    /// Runs an admin command while Asynchronous Event Requests may be outstanding: returns
+    /// its completion and the other completions reaped with it (completed events).
+    fn admin_seeing_events(&mut self, cmd: Cmd) -> (Cqe, Vec<Cqe>) {
+        let cid = self.submit(0, cmd);
+        let got = self.reap(0);
+        let (mine, others): (Vec<Cqe>, Vec<Cqe>) = got.into_iter().partition(|e| e.cid == cid);
+        assert_eq!(mine.len(), 1, "one completion for {cmd:?}: {mine:?}");
+        (mine[0], others)
+    }
+
+    /// Turns on Namespace Attribute Notices (AEC bit 8) and leaves one request outstanding;
+    /// returns its CID.
+    fn arm_namespace_events(&mut self) -> u16 {
+        let aec = Cmd::new(aop::SET_FEATURES).dw(10, 0x0b).dw(11, 1 << 8);
+        assert!(self.admin(aec).ok());
+        self.rearm()
+    }
+
+    fn rearm(&mut self) -> u16 {
+        let cid = self.submit(0, Cmd::new(aop::ASYNC_EVENT));
+        assert!(self.reap(0).is_empty(), "the request stays outstanding");
+        cid
+    }
+
+    /// The Changed Namespace List, read with RAE clear (which clears it and the event).
+    fn changed_namespaces(&mut self) -> Vec<u32> {
+        let (e, d) = self.get_log(4, 4096, false);
+        assert!(e.ok(), "{e:?}");
+        ids_of(&d)
+    }
+
+    /// The IDs an Identify namespace list (CNS 02h active, 10h allocated) returns.
+    fn ns_list(&mut self, cns: u32) -> Vec<u32> {
+        let (e, d) = self.identify(cns, 0);
+        assert!(e.ok(), "{e:?}");
+        ids_of(&d)
+    }
+
+    /// TNVMCAP and UNVMCAP from Identify Controller.
+    fn capacities(&mut self) -> (u128, u128) {
+        let (e, d) = self.identify(1, 0);
+        assert!(e.ok());
+        let u128_at = |o: usize| u128::from_le_bytes(d[o..o + 16].try_into().unwrap());
+        (u128_at(280), u128_at(296))
+    }
+}
+
+/// The non-zero 32-bit IDs at the start of a list page.
+fn ids_of(d: &[u8]) -> Vec<u32> {
+    d.chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .take_while(|v| *v != 0)
+        .collect()
+}
+
+/// Status Code Type, Status Code and DNR, as raw numbers.
+fn raw(e: &Cqe) -> (u8, u8, bool) {
+    (e.status.sct, e.status.sc, e.status.dnr)
+}
+
+/// The Namespace Attribute Changed event's dword 0: notice (2h), information 00h, log 04h.
+const NS_CHANGED_DW0: u32 = 0x0004_0002;
+
+/// NSZE, NCAP, the block size FLBAS selects and NVMCAP of an Identify Namespace page.
+fn geometry(d: &[u8]) -> (u64, u64, u32, u128) {
+    let u64_at = |o: usize| u64::from_le_bytes(d[o..o + 8].try_into().unwrap());
+    let idx = usize::from((d[26] & 0xf) | ((d[26] >> 5) & 3) << 4);
+    let lbaf = u32::from_le_bytes(d[128 + 4 * idx..132 + 4 * idx].try_into().unwrap());
+    let nvmcap = u128::from_le_bytes(d[48..64].try_into().unwrap());
+    (u64_at(0), u64_at(8), 1 << ((lbaf >> 16) & 0xff), nvmcap)
+}
+
+#[test]
+fn created_namespace_is_allocated_then_active_once_attached_and_gone_after_delete() {
+    let mut h = mgmt_host();
+    let (_, d) = h.identify(1, 0);
+    assert_ne!(
+        u16::from_le_bytes([d[256], d[257]]) & (1 << 3),
+        0,
+        "OACS ns mgmt"
+    );
+    assert_eq!(h.capacities(), (4 << 20, 3 << 20), "TNVMCAP, UNVMCAP");
+    let aer = h.arm_namespace_events();
+
+    // Create 1 MiB of 4 KiB blocks (FLBAS 1): NSID 2, allocated, not attached.
+    let e = h.ns_create(Create::new(256, 1));
+    assert!(e.ok(), "{e:?}");
+    assert_eq!(e.dw0, 2, "the lowest free NSID");
+    assert_eq!(h.capacities().1, 2 << 20, "UNVMCAP shrinks by 1 MiB");
+    assert_eq!(h.ns_list(0x02), [1], "not active");
+    assert_eq!(h.ns_list(0x10), [1, 2], "allocated");
+    let (e, d) = h.identify(0x00, 2);
+    assert!(
+        e.ok() && d.iter().all(|b| *b == 0),
+        "CNS 00h: inactive reads zeroes"
+    );
+    let (e, d) = h.identify(0x11, 2);
+    assert!(e.ok());
+    assert_eq!(geometry(&d), (256, 256, 4096, u128::from(MIB)));
+    assert_eq!((d[29], d[30]), (0, 0), "DPS, NMIC");
+    assert_eq!(h.identify(0x03, 2).0.status, generic::INVALID_NAMESPACE);
+    let b = h.alloc(2 * PAGE);
+    let mut keep = Vec::new();
+    let (p1, p2) = prps(&h, &b, 0, 2 * PAGE, &mut keep);
+    let e = h.run(1, Cmd::rw(iop::WRITE, 2, 10, 2).prp(p1, p2));
+    assert_eq!(e.status, generic::INVALID_NAMESPACE, "no I/O before attach");
+    assert!(h.reap(0).is_empty(), "a create reports nothing");
+    assert_eq!(h.nvme.outstanding_aers(), 1);
+    assert_eq!(h.changed_namespaces(), Vec::<u32>::new());
+
+    // Attach: active, reported, and I/O works.
+    let cmd = h.ns_attach_cmd(2, 0, &mut keep);
+    let (e, events) = h.admin_seeing_events(cmd);
+    assert!(e.ok(), "{e:?}");
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].cid, events[0].dw0), (aer, NS_CHANGED_DW0));
+    assert_eq!(h.changed_namespaces(), [2]);
+    assert_eq!(h.ns_list(0x02), [1, 2]);
+    let (_, d) = h.identify(0x00, 2);
+    assert_eq!(geometry(&d), (256, 256, 4096, u128::from(MIB)));
+    let (e, d) = h.identify(0x03, 2);
+    assert!(e.ok());
+    let kinds: Vec<u8> = [0usize, 20, 40].iter().map(|o| d[*o]).collect();
+    assert_eq!(kinds, [2, 3, 4], "NGUID, UUID, CSI descriptors");
+    let first_nguid = d[4..20].to_vec();
+    b.write_bytes(0, &pattern(2 * PAGE, 5)).unwrap();
+    assert!(h.run(1, Cmd::rw(iop::WRITE, 2, 10, 2).prp(p1, p2)).ok());
+    let rb = h.alloc(2 * PAGE);
+    let (r1, r2) = prps(&h, &rb, 0, 2 * PAGE, &mut keep);
+    assert!(h.run(1, Cmd::rw(iop::READ, 2, 10, 2).prp(r1, r2)).ok());
+    let mut back = vec![0; 2 * PAGE];
+    rb.read_bytes(0, &mut back).unwrap();
+    assert_eq!(back, pattern(2 * PAGE, 5));
+    assert_eq!(
+        h.nvme.read_block(2, 11).unwrap(),
+        pattern(2 * PAGE, 5)[PAGE..]
+    );
+    let e = h.run(1, Cmd::rw(iop::READ, 2, 255, 2).prp(r1, r2));
+    assert_eq!(e.status, generic::LBA_OUT_OF_RANGE, "NSZE is the end");
+
+    // Detach: reported again, inactive, data kept while allocated.
+    let aer = h.rearm();
+    let cmd = h.ns_attach_cmd(2, 1, &mut keep);
+    let (e, events) = h.admin_seeing_events(cmd);
+    assert!(e.ok(), "{e:?}");
+    assert_eq!((events[0].cid, events[0].dw0), (aer, NS_CHANGED_DW0));
+    assert_eq!(h.changed_namespaces(), [2]);
+    assert_eq!(h.ns_list(0x02), [1]);
+    assert_eq!(
+        h.nvme.read_block(2, 10).unwrap(),
+        pattern(2 * PAGE, 5)[..PAGE]
+    );
+
+    // Delete the detached namespace: not attached here, so nothing is reported.
+    h.rearm();
+    let (e, events) = h.admin_seeing_events(Host::ns_delete_cmd(2));
+    assert!(e.ok(), "{e:?}");
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(h.nvme.outstanding_aers(), 1);
+    assert_eq!(h.changed_namespaces(), Vec::<u32>::new());
+    assert_eq!(h.ns_list(0x10), [1]);
+    let (e, d) = h.identify(0x11, 2);
+    assert!(
+        e.ok() && d.iter().all(|b| *b == 0),
+        "CNS 11h: unallocated reads zeroes"
+    );
+    assert_eq!(h.nvme.namespace_geometry(2), None);
+    assert_eq!(h.capacities().1, 3 << 20, "capacity returned");
+
+    // The NSID is reused, the identity is not.
+    let e = h.ns_create(Create::new(2048, 0));
+    assert_eq!((e.status, e.dw0), (Status::SUCCESS, 2));
+    let (_, d) = h.identify(0x11, 2);
+    assert_eq!(geometry(&d), (2048, 2048, 512, u128::from(MIB)));
+    assert_ne!(d[104..120], first_nguid[..], "a new NGUID");
+    assert_eq!(h.nvme.read_block(2, 10).unwrap(), vec![0; 512], "new media");
+}
+
+#[test]
+fn deleting_an_attached_namespace_detaches_it_and_reports_the_change() {
+    let mut h = mgmt_host();
+    let e = h.ns_create(Create::new(128, 1));
+    assert!(e.ok());
+    let nsid = e.dw0;
+    let mut keep = Vec::new();
+    let cmd = h.ns_attach_cmd(nsid, 0, &mut keep);
+    assert!(h.admin(cmd).ok(), "notices are off: no event yet");
+    assert_eq!(h.changed_namespaces(), [nsid]);
+    let aer = h.arm_namespace_events();
+
+    let (e, events) = h.admin_seeing_events(Host::ns_delete_cmd(nsid));
+    assert!(e.ok(), "{e:?}");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!((events[0].cid, events[0].dw0), (aer, NS_CHANGED_DW0));
+    assert_eq!(h.changed_namespaces(), [nsid]);
+    assert_eq!(h.ns_list(0x02), [1]);
+    assert_eq!(h.ns_list(0x10), [1]);
+    let e = h.run(1, Cmd::rw(iop::READ, nsid, 0, 1));
+    assert_eq!(e.status, generic::INVALID_NAMESPACE);
+    // Attaching what no longer exists.
+    let cmd = h.ns_attach_cmd(nsid, 0, &mut keep);
+    assert_eq!(raw(&h.admin(cmd)), (0, 0x0b, true));
+}
+
+#[test]
+fn changes_while_an_event_is_unread_are_listed_once_read() {
+    let mut h = mgmt_host();
+    let aer = h.arm_namespace_events();
+    let (a, b) = (
+        h.ns_create(Create::new(64, 0)).dw0,
+        h.ns_create(Create::new(64, 1)).dw0,
+    );
+    assert_eq!((a, b), (2, 3));
+    let mut keep = Vec::new();
+    let cmd = h.ns_attach_cmd(a, 0, &mut keep);
+    let (e, events) = h.admin_seeing_events(cmd);
+    assert!(e.ok());
+    assert_eq!((events[0].cid, events[0].dw0), (aer, NS_CHANGED_DW0));
+    // A second request waits: the event type stays masked until the log is read.
+    h.rearm();
+    let cmd = h.ns_attach_cmd(b, 0, &mut keep);
+    let (e, events) = h.admin_seeing_events(cmd);
+    assert!(e.ok());
+    assert!(events.is_empty(), "masked: {events:?}");
+    assert_eq!(h.changed_namespaces(), [a, b], "both changes, ascending");
+    let (e, events) = h.admin_seeing_events(Host::ns_delete_cmd(a));
+    assert!(e.ok());
+    assert_eq!(events.len(), 1, "unmasked by the read: {events:?}");
+    assert_eq!(events[0].dw0, NS_CHANGED_DW0);
+    assert_eq!(h.changed_namespaces(), [a]);
+}
+
+#[test]
+fn create_checks_its_fields_and_allocates_nothing_on_failure() {
+    let mut h = mgmt_host();
+    // (fields, SCT, SC): Invalid Format 0Ah, Invalid Field 02h, Thin Provisioning Not
+    // Supported 1Bh, Namespace Insufficient Capacity 15h, I/O Command Set Not Supported 29h.
+    let cases = [
+        (Create::new(8, 2), 1, 0x0a),
+        (Create::new(8, 0x20), 1, 0x0a), // FLBAS bits 6:5: format 16
+        (
+            Create {
+                dps: 1,
+                ..Create::new(8, 0)
+            },
+            1,
+            0x0a,
+        ),
+        (
+            Create {
+                nmic: 1,
+                ..Create::new(8, 0)
+            },
+            0,
+            0x02,
+        ),
+        (Create::new(0, 0), 0, 0x02),
+        (
+            Create {
+                ncap: 9,
+                ..Create::new(8, 0)
+            },
+            0,
+            0x02,
+        ),
+        (
+            Create {
+                ncap: 4,
+                ..Create::new(8, 0)
+            },
+            1,
+            0x1b,
+        ),
+        (Create::new((3 << 20) / 512 + 1, 0), 1, 0x15),
+        (Create::new(u64::MAX / 512 + 1, 1), 1, 0x15), // bytes overflow
+        (
+            Create {
+                csi: 2,
+                ..Create::new(8, 0)
+            },
+            1,
+            0x29,
+        ),
+    ];
+    for (c, sct, sc) in cases {
+        let e = h.ns_create(c);
+        assert_eq!(raw(&e), (sct, sc, true), "{c:?}");
+        assert_eq!(e.dw0, 0);
+    }
+    assert_eq!(h.ns_list(0x10), [1], "nothing allocated");
+    assert_eq!(h.capacities().1, 3 << 20);
+    let e = h.admin(Cmd::new(aop::NS_MANAGEMENT).dw(10, 2));
+    assert_eq!(raw(&e), (0, 0x02, true), "SEL 2h");
+    // Exactly what is left fits; then nothing does.
+    let e = h.ns_create(Create::new((3 << 20) / 4096, 1));
+    assert_eq!((e.status, e.dw0), (Status::SUCCESS, 2));
+    assert_eq!(h.capacities().1, 0);
+    assert_eq!(raw(&h.ns_create(Create::new(1, 0))), (1, 0x15, true));
+    // FLBAS bit 4 (metadata placement) means nothing without metadata.
+    assert!(h.admin(Host::ns_delete_cmd(2)).ok());
+    assert!(h.ns_create(Create::new(8, 0x10)).ok());
+}
+
+#[test]
+fn no_free_nsid_is_namespace_identifier_unavailable() {
+    let mut h = ready(NvmeBuilder::new().nn(3).namespace(1, 512, 64).capacity(MIB));
+    assert_eq!(h.ns_create(Create::new(8, 0)).dw0, 2);
+    assert_eq!(h.ns_create(Create::new(8, 0)).dw0, 3);
+    let e = h.ns_create(Create::new(8, 0));
+    assert_eq!(raw(&e), (1, 0x16, true));
+    assert_eq!(h.ns_list(0x10), [1, 2, 3]);
+    assert!(h.admin(Host::ns_delete_cmd(2)).ok());
+    assert_eq!(
+        h.ns_create(Create::new(8, 0)).dw0,
+        2,
+        "a freed NSID is reused"
+    );
+}
+
+#[test]
+fn delete_needs_an_allocated_nsid_and_ffffffffh_deletes_all() {
+    let mut h = mgmt_host();
+    for nsid in [0, 2, 256, 257] {
+        let e = h.admin(Host::ns_delete_cmd(nsid));
+        assert_eq!(raw(&e), (0, 0x0b, true), "NSID {nsid}");
+    }
+    let (a, b) = (
+        h.ns_create(Create::new(64, 0)).dw0,
+        h.ns_create(Create::new(8, 1)).dw0,
+    );
+    let mut keep = Vec::new();
+    let cmd = h.ns_attach_cmd(a, 0, &mut keep);
+    assert!(h.admin(cmd).ok());
+    assert_eq!(h.changed_namespaces(), [a]);
+    assert_eq!(h.ns_list(0x02), [1, a]);
+    assert_eq!(h.ns_list(0x10), [1, a, b]);
+    let aer = h.arm_namespace_events();
+
+    let (e, events) = h.admin_seeing_events(Host::ns_delete_cmd(u32::MAX));
+    assert!(e.ok(), "{e:?}");
+    assert_eq!(events.len(), 1, "one event for the lot: {events:?}");
+    assert_eq!((events[0].cid, events[0].dw0), (aer, NS_CHANGED_DW0));
+    assert_eq!(h.changed_namespaces(), [1, a], "the attached ones only");
+    assert_eq!(h.ns_list(0x10), Vec::<u32>::new());
+    assert_eq!(h.ns_list(0x02), Vec::<u32>::new());
+    assert_eq!(
+        h.capacities(),
+        (4 << 20, 4 << 20),
+        "all capacity unallocated"
+    );
+    assert!(h.nvme.active_namespaces().is_empty());
+    assert!(
+        h.admin(Host::ns_delete_cmd(u32::MAX)).ok(),
+        "nothing left to delete"
+    );
+}
+
+#[test]
+fn namespace_management_off_leaves_oacs_bit_3_and_the_commands_out() {
+    let mut h = ready(NvmeBuilder::new().ns_management(false, false));
+    let (_, d) = h.identify(1, 0);
+    assert_eq!(u16::from_le_bytes([d[256], d[257]]) & (1 << 3), 0);
+    assert_eq!(raw(&h.ns_create(Create::new(8, 0))), (0, 0x01, true));
+    assert_eq!(raw(&h.admin(Host::ns_delete_cmd(1))), (0, 0x01, true));
+    let mut keep = Vec::new();
+    let cmd = h.ns_attach_cmd(1, 1, &mut keep);
+    assert_eq!(raw(&h.admin(cmd)), (0, 0x01, true));
+    for cns in [0x10, 0x11] {
+        assert_eq!(raw(&h.identify(cns, 1).0), (0, 0x02, true), "CNS {cns:#x}");
+    }
+    // The effects log lists neither command.
+    let (_, d) = h.get_log(5, 4096, false);
+    let admin = |op: usize| u32::from_le_bytes(d[4 * op..4 * op + 4].try_into().unwrap());
+    assert_eq!((admin(0x0d), admin(0x15)), (0, 0));
+    assert_eq!(h.nvme.active_namespaces(), [1]);
+}
+
 // ---- faults ---------------------------------------------------------------------------------
 
 #[test]

@@ -3,7 +3,7 @@
 use super::ctrl::{Cq, Ctrl, Outcome, Sq};
 use super::data::lid;
 use super::dptr::{DmaError, Xfer};
-use super::ns::Namespace;
+use super::ns::{self, Namespace};
 use super::status::{generic, specific, Status};
 use super::wire::{get_u16, get_u64, Sqe};
 
@@ -58,6 +58,45 @@ mod fid {
 }
 
 const BROADCAST: u32 = u32::MAX;
+
+/// Command Set Identifier of the NVM Command Set (NVMe Base 2.0 §5.22's CDW11 CSI).
+const CSI_NVM: u8 = 0x00;
+
+/// The host software specified fields of a Namespace Management create data structure (NVMe
+/// Base 2.0 §5.22), which sit at their Identify Namespace offsets (NVM Command Set 1.0
+/// §4.1.5.1, Figure 97). The rest of the 4 KiB is ignored.
+#[derive(Clone, Copy, Debug)]
+struct CreateFields {
+    /// Namespace Size (bytes 7:0), in logical blocks.
+    nsze: u64,
+    /// Namespace Capacity (bytes 15:8), in logical blocks.
+    ncap: u64,
+    /// Formatted LBA Size (byte 26).
+    flbas: u8,
+    /// End-to-end Data Protection Type Settings (byte 29).
+    dps: u8,
+    /// Namespace Multi-path I/O and Namespace Sharing Capabilities (byte 30).
+    nmic: u8,
+}
+
+impl CreateFields {
+    fn parse(d: &[u8]) -> Self {
+        let byte = |o: usize| d.get(o).copied().unwrap_or(0);
+        Self {
+            nsze: get_u64(d, 0),
+            ncap: get_u64(d, 8),
+            flbas: byte(26),
+            dps: byte(29),
+            nmic: byte(30),
+        }
+    }
+
+    /// The LBA format index FLBAS selects: bits 3:0, with bits 6:5 as its two most
+    /// significant bits.
+    fn format_index(self) -> u8 {
+        (self.flbas & 0xf) | (((self.flbas >> 5) & 0x3) << 4)
+    }
+}
 
 type Result<T = Outcome> = std::result::Result<T, Status>;
 
@@ -636,59 +675,86 @@ impl Ctrl {
         Ok(Outcome::ok(dw0))
     }
 
-    /// Namespace Management (NVMe Base 2.0 §5.22): create (SEL 0h) from a host Identify
-    /// Namespace structure, or delete (SEL 1h; FFFFFFFFh deletes all).
+    /// Namespace Management (NVMe Base 2.0 §5.22): create (SEL 0h) or delete (SEL 1h); any
+    /// other SEL is Invalid Field.
     fn ns_management(&mut self, sqe: &Sqe) -> Result {
-        let sel = sqe.cdw(10) & 0xf;
-        let nsid = sqe.nsid();
-        match sel {
-            0 => {
-                let d = self.receive(sqe, 4096, true)?;
-                let nsze = get_u64(&d, 0);
-                let ncap = get_u64(&d, 8);
-                let flbas = d.get(26).copied().unwrap_or(0);
-                let idx = (flbas & 0xf) | (((flbas >> 5) & 0x3) << 4);
-                let Some(&bs) = self.cfg.lba_formats.get(usize::from(idx)) else {
-                    return Err(specific::INVALID_FORMAT);
-                };
-                if nsze == 0 || ncap == 0 || ncap > nsze {
-                    return Err(generic::INVALID_FIELD);
-                }
-                if ncap != nsze {
-                    return Err(specific::THIN_PROVISIONING_NOT_SUPPORTED);
-                }
-                let bytes = nsze.checked_mul(u64::from(bs));
-                if bytes.is_none_or(|b| b > self.unallocated()) {
-                    return Err(specific::NS_INSUFFICIENT_CAPACITY);
-                }
-                // The lowest free NSID; at most one more probe than there are namespaces.
-                let free = (1..=self.cfg.nn).find(|id| !self.namespaces.contains_key(id));
-                let Some(new) = free else {
-                    return Err(specific::NSID_UNAVAILABLE);
-                };
-                self.namespaces
-                    .insert(new, Namespace::new(idx, bs, nsze, false));
-                Ok(Outcome::ok(new))
-            }
-            1 => {
-                let ids: Vec<u32> = if nsid == BROADCAST {
-                    self.namespaces.keys().copied().collect()
-                } else if self.namespaces.contains_key(&nsid) {
-                    vec![nsid]
-                } else {
-                    return Err(generic::INVALID_NAMESPACE);
-                };
-                for id in ids {
-                    if let Some(ns) = self.namespaces.remove(&id) {
-                        if ns.attached {
-                            self.namespace_changed(id);
-                        }
-                    }
-                }
-                Ok(Outcome::ok(0))
-            }
+        match sqe.cdw(10) & 0xf {
+            0 => self.ns_create(sqe),
+            1 => self.ns_delete(sqe.nsid()),
             _ => Err(generic::INVALID_FIELD),
         }
+    }
+
+    /// Namespace Management create: a namespace described by the host software specified
+    /// fields, allocated from the unallocated capacity, under the lowest free NSID, which
+    /// dword 0 returns. It is not attached, so nothing is reported to the host. Checks, in
+    /// order: CSI (NVM only), the data transfer, FLBAS, DPS, NMIC, NSZE/NCAP, capacity, a
+    /// free NSID. ANAGRPID, NVMSETID and ENDGID are ignored: the model has no ANA, NVM Sets
+    /// or Endurance Groups, and 0h in them lets the controller choose.
+    fn ns_create(&mut self, sqe: &Sqe) -> Result {
+        // CAST: 8-bit field.
+        let csi = (sqe.cdw(11) >> 24) as u8;
+        if csi != CSI_NVM {
+            return Err(specific::IOCS_NOT_SUPPORTED);
+        }
+        let f = CreateFields::parse(&self.receive(sqe, 4096, true)?);
+        let idx = f.format_index();
+        let Some(&bs) = self.cfg.lba_formats.get(usize::from(idx)) else {
+            return Err(specific::INVALID_FORMAT);
+        };
+        // No format carries metadata, so there is no protection information to enable (as
+        // Format NVM).
+        if f.dps & 0x0f != 0 {
+            return Err(specific::INVALID_FORMAT);
+        }
+        // NMIC bit 0: shared. CMIC says the subsystem has one controller.
+        if f.nmic & 0x01 != 0 {
+            return Err(generic::INVALID_FIELD);
+        }
+        if f.nsze == 0 || f.ncap == 0 || f.ncap > f.nsze {
+            return Err(generic::INVALID_FIELD);
+        }
+        if f.ncap != f.nsze {
+            return Err(specific::THIN_PROVISIONING_NOT_SUPPORTED);
+        }
+        let bytes = f.nsze.checked_mul(u64::from(bs));
+        if bytes.is_none_or(|b| b > self.unallocated()) {
+            return Err(specific::NS_INSUFFICIENT_CAPACITY);
+        }
+        // The lowest free NSID; at most one more probe than there are namespaces.
+        let free = (1..=self.cfg.nn).find(|id| !self.namespaces.contains_key(id));
+        let Some(nsid) = free else {
+            return Err(specific::NSID_UNAVAILABLE);
+        };
+        self.ns_created = self.ns_created.wrapping_add(1).max(1);
+        let mut ns = Namespace::new(idx, bs, f.nsze, false);
+        let (nguid, uuid) = ns::created_ids(nsid, self.ns_created);
+        ns.nguid = Some(nguid);
+        ns.uuid = Some(uuid);
+        self.namespaces.insert(nsid, ns);
+        Ok(Outcome::ok(nsid))
+    }
+
+    /// Namespace Management delete of `nsid`, or of every namespace with FFFFFFFFh; an NSID
+    /// that is not allocated is Invalid Namespace or Format. A namespace attached to this
+    /// controller is detached first, which goes into the Changed Namespace List and raises
+    /// Namespace Attribute Changed.
+    fn ns_delete(&mut self, nsid: u32) -> Result {
+        let ids: Vec<u32> = if nsid == BROADCAST {
+            self.namespaces.keys().copied().collect()
+        } else if self.namespaces.contains_key(&nsid) {
+            vec![nsid]
+        } else {
+            return Err(generic::INVALID_NAMESPACE);
+        };
+        for id in ids {
+            if let Some(ns) = self.namespaces.remove(&id) {
+                if ns.attached {
+                    self.namespace_changed(id);
+                }
+            }
+        }
+        Ok(Outcome::ok(0))
     }
 
     /// Namespace Attachment (NVMe Base 2.0 §5.23): attach (SEL 0h) or detach (SEL 1h) the

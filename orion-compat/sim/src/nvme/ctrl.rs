@@ -236,6 +236,9 @@ pub(super) struct Ctrl {
     pub(super) reported: Vec<AsyncEvent>,
     pub(super) held: Vec<Held>,
     pub(super) namespaces: BTreeMap<u32, Namespace>,
+    /// How many namespaces Namespace Management has created, which makes each one's
+    /// identifiers new even when its NSID is reused.
+    pub(super) ns_created: u32,
     pub(super) changed_ns: BTreeSet<u32>,
     pub(super) errors: VecDeque<ErrorEntry>,
     pub(super) error_count: u64,
@@ -296,6 +299,7 @@ impl Ctrl {
             reported: Vec::new(),
             held: Vec::new(),
             namespaces,
+            ns_created: 0,
             changed_ns: BTreeSet::new(),
             errors: VecDeque::new(),
             error_count: 0,

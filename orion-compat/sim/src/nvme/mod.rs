@@ -46,7 +46,11 @@
 //!   Atomicity, Async Event Configuration, Timestamp, Keep Alive Timer), Get Log Page (Error
 //!   Information, SMART / Health, Firmware Slot, Changed Namespace List, Commands Supported
 //!   and Effects), Abort, Asynchronous Event Request, Doorbell Buffer Config, Keep Alive,
-//!   Namespace Management, Namespace Attachment, Format NVM.
+//!   Namespace Management (create a private NVM namespace, fully provisioned, in one of the
+//!   LBA formats without protection information, from TNVMCAP; delete one or all),
+//!   Namespace Attachment (this controller only), Format NVM. Attach, detach and the delete
+//!   of an attached namespace go into the Changed Namespace List and raise Namespace
+//!   Attribute Changed when AEC enables it.
 //! - NVM: Flush, Write, Read, Compare, Write Zeroes, Dataset Management (deallocate), Verify,
 //!   on sparse in-memory namespaces; PRPs and lists (§4.1.1), SGL Data Block / Segment / Last
 //!   Segment (§4.1.2); MDTS, LBA range, namespace and SGL length checks; DMA faults complete

@@ -2,6 +2,25 @@
 
 use std::collections::BTreeMap;
 
+/// The NGUID and UUID of the `generation`th namespace Namespace Management created, as
+/// `nsid`. Generation 0 is never used, so they differ from those of the namespaces the
+/// controller starts with ([`NamespaceSpec::new`](super::NamespaceSpec::new)), and a
+/// namespace created under a deleted one's NSID gets new ones: an NGUID is globally unique and
+/// assigned when the namespace is created (NVM Command Set 1.0 §4.1.5.1, Figure 97). The UUID
+/// keeps the low 24 bits of the generation.
+pub(super) fn created_ids(nsid: u32, generation: u32) -> ([u8; 16], [u8; 16]) {
+    let (n, g) = (nsid.to_be_bytes(), generation.to_be_bytes());
+    let nguid = [
+        0x4f, 0x52, 0x49, 0x4f, 0x4e, 0x53, 0x49, 0x4d, g[0], g[1], g[2], g[3], n[0], n[1], n[2],
+        n[3],
+    ];
+    let uuid = [
+        0x6f, 0x72, 0x69, 0x6f, 0x6e, 0x2d, 0x4e, 0x53, 0x80, g[1], g[2], g[3], n[0], n[1], n[2],
+        n[3],
+    ];
+    (nguid, uuid)
+}
+
 /// One allocated namespace.
 #[derive(Debug)]
 pub(super) struct Namespace {

@@ -154,6 +154,8 @@ pub mod specific {
     pub const THIN_PROVISIONING_NOT_SUPPORTED: Status = c(0x1b);
     /// 1Ch Controller List Invalid (Namespace Attachment).
     pub const CONTROLLER_LIST_INVALID: Status = c(0x1c);
+    /// 29h I/O Command Set Not Supported (Namespace Management create).
+    pub const IOCS_NOT_SUPPORTED: Status = c(0x29);
 }
 
 /// Media and Data Integrity Errors (SCT 2), NVM Command Set 1.0 §3.3.3.2.
