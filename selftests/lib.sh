@@ -252,9 +252,16 @@ disk_stat() { awk -v f="$2" '{ print $f }' "/sys/block/$1/stat"; }
 # messages into /tmp/NAME.err) and sets FIO_RBYTES, FIO_WBYTES and FIO_IOS (totals over every
 # job) and FIO_ERR (the first nonzero job error, 0 when none); returns fio's exit status.
 fio_json() {
-    local rc j=/tmp/$1.json
-    fio --output-format=json --output="$j" "$2" > "/tmp/$1.err" 2>&1
+    local rc
+    fio --output-format=json --output="/tmp/$1.json" "$2" > "/tmp/$1.err" 2>&1
     rc=$?
+    fio_parse "$1"
+    return $rc
+}
+# fio_parse NAME: sets FIO_RBYTES, FIO_WBYTES, FIO_IOS and FIO_ERR from /tmp/NAME.json (a run
+# started by hand, e.g. in the background).
+fio_parse() {
+    local j=/tmp/$1.json
     set -- $(awk '/^ *"read" : \{/ { d = "r" } /^ *"write" : \{/ { d = "w" } /^ *"(trim|sync)" : \{/ { d = "" }
         /"io_bytes" :/ && d != "" { v = $3; gsub(/[^0-9]/, "", v); b[d] += v }
         /"total_ios" :/ && d != "" { v = $3; gsub(/[^0-9]/, "", v); n += v }
@@ -263,7 +270,6 @@ fio_json() {
     FIO_ERR=$(sed -n 's/^ *"error" : \([0-9]*\),*$/\1/p' "$j" 2>/dev/null | grep -v '^0$' | head -n1)
     FIO_ERR=${FIO_ERR:-0}
     [ -s "$j" ] || FIO_ERR=nojson
-    return $rc
 }
 # fio_diag NAME: fio's messages (verify failures among them) and job errors of run NAME.
 fio_diag() {

@@ -142,11 +142,43 @@ unsafe extern "C" fn ctrl_show(
         b"address" => writeln!(p, "{}", ascii(trimmed(&id.address))),
         b"subsysnqn" => writeln!(p, "{}", ascii(trimmed(&id.subnqn))),
         b"numa_node" => writeln!(p, "{}", id.numa_node),
-        b"state" => writeln!(p, "{}", if shared.is_live() { "live" } else { "deleting" }),
+        b"state" => writeln!(p, "{}", shared.state()),
         b"queue_count" => writeln!(p, "{}", shared.queue_count()),
         b"sqsize" => writeln!(p, "{}", shared.sqsize()),
         _ => Err(core::fmt::Error),
     })
+}
+
+/// `store` of the controller node's write-only attributes: any write to `reset_controller`
+/// resets the controller and returns when it is back (or failed); any write to
+/// `rescan_controller` rescans the namespaces. As the reference driver, the write's length is
+/// returned on success.
+///
+/// # Safety
+///
+/// Called by sysfs for an attribute of a controller node's device while it is registered.
+unsafe extern "C" fn ctrl_store(
+    dev: *mut bindings::device,
+    attr: *mut bindings::device_attribute,
+    _buf: *const c_char,
+    count: usize,
+) -> isize {
+    // SAFETY: as in `ctrl_show`.
+    let shared = unsafe {
+        let misc = bindings::dev_get_drvdata(dev).cast::<bindings::miscdevice>();
+        CtrlNode::shared_of(misc)
+    };
+    // SAFETY: `attr` is ours.
+    let r = match unsafe { name_of(attr) } {
+        b"reset_controller" => shared.reset("sysfs reset_controller"),
+        b"rescan_controller" => shared.rescan().map(|_| ()),
+        _ => Err(EINVAL),
+    };
+    match r {
+        // CAST: a sysfs write is at most a page.
+        Ok(()) => count as isize,
+        Err(e) => e.to_errno() as isize,
+    }
 }
 
 /// The shared state and NSID of the disk whose device is `dev`.
@@ -280,6 +312,28 @@ const fn attr(
     })
 }
 
+/// A write-only (root) attribute: the reference driver's mode for controller actions.
+#[allow(clippy::needless_update)]
+const fn attr_wo(
+    name: &'static CStr,
+    store: unsafe extern "C" fn(
+        *mut bindings::device,
+        *mut bindings::device_attribute,
+        *const c_char,
+        usize,
+    ) -> isize,
+) -> Attr {
+    Attr(bindings::device_attribute {
+        attr: bindings::attribute {
+            name: kernel::str::as_char_ptr_in_const_context(name),
+            mode: 0o200,
+            ..pin_init::zeroed()
+        },
+        __bindgen_anon_1: bindings::device_attribute__bindgen_ty_1 { show: None },
+        __bindgen_anon_2: bindings::device_attribute__bindgen_ty_2 { store: Some(store) },
+    })
+}
+
 /// A null-terminated array of attribute pointers in a static.
 #[repr(transparent)]
 struct AttrList<const N: usize>([*const bindings::attribute; N]);
@@ -298,7 +352,7 @@ impl Group {
     }
 }
 
-static CTRL_ATTRS: [Attr; 11] = [
+static CTRL_ATTRS: [Attr; 13] = [
     attr(c"model", ctrl_show),
     attr(c"serial", ctrl_show),
     attr(c"firmware_rev", ctrl_show),
@@ -310,9 +364,11 @@ static CTRL_ATTRS: [Attr; 11] = [
     attr(c"state", ctrl_show),
     attr(c"queue_count", ctrl_show),
     attr(c"sqsize", ctrl_show),
+    attr_wo(c"reset_controller", ctrl_store),
+    attr_wo(c"rescan_controller", ctrl_store),
 ];
 
-static CTRL_LIST: AttrList<12> = AttrList([
+static CTRL_LIST: AttrList<14> = AttrList([
     &CTRL_ATTRS[0].0.attr,
     &CTRL_ATTRS[1].0.attr,
     &CTRL_ATTRS[2].0.attr,
@@ -324,6 +380,8 @@ static CTRL_LIST: AttrList<12> = AttrList([
     &CTRL_ATTRS[8].0.attr,
     &CTRL_ATTRS[9].0.attr,
     &CTRL_ATTRS[10].0.attr,
+    &CTRL_ATTRS[11].0.attr,
+    &CTRL_ATTRS[12].0.attr,
     ptr::null(),
 ]);
 

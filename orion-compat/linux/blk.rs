@@ -20,10 +20,12 @@ use crate::orion::command::{CidSlot, IoOp, IoRequest, Segment};
 use crate::orion::controller::{Controller, ControllerInfo, Enabled, NamespaceInfo};
 use crate::orion::io::{self, IoQueue};
 use crate::orion::queue::ShadowDoorbells;
+use crate::orion::recovery::{self, Expiry, Interrupted, TimeoutStep};
 use crate::orion::spec::regs::Offset;
 use crate::orion::spec::sqe::Sqe;
 use crate::orion_compat::block::BlockStatus;
 use crate::orion_compat::irq::{IrqHandler, IrqKind, IrqKinds, IrqReturn, VectorRequest};
+use crate::orion_compat::Error as _;
 use crate::orion_compat::Mmio as _;
 use crate::orion_compat::{Dma as _, IrqVectors as _, Lock as _, Locks as _, Pci as _};
 use crate::pcidev::{LinuxPci, LinuxRegistration, LinuxVectors};
@@ -56,6 +58,7 @@ const BLK_FEAT_WRITE_CACHE: u32 = 1 << 0;
 const BLK_FEAT_FUA: u32 = 1 << 1;
 const REQ_OP_MASK: u32 = (1 << bindings::REQ_OP_BITS) - 1;
 const REQ_FUA: u32 = 1 << bindings::req_flag_bits___REQ_FUA;
+const RQF_DONTPREP: bindings::req_flags_t = 1 << bindings::rqf_flags___RQF_DONTPREP;
 
 /// The Linux status for a core status.
 fn blk_sts(s: BlockStatus) -> u8 {
@@ -121,6 +124,8 @@ pub(crate) struct HwQueue<'b> {
     shadow: Option<Arc<ShadowDoorbells<LinuxCoherent>>>,
     qid: u16,
     polled: bool,
+    /// The interrupt vector its completion queue posts to (`None`: polled).
+    vector: Option<u16>,
 }
 
 /// Per-request driver data (the tag set's `cmd_size`), right after `struct request`.
@@ -138,6 +143,10 @@ struct Pdu {
     nvme_status: u16,
     /// Completion Dwords 0 and 1.
     result: u64,
+    /// Times a controller reset interrupted this request and it was resubmitted.
+    retries: u8,
+    /// An Abort was sent for this submission of the request (the timeout ladder's step 2).
+    aborted: bool,
     sg: [bindings::scatterlist; MAX_SEGS],
 }
 
@@ -185,6 +194,8 @@ pub(crate) struct Io<'b> {
     pin_based: bool,
     irqs: KVec<LinuxRegistration<'b, QueueIrq>>,
     vectors: Option<LinuxVectors<'b>>,
+    /// The shadow doorbell buffers every queue uses, if the controller took them.
+    shadow: Option<Arc<ShadowDoorbells<LinuxCoherent>>>,
     /// The disks, changed by probe, rescans and teardown.
     disks: LinuxMutex<KVec<Disk>>,
     /// The tag set, for the C side (which changes it): taken once from `set` in `setup`.
@@ -263,6 +274,7 @@ impl<'b> Io<'b> {
                 pin_based: false,
                 irqs: KVec::new(),
                 vectors: None,
+                shadow: None,
                 disks: LinuxMutex::with_class(
                     KVec::new(),
                     c"orion_nvme::disks",
@@ -280,7 +292,7 @@ impl<'b> Io<'b> {
         match io.setup(pdev, ctrl, bar, namespaces, p) {
             Ok(()) => Ok(io),
             Err(e) => {
-                io.teardown(ctrl);
+                io.teardown(Some(ctrl));
                 Err(e)
             }
         }
@@ -412,6 +424,7 @@ impl<'b> Io<'b> {
                     shadow: shadow.clone(),
                     qid,
                     polled: vector.is_none(),
+                    vector,
                 },
                 GFP_KERNEL,
             )?;
@@ -449,6 +462,7 @@ impl<'b> Io<'b> {
             if shadow.is_some() { "" } else { "no " }
         );
         self.shared.set_queues(total, depth);
+        self.shadow = shadow;
 
         // The tag set.
         let me = ptr::from_mut(self).cast::<c_void>();
@@ -683,7 +697,8 @@ impl<'b> Io<'b> {
 
     /// Removes the disks (waiting for their requests), frees the tag set and interrupts,
     /// deletes the I/O queues on the controller and frees the vectors.
-    pub(crate) fn teardown(&mut self, ctrl: &mut Ctrl<'b>) {
+    /// Without a controller (it died in a reset), nothing is deleted on the device.
+    pub(crate) fn teardown(&mut self, mut ctrl: Option<&mut Ctrl<'b>>) {
         self.shared.forget_disks();
         while let Some(x) = self.disks.lock(|d| d.pop()) {
             // SAFETY: each disk was added by `add_disk` and is removed once.
@@ -697,13 +712,13 @@ impl<'b> Io<'b> {
             unsafe { bindings::blk_mq_free_tag_set(&mut *self.set) };
             self.set_live = false;
         }
-        if self.pin_based {
+        if let (true, Some(c)) = (self.pin_based, ctrl.as_deref()) {
             // Admin commands follow; with no handler of ours left, keep the (possibly shared)
             // line quiet: mask at the controller again (see probe).
-            mask_pin_interrupts(ctrl);
+            mask_pin_interrupts(c);
         }
         self.irqs.clear();
-        let alive = ctrl.check_alive().is_ok();
+        let alive = ctrl.as_deref().is_some_and(|c| c.check_alive().is_ok());
         while let Some(hq) = self.queues.pop() {
             let (q, n) = hq.inner.lock(|i| (i.q.take(), i.submitted));
             dev_info!(
@@ -713,13 +728,198 @@ impl<'b> Io<'b> {
                 if hq.polled { "poll" } else { "interrupt" },
                 n
             );
-            if let (Some(q), true) = (q, alive) {
+            if let (Some(q), true, Some(c)) = (q, alive, ctrl.as_deref_mut()) {
                 let (qp, _lists) = q.into_parts();
-                let _ = ctrl.delete_io_queue(qp);
+                let _ = c.delete_io_queue(qp);
             }
         }
         // Freed once no registration holds them.
         self.vectors = None;
+    }
+}
+
+/// What a queue keeps across a controller reset: its CID slots (their generations go on,
+/// so a completion from before the reset can never match a command after it), its PRP list
+/// memory and its shape.
+pub(crate) struct Kept {
+    slots: Slots,
+    lists: Lists,
+    per_tag: usize,
+    depth: u32,
+}
+
+/// Requests a reset interrupted, by fate.
+#[derive(Default)]
+pub(crate) struct Interruptions {
+    pub(crate) retried: u32,
+    pub(crate) failed: u32,
+}
+
+/// The NVMe status a passthrough caller sees for a command a reset ended: Host Aborted
+/// Command (SCT 3h, SC 71h), as the reference driver reports it.
+const HOST_ABORTED: u16 = 0x371;
+
+impl<'b> Io<'b> {
+    /// Reset step 1: no new dispatch (requests wait in blk-mq), then what the controller has
+    /// already completed is reaped and ended normally.
+    pub(crate) fn quiesce(&self) {
+        // SAFETY: the tag set is live while `self` is (freed only by `teardown`).
+        unsafe { bindings::blk_mq_quiesce_tagset(self.set_ptr) };
+        for hq in self.queues.iter() {
+            reap(hq);
+        }
+    }
+
+    /// Masks pin-based interrupts at the controller while the admin queue is busy (see
+    /// [`mask_pin_interrupts`]); MSI-X needs nothing.
+    pub(crate) fn mask_pins(&self, ctrl: &Ctrl<'_>) {
+        if self.pin_based {
+            mask_pin_interrupts(ctrl);
+        }
+    }
+
+    /// Reset step 2, once the controller is disabled (it can no longer complete or DMA):
+    /// every command still in flight is taken off its queue, its data unmapped, and its
+    /// request resubmitted later or failed ([`recovery::after_reset`]); the queue pairs are
+    /// dropped, keeping what the queues need to be created again.
+    pub(crate) fn take_queues(&self) -> (KVec<Option<Kept>>, Interruptions) {
+        let mut kept = KVec::new();
+        let mut n = Interruptions::default();
+        for hq in self.queues.iter() {
+            loop {
+                let mut batch = [ptr::null_mut::<bindings::request>(); BATCH];
+                let mut got = 0;
+                hq.inner.lock(|inner| {
+                    let Inner { q, rqs, .. } = inner;
+                    for (tag, slot) in rqs.iter_mut().enumerate() {
+                        if got == BATCH {
+                            break;
+                        }
+                        if slot.is_null() {
+                            continue;
+                        }
+                        if let Some(q) = q.as_mut() {
+                            // CAST: tags are below the queue depth, a u16.
+                            q.cancel(tag as u16);
+                        }
+                        if let Some(b) = batch.get_mut(got) {
+                            *b = core::mem::take(slot);
+                            got += 1;
+                        }
+                    }
+                });
+                for &rq in batch.iter().take(got) {
+                    // SAFETY: `rq` was in flight on this queue and has just been taken off
+                    // it under the lock, so nothing else ends it; its mapping is ours.
+                    unsafe { self.interrupted(rq, &mut n) };
+                }
+                if got < BATCH {
+                    break;
+                }
+            }
+            let q = hq.inner.lock(|i| i.q.take());
+            let k = q.map(|q| {
+                let per_tag = q.per_tag();
+                let (qp, lists) = q.into_parts();
+                let depth = qp.depth();
+                let (_sq, _cq, slots) = qp.into_parts();
+                Kept {
+                    slots,
+                    lists,
+                    per_tag,
+                    depth,
+                }
+            });
+            // Without room to keep it, the queue is simply not recreated (its requests fail).
+            let _ = kept.push(k, GFP_KERNEL);
+        }
+        (kept, n)
+    }
+
+    /// Ends or resubmits one request a reset interrupted.
+    ///
+    /// # Safety
+    ///
+    /// `rq` is one of our requests that was in flight and is owned by the caller.
+    unsafe fn interrupted(&self, rq: *mut bindings::request, n: &mut Interruptions) {
+        // SAFETY: caller's contract.
+        unsafe { unmap(self, rq) };
+        // SAFETY: as above.
+        let p = unsafe { pdu(rq) };
+        match recovery::after_reset(p.retries, !p.passthru.is_null()) {
+            Interrupted::Retry => {
+                p.retries += 1;
+                n.retried += 1;
+                // SAFETY: a started request of ours, not on the device; blk-mq dispatches it
+                // again once the queues are unquiesced and the requeue list kicked.
+                unsafe { bindings::blk_mq_requeue_request(rq, false) };
+            }
+            Interrupted::Fail => {
+                n.failed += 1;
+                p.status = BLK_STS_IOERR;
+                p.nvme_status = HOST_ABORTED;
+                p.result = 0;
+                // SAFETY: ours to end, once.
+                unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };
+            }
+        }
+    }
+
+    /// Reset step 3, on the enabled controller: the shadow doorbells are handed back and every
+    /// queue is created again over what it kept.
+    pub(crate) fn restore_queues(
+        &self,
+        ctrl: &mut Ctrl<'b>,
+        kept: KVec<Option<Kept>>,
+    ) -> Result<(), crate::orion::controller::CtrlError> {
+        use crate::orion::controller::CtrlError;
+        if let Some(sh) = &self.shadow {
+            ctrl.restore_shadow_doorbells(sh)?;
+        }
+        for (hq, k) in self.queues.iter().zip(kept) {
+            let k = k.ok_or(CtrlError::Invalid("queue state lost"))?;
+            let qp = ctrl.create_io_queue(hq.qid, k.depth, hq.vector, k.slots)?;
+            let q = IoQueue::new(qp, k.lists, k.per_tag, self.page).map_err(|(qp, _)| {
+                let _ = ctrl.delete_io_queue(qp);
+                CtrlError::Invalid("I/O queue list memory")
+            })?;
+            hq.inner.lock(|i| i.q = Some(q));
+        }
+        if self.pin_based {
+            ctrl.mmio()
+                .write32(Offset::Intmc.at(), u32::MAX)
+                .map_err(|e| CtrlError::Platform(e.kind()))?;
+        }
+        Ok(())
+    }
+
+    /// The I/O queues the controller must grant for [`Io::restore_queues`].
+    pub(crate) fn queue_count(&self) -> u16 {
+        // CAST: at most the count granted at probe, a u16.
+        self.queues.len() as u16
+    }
+
+    /// Reset step 4: dispatch resumes and the interrupted requests go out again. With `dead`
+    /// (the controller did not come back) the disks are marked dead first, so everything
+    /// queued and submitted later fails at once instead of waiting.
+    pub(crate) fn resume(&self, dead: bool) {
+        self.disks.lock(|d| {
+            for x in d.iter() {
+                if dead {
+                    // SAFETY: the disk is live (removed only under the shared I/O lock,
+                    // which the caller holds).
+                    unsafe { bindings::blk_mark_disk_dead(x.disk) };
+                }
+            }
+        });
+        // SAFETY: the tag set is live; it was quiesced by `quiesce`.
+        unsafe { bindings::blk_mq_unquiesce_tagset(self.set_ptr) };
+        self.disks.lock(|d| {
+            for x in d.iter() {
+                // SAFETY: as above; the disk's queue lives as long as the disk.
+                unsafe { bindings::blk_mq_kick_requeue_list((*x.disk).queue) };
+            }
+        });
     }
 }
 
@@ -897,6 +1097,15 @@ unsafe extern "C" fn queue_rq(
     let p = unsafe { pdu(rq) };
     p.status = BLK_STS_OK;
     p.nents = 0;
+    p.aborted = false;
+    // SAFETY: as above. The first dispatch of a request (not a resubmission after a reset)
+    // starts its retry count; RQF_DONTPREP marks it prepared and survives requeues.
+    unsafe {
+        if (*rq).rq_flags & RQF_DONTPREP == 0 {
+            p.retries = 0;
+            (*rq).rq_flags |= RQF_DONTPREP;
+        }
+    }
     if op == bindings::req_op_REQ_OP_DRV_IN || op == bindings::req_op_REQ_OP_DRV_OUT {
         // SAFETY: the ioctl that built this request keeps its `Passthru` alive until the
         // request ends.
@@ -1113,55 +1322,104 @@ unsafe extern "C" fn poll(
     reap(hq) as c_int
 }
 
-/// blk-mq `timeout`: reaps in case an interrupt was missed, then fails the request.
+/// blk-mq `timeout`: the timeout ladder ([`recovery::on_timeout`]). The queue is reaped
+/// first (a missed interrupt); a command really outstanding gets one Abort and another
+/// period; if it is still outstanding then, the controller is reset, which resubmits or
+/// fails it. While the device is being unbound there is no recovery: the command is
+/// cancelled and fails, as the teardown must not wait forever.
 ///
 /// # Safety
 ///
 /// Called by blk-mq for a request of our tag set, holding a reference on it.
 unsafe extern "C" fn timeout(rq: *mut bindings::request) -> bindings::blk_eh_timer_return {
+    const DONE: bindings::blk_eh_timer_return = bindings::blk_eh_timer_return_BLK_EH_DONE;
+    const AGAIN: bindings::blk_eh_timer_return = bindings::blk_eh_timer_return_BLK_EH_RESET_TIMER;
     // SAFETY: blk-mq holds a reference on `rq` for the duration of the call.
     let Some((io, hq)) = (unsafe { io_of((*rq).mq_hctx) }) else {
-        return bindings::blk_eh_timer_return_BLK_EH_DONE;
+        return DONE;
     };
     // SAFETY: as above.
-    let tag = unsafe { (*rq).tag };
-    // First, a missed interrupt: the completion may be sitting in the queue.
-    reap(hq);
-    let Ok(tag) = u16::try_from(tag) else {
-        return bindings::blk_eh_timer_return_BLK_EH_DONE;
+    let Ok(tag) = u16::try_from(unsafe { (*rq).tag }) else {
+        return DONE;
     };
-    let ours = hq.inner.lock(|inner| {
-        let Some(q) = inner.q.as_mut() else {
-            return false;
-        };
-        match inner.rqs.get_mut(usize::from(tag)) {
-            Some(slot) if *slot == rq && q.in_flight(tag) => {
-                // Forget the command: a late completion is refused as bogus.
-                q.cancel(tag);
-                *slot = ptr::null_mut();
-                true
-            }
-            _ => false,
+    reap(hq);
+    let stopping = io.shared.is_stopping();
+    // Still outstanding on this tag? During teardown, take it off the queue right away.
+    let cid = hq.inner.lock(|inner| {
+        let q = inner.q.as_mut()?;
+        let slot = inner.rqs.get_mut(usize::from(tag))?;
+        if *slot != rq || !q.in_flight(tag) {
+            return None;
         }
+        let cid = q.cid_of(tag);
+        if stopping {
+            q.cancel(tag);
+            *slot = ptr::null_mut();
+        }
+        cid
     });
-    if !ours {
-        // Completed by the reap above (or already ended).
-        return bindings::blk_eh_timer_return_BLK_EH_DONE;
+    // SAFETY: the request is ours while blk-mq's timeout holds it.
+    let p = unsafe { pdu(rq) };
+    if stopping {
+        if cid.is_none() {
+            return DONE;
+        }
+        io.timeouts.fetch_add(1, kernel::sync::atomic::Relaxed);
+        pr_warn!(
+            "onvme{}: qid {} tag {} timed out during teardown; failing it\n",
+            io.instance,
+            hq.qid,
+            tag
+        );
+        // SAFETY: the request is ours again (its CID was cancelled); end it once.
+        unsafe {
+            p.status = BLK_STS_TIMEOUT;
+            unmap(io, rq);
+            bindings::blk_mq_end_request(rq, BLK_STS_TIMEOUT);
+        }
+        return DONE;
     }
-    io.timeouts.fetch_add(1, kernel::sync::atomic::Relaxed);
-    pr_warn!(
-        "onvme{}: qid {} tag {} timed out; failing it (no reset yet)\n",
-        io.instance,
-        hq.qid,
-        tag
-    );
-    // SAFETY: the request is ours again (its CID was cancelled); end it once.
-    unsafe {
-        pdu(rq).status = BLK_STS_TIMEOUT;
-        unmap(io, rq);
-        bindings::blk_mq_end_request(rq, BLK_STS_TIMEOUT);
+    // Only asked when no reset runs (`is_live` waits for the controller's lock).
+    let recovering = io.shared.is_recovering();
+    let step = recovery::on_timeout(Expiry {
+        reaped: cid.is_none(),
+        aborted: p.aborted,
+        recovering,
+        can_abort: !recovering && io.shared.is_live(),
+    });
+    match (step, cid) {
+        (TimeoutStep::Completed, _) | (_, None) => DONE,
+        (TimeoutStep::Wait, _) => AGAIN,
+        (TimeoutStep::Abort, Some(cid)) => {
+            io.timeouts.fetch_add(1, kernel::sync::atomic::Relaxed);
+            p.aborted = true;
+            let r = io.shared.abort(hq.qid, cid);
+            pr_warn!(
+                "onvme{}: qid {} tag {} (cid {:#06x}) timed out; Abort: {}\n",
+                io.instance,
+                hq.qid,
+                tag,
+                cid,
+                match r {
+                    Ok(true) => "aborted",
+                    Ok(false) => "not aborted",
+                    Err(_) => "could not be sent",
+                }
+            );
+            AGAIN
+        }
+        (TimeoutStep::Reset, Some(cid)) => {
+            pr_warn!(
+                "onvme{}: qid {} tag {} (cid {:#06x}) still outstanding after Abort; resetting the controller\n",
+                io.instance,
+                hq.qid,
+                tag,
+                cid
+            );
+            io.shared.schedule_reset();
+            AGAIN
+        }
     }
-    bindings::blk_eh_timer_return_BLK_EH_DONE
 }
 
 /// The disks' `ioctl`: the NVMe ioctls (anything else is ENOTTY).

@@ -30,7 +30,7 @@ use crate::sync::LinuxMutex;
 use crate::Ctrl;
 use kernel::static_lock_class;
 use kernel::sync::atomic::{Atomic, Relaxed};
-use kernel::workqueue::{self, new_delayed_work, DelayedWork, Work, WorkItem};
+use kernel::workqueue::{self, new_delayed_work, new_work, DelayedWork, Work, WorkItem};
 use kernel::{
     bindings,
     fs::File,
@@ -59,11 +59,21 @@ pub(crate) struct Shared {
     /// Polls for asynchronous events once a second while the controller is up.
     #[pin]
     events: DelayedWork<Shared>,
+    /// Resets the controller when the timeout handler or the event poll asks for it.
+    #[pin]
+    pub(crate) reset_work: Work<Shared, 1>,
     /// Set when the device goes away: the event work stops re-queueing itself.
-    stopping: Atomic<bool>,
+    pub(crate) stopping: Atomic<bool>,
+    /// A controller reset is in progress.
+    pub(crate) resetting: Atomic<bool>,
+    /// Resets done since probe.
+    pub(crate) resets: Atomic<u32>,
     /// The controller, while it is up. Its lifetime is erased: it is taken out (and the real
     /// lifetime restored) before the device is unbound, see [`Shared::take_ctrl`].
-    ctrl: LinuxMutex<Option<Ctrl<'static>>>,
+    pub(crate) ctrl: LinuxMutex<Option<Ctrl<'static>>>,
+    /// The controller, disabled, after a reset that could not bring it back (lifetime erased
+    /// the same way); I/O fails and the ioctls answer ENODEV until the device is unbound.
+    pub(crate) dead: LinuxMutex<Option<crate::reset::DeadCtrl<'static>>>,
     /// Bounce buffers of commands that timed out, freed after the controller is shut down.
     quarantine: LinuxMutex<KVec<Bounce>>,
     /// The controller's Commands Supported and Effects log, if it has one (a page, read as
@@ -77,8 +87,8 @@ pub(crate) struct Shared {
     pub(crate) identity: Identity,
     /// Identifiers of each namespace found (replaced by a rescan).
     ns_ids: LinuxMutex<KVec<(u32, NsIds)>>,
-    /// The block layer, while it is up (for rescans); see [`Shared::set_io`].
-    io: LinuxMutex<Option<IoRef>>,
+    /// The block layer, while it is up (for rescans and resets); see [`Shared::set_io`].
+    pub(crate) io: LinuxMutex<Option<IoRef>>,
     /// Queues in use, the admin queue included (0 until the block layer is up).
     queues: Atomic<u32>,
     /// I/O submission queue size, 0's based.
@@ -86,6 +96,13 @@ pub(crate) struct Shared {
     /// The disks' queues by NSID, for the controller node's I/O command; held while such a
     /// command runs, emptied before the disks are removed.
     disks: LinuxMutex<KVec<(u32, Queue)>>,
+}
+
+/// The workqueue for the event poll and resets: the kernel's default unbound one (the
+/// kernel crate's `system()` is the per-CPU queue 7.3 deprecates).
+pub(crate) fn queue() -> &'static workqueue::Queue {
+    // SAFETY: `system_dfl_wq` is created at boot, before any module loads, and never freed.
+    unsafe { workqueue::Queue::from_raw(bindings::system_dfl_wq) }
 }
 
 /// How often the admin queue is polled for asynchronous events (about a second).
@@ -125,15 +142,15 @@ impl WorkItem for Shared {
         if this.stopping.load(Relaxed) {
             return;
         }
-        this.poll_events();
+        Shared::poll_events(&this);
         if !this.stopping.load(Relaxed) {
-            let _ = workqueue::system().enqueue_delayed(this, EVENT_POLL_JIFFIES);
+            let _ = queue().enqueue_delayed(this, EVENT_POLL_JIFFIES);
         }
     }
 }
 
 /// The controller's block layer, owned by the bound device.
-struct IoRef(*const crate::blk::Io<'static>);
+pub(crate) struct IoRef(pub(crate) *const crate::blk::Io<'static>);
 // SAFETY: `Io` is used from any thread; the pointer is only used under the lock, and is
 // cleared (under the lock) before the `Io` is torn down.
 unsafe impl Send for IoRef {}
@@ -213,11 +230,16 @@ impl Shared {
             static_lock_class!(),
         )?;
         let io = LinuxMutex::with_class(None, c"orion_nvme::io", static_lock_class!())?;
+        let dead = LinuxMutex::with_class(None, c"orion_nvme::dead", static_lock_class!())?;
         Arc::pin_init(
             pin_init!(Self {
                 events <- new_delayed_work!("orion_nvme::events"),
+                reset_work <- new_work!("orion_nvme::reset"),
                 stopping: Atomic::new(false),
+                resetting: Atomic::new(false),
+                resets: Atomic::new(0),
                 ctrl,
+                dead,
                 quarantine,
                 effects,
                 max_data,
@@ -244,13 +266,15 @@ impl Shared {
             );
             return;
         }
-        let _ = workqueue::system().enqueue_delayed(self.clone(), EVENT_POLL_JIFFIES);
+        let _ = queue().enqueue_delayed(self.clone(), EVENT_POLL_JIFFIES);
     }
 
-    /// Stops the event work: no new run starts, a queued one is cancelled (its reference
-    /// released) and a running one is waited for. Call before the controller is taken.
+    /// Stops the event and reset work: no new run starts, a queued one is cancelled (its
+    /// reference released) and a running one is waited for. Call before the controller is
+    /// taken.
     pub(crate) fn stop_events(self: &Arc<Self>) {
         self.stopping.store(true, Relaxed);
+        self.cancel_reset_work();
         let w: *const DelayedWork<Shared> = &self.events;
         // SAFETY: `events` is a live delayed work item; a `struct delayed_work` starts with its
         // `work_struct`, so the work pointer is the delayed work's.
@@ -267,7 +291,28 @@ impl Shared {
 
     /// One poll: handles a completed event (reading its log page clears it), re-arms the
     /// request, and reports what it saw.
-    fn poll_events(&self) {
+    fn poll_events(self: &Arc<Self>) {
+        // A controller that failed (CSTS.CFS) or vanished is reset; the reset decides whether
+        // it comes back.
+        match self.with_ctrl(|c| c.check_alive()) {
+            Ok(Err(crate::orion::controller::CtrlError::Fatal)) => {
+                pr_err!(
+                    "orion_nvme: onvme{}: controller fatal status (CSTS.CFS); resetting\n",
+                    self.instance
+                );
+                self.schedule_reset();
+                return;
+            }
+            Ok(Err(crate::orion::controller::CtrlError::Gone)) => {
+                pr_err!(
+                    "orion_nvme: onvme{}: controller registers read all ones (device gone?); resetting\n",
+                    self.instance
+                );
+                self.schedule_reset();
+                return;
+            }
+            _ => {}
+        }
         let ev = match self.with_ctrl(|c| c.poll_async_event()) {
             Ok(Ok(Some(ev))) => ev,
             _ => return,
@@ -806,8 +851,8 @@ pub(crate) fn nvme_ioctl(
                 );
                 Ok(0)
             }
-            // Not implemented yet (controller and subsystem reset: issue #6).
-            Via::Controller => Err(EOPNOTSUPP),
+            Via::Controller if cmd == ioctl::RESET => shared.reset("NVME_IOCTL_RESET").map(|()| 0),
+            Via::Controller => shared.subsystem_reset().map(|()| 0),
         },
         ioctl::IO64_CMD_VEC => match via {
             Via::Controller => Err(ENOTTY),

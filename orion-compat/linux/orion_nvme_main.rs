@@ -28,6 +28,7 @@ mod mgmt;
 mod mmio;
 mod pcidev;
 mod platform;
+mod reset;
 mod sync;
 
 /// Prints a core type (which implements `core::fmt::Display`) through the kernel's formatting
@@ -499,21 +500,32 @@ impl Drop for OrionNvme<'_> {
         // shutdown (CC.SHN) before the BAR goes away; the device is still bound here.
         self.node = None;
         self.shared.stop_events();
-        let Some(mut ctrl) = self.shared.take_ctrl() else {
-            return;
-        };
+        // Up, or dead after a failed reset (then already disabled).
+        let mut ctrl = self.shared.take_ctrl();
+        let dead = self.shared.take_dead();
         if let Some(mut io) = self.io.take() {
             self.shared.clear_io();
-            io.teardown(&mut ctrl);
+            io.teardown(ctrl.as_mut());
             let t = io.timeouts.load(kernel::sync::atomic::Relaxed);
             if t > 0 {
                 dev_warn!(self.pdev, "orion_nvme: {} requests timed out\n", t);
             }
         }
-        match ctrl.shutdown() {
-            Ok(_) => dev_info!(self.pdev, "orion_nvme: shutdown complete\n"),
-            Err((e, _)) => dev_warn!(self.pdev, "orion_nvme: shutdown failed: {:?}\n", e),
+        let resets = self.shared.resets.load(kernel::sync::atomic::Relaxed);
+        if resets > 0 {
+            dev_info!(self.pdev, "orion_nvme: {} controller resets\n", resets);
         }
+        match ctrl {
+            Some(ctrl) => match ctrl.shutdown() {
+                Ok(_) => dev_info!(self.pdev, "orion_nvme: shutdown complete\n"),
+                Err((e, _)) => dev_warn!(self.pdev, "orion_nvme: shutdown failed: {:?}\n", e),
+            },
+            None if dead.is_some() => {
+                dev_warn!(self.pdev, "orion_nvme: controller was dead (disabled)\n")
+            }
+            None => return,
+        }
+        drop(dead);
         // The controller is disabled: no late DMA into buffers of timed-out commands.
         let n = self.shared.release_quarantine();
         if n > 0 {

@@ -112,16 +112,6 @@ cli_side() {
 cli_cmp() {
     local bdf=$1 name=$2 ref=$CLI/ref/$1/$2 got=$CLI/test/$1/$2 verdict rcr rct
     rcr=$(tail -n1 "$ref" 2>/dev/null); rct=$(tail -n1 "$got" 2>/dev/null)
-    case $name in
-        reset|ns-rescan)
-            # Not implemented yet by the driver under test: a loud skip, not a failure.
-            if [ "$rcr" = "exit 0" ] && grep -qE 'Inappropriate ioctl|not supported|Operation not supported' "$got"; then
-                tap_skip "cli: $bdf $name through $TEST_DRIVER as through nvme" \
-                    "$TEST_DRIVER does not implement it yet: $(head -n1 "$got")"
-                echo "$name: skipped ($TEST_DRIVER: $(head -n1 "$got"))" >> "$CLI/matrix-$bdf"
-                return
-            fi ;;
-    esac
     if [ "$name" = get-feature-0x0b ] && [ "$TEST_DRIVER" = orion_nvme ] && [ -f "$got" ]; then
         # DELIBERATE: Asynchronous Event Configuration. The C driver enables only the notices
         # (0x100 here); orion_nvme also enables every SMART / Health critical warning (bits

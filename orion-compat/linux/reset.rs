@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Controller reset and recovery (NVMe Base 2.0 §3.7.2): asked for by `NVME_IOCTL_RESET`,
+//! sysfs `reset_controller`, the timeout ladder and the event poll (CSTS.CFS, a vanished
+//! device).
+//!
+//! A reset runs with the block layer's lock held (so the device cannot be torn down under
+//! it) and the controller's lock held (admin passthrough and the event poll wait for it):
+//! 1. dispatch stops (`blk_mq_quiesce_tagset`) and completions already posted are reaped;
+//! 2. the controller is disabled, which drops every queue; the commands still in flight are
+//!    unmapped and resubmitted later or failed ([`crate::orion::recovery::after_reset`]);
+//! 3. the controller is enabled and identified again, the same number of I/O queues is
+//!    asked for, the shadow doorbells are handed back and every queue is created again over
+//!    its old CID slots and PRP list memory; events are re-armed;
+//! 4. dispatch resumes and the interrupted requests go out again; then the namespaces are
+//!    rescanned (capacity and format changes, namespaces that came or went).
+//!
+//! If the controller does not come back (it never gets ready, fails Identify, grants fewer
+//! queues than before), it is kept disabled as [`DeadCtrl`], its disks are marked dead and
+//! every request fails with an I/O error until the device is unbound.
+
+use crate::blk::Io;
+use crate::mgmt::Shared;
+use crate::orion::controller::{Controller, CtrlError, Disabled};
+use crate::orion::spec::regs::Offset;
+use crate::orion::spec::sqe::Sqe;
+use crate::orion_compat::time::Duration;
+use crate::orion_compat::{Lock as _, Mmio as _};
+use crate::platform::LinuxPlatform;
+use crate::Ctrl;
+use kernel::prelude::*;
+use kernel::sync::atomic::{Acquire, Full, Relaxed, Release};
+use kernel::sync::Arc;
+use kernel::workqueue::{Work, WorkItem};
+
+/// A controller that a reset could not bring back, kept (disabled) until unbind.
+pub(crate) type DeadCtrl<'b> = Controller<LinuxPlatform<'b>, Disabled>;
+
+/// How long the timeout handler waits for an Abort to complete.
+const ABORT_TIMEOUT: Duration = Duration::from_millis(5_000);
+
+/// NSSR's value that starts an NVM Subsystem Reset: "NVMe" in ASCII (NVMe Base 2.0 §3.1.4.6).
+const NSSR_RESET: u32 = 0x4e56_4d65;
+
+kernel::impl_has_work! {
+    impl HasWork<Self, 1> for Shared { self.reset_work }
+}
+
+impl WorkItem<1> for Shared {
+    type Pointer = Arc<Shared>;
+
+    fn run(this: Arc<Shared>) {
+        if this.stopping.load(Relaxed) {
+            return;
+        }
+        // A reset already under way (or a dead controller) is the answer already.
+        let _ = this.reset("recovery");
+    }
+}
+
+/// What the interrupted requests became, for the log.
+struct Outcome {
+    dead: bool,
+    retried: u32,
+    failed: u32,
+}
+
+impl Shared {
+    /// The controller's state as sysfs `state` shows it (the reference driver's words).
+    pub(crate) fn state(&self) -> &'static str {
+        if self.resetting.load(Acquire) {
+            "resetting"
+        } else if self.is_live() {
+            "live"
+        } else if self.dead.lock(|d| d.is_some()) {
+            "dead"
+        } else {
+            "deleting"
+        }
+    }
+
+    /// Whether the device is being unbound.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Relaxed)
+    }
+
+    /// Whether a reset is in progress or the controller is dead (the timeout ladder then
+    /// leaves commands to the reset).
+    pub(crate) fn is_recovering(&self) -> bool {
+        self.resetting.load(Acquire) || self.dead.lock(|d| d.is_some())
+    }
+
+    /// Sends Abort for command `cid` on submission queue `sqid` and waits for its
+    /// completion: `Ok(true)` when the controller says it aborted the command.
+    pub(crate) fn abort(&self, sqid: u16, cid: u16) -> Result<bool> {
+        let dw0 = self
+            .with_ctrl(|c| c.admin_raw(Sqe::abort(sqid, cid), ABORT_TIMEOUT))?
+            .map_err(|_| EIO)?;
+        // CAST: DW0 is the low half of the result.
+        Ok(crate::orion::recovery::abort_succeeded(dw0 as u32))
+    }
+
+    /// Queues a reset on the system workqueue (from the timeout handler and the event poll,
+    /// which must not run one themselves). A reset already queued is not queued twice.
+    pub(crate) fn schedule_reset(self: &Arc<Self>) {
+        if self.stopping.load(Relaxed) || self.is_recovering() {
+            return;
+        }
+        // Already queued: the reference comes back and is dropped.
+        let _ = crate::mgmt::queue().enqueue::<_, 1>(self.clone());
+    }
+
+    /// Cancels a queued reset (releasing its reference) and waits for a running one.
+    pub(crate) fn cancel_reset_work(self: &Arc<Self>) {
+        let w: *const Work<Shared, 1> = &self.reset_work;
+        // SAFETY: `reset_work` is a live work item of this `Shared`.
+        let pending = unsafe { kernel::bindings::cancel_work_sync(Work::raw_get(w)) };
+        if pending {
+            // SAFETY: a queued run holds one reference, handed over by `enqueue`
+            // (`Arc::into_raw`); it was cancelled, so that reference is released here.
+            unsafe { drop(Arc::from_raw(Arc::as_ptr(self))) };
+        }
+    }
+
+    /// Resets the controller and brings it back with its queues (see the module docs).
+    /// `EBUSY` if a reset is already running, `ENODEV` if the controller is dead or being
+    /// unbound, `EIO` if it did not come back (it is then dead).
+    pub(crate) fn reset(&self, why: &str) -> Result {
+        if self.resetting.cmpxchg(false, true, Full).is_err() {
+            return Err(EBUSY);
+        }
+        let r = self.io.lock(|io| match io {
+            // SAFETY: the pointer is set while the `Io` lives and cleared (under this lock)
+            // before it is torn down.
+            Some(p) if !self.stopping.load(Relaxed) => Ok(self.reset_locked(unsafe { &*p.0 }, why)),
+            _ => Err(ENODEV),
+        });
+        self.resetting.store(false, Release);
+        let o = r??;
+        let n = self.resets.fetch_add(1, Relaxed) + 1;
+        if o.dead {
+            pr_err!(
+                "orion_nvme: onvme{}: controller did not come back from reset ({}); {} requests failed, {} will fail\n",
+                self.instance,
+                why,
+                o.failed,
+                o.retried
+            );
+            return Err(EIO);
+        }
+        pr_info!(
+            "orion_nvme: onvme{}: reset {} done ({}): {} requests resubmitted, {} failed\n",
+            self.instance,
+            n,
+            why,
+            o.retried,
+            o.failed
+        );
+        // Revalidate the namespaces: a format or capacity change, or namespaces that came or
+        // went while the controller was down.
+        match self.rescan() {
+            Ok(x) if x.added + x.removed + x.resized > 0 => pr_info!(
+                "orion_nvme: onvme{}: after reset: {} disks added, {} removed, {} resized\n",
+                self.instance,
+                x.added,
+                x.removed,
+                x.resized
+            ),
+            Ok(_) => {}
+            Err(e) => pr_warn!(
+                "orion_nvme: onvme{}: rescan after reset: {:?}\n",
+                self.instance,
+                e
+            ),
+        }
+        Ok(())
+    }
+
+    /// NVM Subsystem Reset (`NVME_IOCTL_SUBSYS_RESET`): only where CAP.NSSRS says the
+    /// controller supports it (`ENOTTY` otherwise, as the reference driver); the subsystem
+    /// reset resets this controller too, so a controller reset follows.
+    pub(crate) fn subsystem_reset(&self) -> Result {
+        let supported = self.with_ctrl(|c| c.cap().nssrs())?;
+        if !supported {
+            return Err(ENOTTY);
+        }
+        self.with_ctrl(|c| c.mmio().write32(Offset::Nssr.at(), NSSR_RESET))?
+            .map_err(|e| e.0)?;
+        self.reset("NVM subsystem reset")
+    }
+
+    /// Steps 1-4, with the block layer pinned.
+    fn reset_locked(&self, io: &Io<'static>, why: &str) -> Result<Outcome> {
+        pr_warn!(
+            "orion_nvme: onvme{}: resetting the controller ({})\n",
+            self.instance,
+            why
+        );
+        io.quiesce();
+        let mut counts = crate::blk::Interruptions::default();
+        let up = self.ctrl.lock(|slot| -> Result<bool> {
+            let ctrl = slot.take().ok_or(ENODEV)?;
+            io.mask_pins(&ctrl);
+            let disabled = match ctrl.reset() {
+                Ok(d) => d,
+                Err((e, d)) => {
+                    pr_warn!(
+                        "orion_nvme: onvme{}: disabling for the reset: {:?}\n",
+                        self.instance,
+                        e
+                    );
+                    d
+                }
+            };
+            let (kept, n) = io.take_queues();
+            counts = n;
+            match bring_back(disabled, io, kept, self.instance) {
+                Ok(c) => {
+                    *slot = Some(c);
+                    Ok(true)
+                }
+                Err(d) => {
+                    self.dead.lock(|x| *x = Some(d));
+                    Ok(false)
+                }
+            }
+        });
+        let up = match up {
+            Ok(u) => u,
+            Err(e) => {
+                io.resume(false);
+                return Err(e);
+            }
+        };
+        io.resume(!up);
+        if up {
+            let _ = self.with_ctrl(|c| {
+                if let Err(e) = c.start_async_events() {
+                    pr_warn!(
+                        "orion_nvme: onvme{}: no asynchronous events after reset: {:?}\n",
+                        self.instance,
+                        e
+                    );
+                }
+            });
+        }
+        Ok(Outcome {
+            dead: !up,
+            retried: counts.retried,
+            failed: counts.failed,
+        })
+    }
+
+    /// The controller of a device being unbound after a failed reset, with its real lifetime.
+    pub(crate) fn take_dead<'b>(&self) -> Option<DeadCtrl<'b>> {
+        let d = self.dead.lock(|d| d.take())?;
+        // SAFETY: restores the lifetime erased when it was stored (the device is bound).
+        Some(unsafe { core::mem::transmute::<DeadCtrl<'static>, DeadCtrl<'b>>(d) })
+    }
+}
+
+/// Step 3: enable, identify, queue count, shadow doorbells, queues. On failure the
+/// controller is handed back disabled.
+#[expect(
+    clippy::result_large_err,
+    reason = "a failed bring-up hands the controller back, as the core's transitions do"
+)]
+fn bring_back(
+    disabled: DeadCtrl<'static>,
+    io: &Io<'static>,
+    kept: KVec<Option<crate::blk::Kept>>,
+    instance: u32,
+) -> core::result::Result<Ctrl<'static>, DeadCtrl<'static>> {
+    let fail = |what: &str, e: CtrlError| {
+        pr_err!(
+            "orion_nvme: onvme{}: reset: {} failed: {:?}\n",
+            instance,
+            what,
+            e
+        );
+    };
+    let mut c = match disabled.enable() {
+        Ok(c) => c,
+        Err((e, d)) => {
+            fail("enabling", e);
+            return Err(d);
+        }
+    };
+    io.mask_pins(&c);
+    let want = io.queue_count();
+    let r = (|| -> core::result::Result<(), (&str, CtrlError)> {
+        c.identify().map_err(|e| ("Identify Controller", e))?;
+        let granted = c
+            .set_queue_count(want)
+            .map_err(|e| ("Set Features (Number of Queues)", e))?;
+        if granted < want {
+            return Err((
+                "Set Features (Number of Queues)",
+                CtrlError::Invalid("fewer I/O queues granted than before the reset"),
+            ));
+        }
+        io.restore_queues(&mut c, kept)
+            .map_err(|e| ("re-creating the I/O queues", e))
+    })();
+    match r {
+        Ok(()) => Ok(c),
+        Err((what, e)) => {
+            fail(what, e);
+            match c.reset() {
+                Ok(d) | Err((_, d)) => Err(d),
+            }
+        }
+    }
+}
