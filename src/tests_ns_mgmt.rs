@@ -1,4 +1,4 @@
-//! Namespace Management (NVMe Base 2.0 §5.22) driven the way the Linux driver drives it, against
+//! Namespace Management (NVMe Base 2.0 §5.22) driven the way the kernel driver drives it, against
 //! the simulated controller: nvme-cli's `create-ns`, `attach-ns`, `detach-ns` and `delete-ns`
 //! arrive as admin passthrough (the ioctl structure, [`passthru::check`], the data through a
 //! bounce buffer with PRPs, [`Controller::admin_raw`]); the Namespace Attribute Changed event is
