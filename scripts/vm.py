@@ -60,12 +60,24 @@ def profile_args(name, rundir):
         files = [("d0", 256), ("d1", 256)]
         args = drive("d0") + ctrl(0, "", "d0") + drive("d1") + ctrl(1, "", "d1")
     elif name == "faults":
-        # A controller whose backing file sits behind QEMU's blkdebug driver, so a test can
+        # A controller whose namespace 1 sits behind QEMU's blkdebug driver, so a test can
         # hold a command inside the "device" (qemu-io "break"/"resume" through QMP): a
-        # completion that does not arrive until the test says so.
-        files = [("f0", 256)]
+        # completion that does not arrive until the test says so. Namespace 2 (detached at
+        # boot, so only the error test sees it) has media errors injected by blkdebug: every
+        # read touching 512-byte sector 2048 and every write touching sector 4096 fails with
+        # EIO inside QEMU.
+        files = [("f0", 256), ("e0", 16)]
         args = ["-drive", f"file=blkdebug::{img('f0')},if=none,id=f0,format=raw,cache=none,aio=threads,discard=unmap"]
-        args += ctrl(0, "", "f0")
+        inject = ",".join(
+            f"file.inject-error.{i}.{k}={v}"
+            for i, (ev, sector) in enumerate([("read_aio", 2048), ("write_aio", 4096)])
+            for k, v in [("event", ev), ("sector", sector), ("errno", 5), ("once", "off")])
+        args += ["-drive", "if=none,id=e0,cache=none,aio=threads,discard=unmap,driver=raw,"
+                 f"file.driver=blkdebug,file.image.driver=file,file.image.filename={img('e0')},{inject}"]
+        args += ["-device", "nvme-subsys,id=subsys1,nqn=orion-faults"]
+        args += ctrl(0, ",subsys=subsys1")
+        args += ["-device", "nvme-ns,drive=f0,nsid=1"]
+        args += ["-device", "nvme-ns,drive=e0,nsid=2,detached=on"]
     elif name == "bench":
         # `make bench`: two identical controllers, each with a null-co namespace (NSID 1, reads
         # return zeroes at no storage cost, so the drivers' own cost shows) and a file-backed one
