@@ -6,6 +6,7 @@
 #   make run          boot the VM, load orion_nvme, show it bound (PROFILE=single|dual|subsys)
 #   make shell        boot the VM with an interactive shell on the console
 #   make check        host tests, clippy, rustfmt, fuzz, then the VM selftests; ends "N passed, N failed"
+#                     (DEBUG=1: on the KASAN/lockdep/kmemleak kernel; LONG=1: 500 resets, 50 unplugs)
 #   make bench        fio in the VM: the C nvme driver against orion_nvme on identical controllers,
 #                     A B A B; out/bench/results.json and a table (BENCH_C_ONLY=1: C on both)
 #   make bench-core   instructions per 4 KiB read through the core on the simulator (callgrind)

@@ -12,6 +12,10 @@ cd "$top"
 . "$here/lib.sh"
 
 DEBUG=${DEBUG:-0}
+# LONG=1: the long fault runs, 500 controller resets (106) and 50 hot-unplugs (107).
+if [ "${LONG:-0}" = 1 ]; then
+    SELFTEST_ARGS="${SELFTEST_ARGS:+$SELFTEST_ARGS,}ORION_RESETS=500,ORION_UNPLUGS=50"
+fi
 PROFILES=${PROFILES:-single dual subsys odd faults}
 variant=(); [ "$DEBUG" = 1 ] && variant=(--debug)
 out=$top/out; [ "$DEBUG" = 1 ] && out=$top/out/debug

@@ -712,6 +712,14 @@ fn run_admin(shared: &Shared, k: &Checked, addr: u64) -> Result<Done> {
         Err(e) => {
             if e == ETIMEDOUT {
                 shared.quarantine(b);
+                // The reference driver's rule: an admin command that times out means the
+                // controller is not well; it is reset (a reset that fails leaves it disabled).
+                pr_warn!(
+                    "orion_nvme: onvme{}: admin command {:#04x} timed out; resetting the controller\n",
+                    shared.instance,
+                    k.sqe.opcode()
+                );
+                shared.schedule_reset();
             }
             Err(e)
         }

@@ -30,7 +30,7 @@ use crate::platform::LinuxPlatform;
 use crate::Ctrl;
 use kernel::prelude::*;
 use kernel::sync::atomic::{Acquire, Full, Relaxed, Release};
-use kernel::sync::Arc;
+use kernel::sync::{Arc, ArcBorrow};
 use kernel::workqueue::{Work, WorkItem};
 
 /// A controller that a reset could not bring back, kept (disabled) until unbind.
@@ -102,12 +102,16 @@ impl Shared {
 
     /// Queues a reset on the system workqueue (from the timeout handler and the event poll,
     /// which must not run one themselves). A reset already queued is not queued twice.
-    pub(crate) fn schedule_reset(self: &Arc<Self>) {
+    pub(crate) fn schedule_reset(&self) {
         if self.stopping.load(Relaxed) || self.is_recovering() {
             return;
         }
+        // SAFETY: every `Shared` lives in an `Arc` (it is only made by `Shared::new`, through
+        // `Arc::pin_init`), and `&self` keeps that `Arc` alive for the duration of the call,
+        // so `self` is the pointer `Arc::into_raw` would give.
+        let this: Arc<Shared> = unsafe { ArcBorrow::from_raw(core::ptr::from_ref(self)) }.into();
         // Already queued: the reference comes back and is dropped.
-        let _ = crate::mgmt::queue().enqueue::<_, 1>(self.clone());
+        let _ = crate::mgmt::queue().enqueue::<_, 1>(this);
     }
 
     /// Cancels a queued reset (releasing its reference) and waits for a running one.
