@@ -125,6 +125,25 @@ vm_profile() {
         log "profile $p: kernel warnings on the console:"; head -n 20 "$out/console-bad-$p.txt" >&2
         p_fail=$((p_fail + 1))
     fi
+    # The power-off test's host half (selftests/tests/990-poweroff.sh): the driver shut the
+    # controller down at power-off, and the marker written before it is in the backing file.
+    local mark
+    mark=$(sed -n 's/^# poweroff-mark: //p' "$out/results-$p.tap" | tail -n1)
+    if [ -n "$mark" ]; then
+        set -- $mark
+        if [ "$(dd if="$1" bs=4096 skip=$(( $2 / 4096 )) count=1 2>/dev/null | sha256sum | cut -d' ' -f1)" = "$4" ]; then
+            p_ok=$((p_ok + 1)); log "profile $p: the marker written before the power-off is in $1"
+        else
+            p_fail=$((p_fail + 1)); log "profile $p: the marker written before the power-off is NOT in $1"
+        fi
+        if [ "$5" != orion_nvme ]; then
+            :
+        elif grep -q 'orion_nvme: onvme[0-9]*: shutdown complete (power off)' "$out/vm-$p/console.log"; then
+            p_ok=$((p_ok + 1)); log "profile $p: orion_nvme shut the controller down at power-off"
+        else
+            p_fail=$((p_fail + 1)); log "profile $p: no orion_nvme shutdown at power-off on the console"
+        fi
+    fi
     # No verdict from the guest (crash, hang, timeout) counts as a failure too.
     if [ "$rc" != 0 ] && [ "$p_fail" = 0 ]; then p_fail=1; fi
     passed=$((passed + p_ok)); failed=$((failed + p_fail))

@@ -579,12 +579,74 @@ fn check_vendor_params() -> Result {
     Ok(())
 }
 
+/// The PCI driver as the kernel crate's adapter registers it, plus the `shutdown` callback
+/// that adapter leaves out (power-off and reboot shut the controllers down in order).
+struct OrionAdapter;
+
+// SAFETY: the layout is `pci::Adapter`'s for the same driver: `bindings::pci_driver` (a
+// `repr(C)` C type embedding its `struct device_driver` at `DEVICE_DRIVER_OFFSET`), and the
+// driver data is what `OrionNvmeDriver::probe` makes.
+unsafe impl kernel::driver::DriverLayout for OrionAdapter {
+    type DriverType = kernel::bindings::pci_driver;
+    type DriverData<'bound> = <OrionNvmeDriver as pci::Driver>::Data<'bound>;
+    const DEVICE_DRIVER_OFFSET: usize =
+        <pci::Adapter<OrionNvmeDriver> as kernel::driver::DriverLayout>::DEVICE_DRIVER_OFFSET;
+}
+
+// SAFETY: `register` and `unregister` are `pci::Adapter`'s, so an `unregister` follows only a
+// successful `register` of the same driver structure.
+unsafe impl kernel::driver::RegistrationOps for OrionAdapter {
+    unsafe fn register(
+        pdrv: &kernel::types::Opaque<Self::DriverType>,
+        name: &'static CStr,
+        module: &'static kernel::ThisModule,
+    ) -> Result {
+        // SAFETY: the structure is being initialised, not registered yet; the adapter below
+        // sets only `name`, `probe`, `remove` and `id_table`, so `shutdown` stays.
+        unsafe { (*pdrv.get()).shutdown = Some(shutdown_callback) };
+        // SAFETY: the caller's contract is the adapter's.
+        unsafe {
+            <pci::Adapter<OrionNvmeDriver> as kernel::driver::RegistrationOps>::register(
+                pdrv, name, module,
+            )
+        }
+    }
+
+    unsafe fn unregister(pdrv: &kernel::types::Opaque<Self::DriverType>) {
+        // SAFETY: the caller's contract is the adapter's.
+        unsafe {
+            <pci::Adapter<OrionNvmeDriver> as kernel::driver::RegistrationOps>::unregister(pdrv)
+        }
+    }
+}
+
+/// `pci_driver.shutdown`: the controller is shut down (CC.SHN) with dispatch stopped.
+///
+/// # Safety
+///
+/// Called by the PCI core for a device bound to this driver.
+unsafe extern "C" fn shutdown_callback(pdev: *mut kernel::bindings::pci_dev) {
+    use kernel::types::ForeignOwnable;
+    // SAFETY: `pdev` is a valid bound device; its driver data is null or what the adapter's
+    // probe stored with `set_drvdata`, the `into_foreign` of a `Pin<KBox<OrionNvme>>`, which
+    // lives until after `remove` (the PCI core does not run `shutdown` and `remove`
+    // concurrently: both hold the device lock).
+    unsafe {
+        let p = kernel::bindings::dev_get_drvdata(&raw mut (*pdev).dev);
+        if p.is_null() {
+            return;
+        }
+        let data = <Pin<KBox<OrionNvme<'_>>> as ForeignOwnable>::borrow(p.cast());
+        data.shared.power_off();
+    }
+}
+
 /// The module: checks its parameters, then registers the PCI driver.
 #[pin_data]
 struct OrionModule {
     _config_ok: (),
     #[pin]
-    _driver: kernel::driver::Registration<pci::Adapter<OrionNvmeDriver>>,
+    _driver: kernel::driver::Registration<OrionAdapter>,
 }
 
 impl kernel::InPlaceModule for OrionModule {

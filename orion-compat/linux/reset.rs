@@ -316,3 +316,51 @@ fn bring_back(
         }
     }
 }
+
+impl Shared {
+    /// The device's `shutdown` (power-off, reboot, kexec): no new events or resets, dispatch
+    /// stops, completions already posted are reaped, then an orderly shutdown (CC.SHN, NVMe
+    /// Base 2.0 §3.6.1) so the controller can commit its volatile write cache. Whatever is
+    /// still in flight or queued afterwards fails (the controller is kept disabled, as dead),
+    /// so an unbind that might still follow cannot wait for it.
+    pub(crate) fn power_off(self: &Arc<Self>) {
+        self.stop_events();
+        let done = self.io.lock(|io| {
+            // SAFETY: the pointer is set while the `Io` lives and cleared (under this lock)
+            // before it is torn down.
+            let io = io.as_ref().map(|p| unsafe { &*p.0 });
+            if let Some(io) = io {
+                io.quiesce();
+            }
+            let r = self.ctrl.lock(|slot| {
+                let ctrl = slot.take()?;
+                if let Some(io) = io {
+                    io.mask_pins(&ctrl);
+                }
+                let (r, d) = match ctrl.shutdown() {
+                    Ok(d) => (Ok(()), d),
+                    Err((e, d)) => (Err(e), d),
+                };
+                self.dead.lock(|x| *x = Some(d));
+                Some(r)
+            });
+            if let Some(io) = io {
+                let _ = io.take_queues();
+                io.resume(true);
+            }
+            r
+        });
+        match done {
+            Some(Ok(())) => pr_info!(
+                "orion_nvme: onvme{}: shutdown complete (power off)\n",
+                self.instance
+            ),
+            Some(Err(e)) => pr_warn!(
+                "orion_nvme: onvme{}: shutdown at power off failed: {:?}\n",
+                self.instance,
+                e
+            ),
+            None => {}
+        }
+    }
+}
