@@ -208,27 +208,21 @@ fn conformance_irq(pdev: &pci::Device<Core<'_>>, ctrl: &mut Ctrl<'_>) {
     log_results(pdev, " (pci/irq)", &results);
 }
 
-/// Brings the controller up through the core and logs what it found.
-fn bring_up<'b>(
-    pdev: &'b pci::Device<Core<'_>>,
-    bar: Bar0<'b>,
-    dma: LinuxDma<'b>,
-    clock: LinuxClock,
-) -> Result<KBox<Up<'b>>> {
-    let fail = |what: &str, e: controller::CtrlError| {
-        dev_err!(pdev, "orion_nvme: {} failed: {:?}\n", what, e);
-        ENODEV
-    };
-    // Allocated first, so a failure cannot leave an enabled controller behind.
-    let slot = KBox::<Up<'b>>::new_uninit(GFP_KERNEL)?;
-    let scratch = KBox::<controller::PageBuf>::zeroed(GFP_KERNEL)?;
-    let ctrl =
-        Controller::<LinuxPlatform<'b>, _>::new(bar, dma, clock, scratch, Settings::default())
-            .map_err(|e| fail("taking over the controller", e))?;
-    let mut ctrl = ctrl.enable().map_err(|(e, _)| fail("enabling", e))?;
+/// Logs a failed bring-up step; the probe fails with ENODEV.
+fn step_failed(pdev: &pci::Device<Core<'_>>, what: &str, e: controller::CtrlError) -> Error {
+    dev_err!(pdev, "orion_nvme: {} failed: {:?}\n", what, e);
+    ENODEV
+}
+
+/// Bring-up after enable: Identify Controller, Number of Queues, the namespaces.
+fn discover(
+    pdev: &pci::Device<Core<'_>>,
+    ctrl: &mut Ctrl<'_>,
+) -> Result<(u16, KVec<controller::NamespaceInfo>)> {
+    let fail = |what: &str, e: controller::CtrlError| step_failed(pdev, what, e);
     // No MSI-X yet: mask the pin interrupt the polled admin queue would raise; the block
     // layer unmasks it if it ends up using INTx or MSI.
-    blk::mask_pin_interrupts(&ctrl);
+    blk::mask_pin_interrupts(ctrl);
     let info = ctrl
         .identify()
         .map_err(|e| fail("Identify Controller", e))?;
@@ -275,6 +269,40 @@ fn bring_up<'b>(
     if oom {
         return Err(ENOMEM);
     }
+    Ok((granted, namespaces))
+}
+
+/// Brings the controller up through the core and logs what it found.
+fn bring_up<'b>(
+    pdev: &'b pci::Device<Core<'_>>,
+    bar: Bar0<'b>,
+    dma: LinuxDma<'b>,
+    clock: LinuxClock,
+) -> Result<KBox<Up<'b>>> {
+    let fail = |what: &str, e: controller::CtrlError| step_failed(pdev, what, e);
+    // Allocated first, so a failure cannot leave an enabled controller behind.
+    let slot = KBox::<Up<'b>>::new_uninit(GFP_KERNEL)?;
+    let scratch = KBox::<controller::PageBuf>::zeroed(GFP_KERNEL)?;
+    let ctrl =
+        Controller::<LinuxPlatform<'b>, _>::new(bar, dma, clock, scratch, Settings::default())
+            .map_err(|e| fail("taking over the controller", e))?;
+    let mut ctrl = ctrl.enable().map_err(|(e, _)| fail("enabling", e))?;
+    // Whatever fails from here on (a timeout included), the controller is disabled before
+    // its admin queue memory goes away.
+    let found = match discover(pdev, &mut ctrl) {
+        Ok(f) => f,
+        Err(e) => {
+            if let Err((d, _)) = ctrl.reset() {
+                dev_warn!(
+                    pdev,
+                    "orion_nvme: disabling after a failed bring-up: {:?}\n",
+                    d
+                );
+            }
+            return Err(e);
+        }
+    };
+    let (granted, namespaces) = found;
     Ok(KBox::write(
         slot,
         Up {
