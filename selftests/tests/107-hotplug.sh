@@ -26,6 +26,21 @@ elif [ "$TEST_DRIVER" != orion_nvme ] && [ "$TEST_DRIVER" != nvme ]; then
     tap_skip "hotplug: unplug and replug under I/O" "unknown driver $TEST_DRIVER"
 else
     dmesg -c > /dev/null
+    # replug: adds the controller back once QEMU has let go of the old one (device_add is
+    # refused with "already in use" until the old device is finalized), and its drive first
+    # if QEMU deleted it with the device.
+    replug() {
+        local n=0
+        while [ "$n" -lt 60 ]; do
+            qmp '{"execute":"query-block"}' | grep -q "\"device\": *\"$drive\"" ||
+                qmp "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"drive_add 0 file=$file,if=none,id=$drive,format=raw,cache=none,aio=threads,discard=unmap\"}}" > /dev/null
+            reply=$(qmp "{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"nvme\",\"id\":\"nvme0\",\"bus\":\"rp0\",\"serial\":\"$nvme_serial\",\"drive\":\"$drive\"}}")
+            echo "$reply" | grep -q '"return"' && return 0
+            n=$((n + 1)); sleep 0.5
+        done
+        diag "hotplug: QEMU still has: $(qmp '{"execute":"qom-list","arguments":{"path":"/machine/peripheral"}}' | grep -o '"name": *"[^"]*"' | tr '\n' ' ')"
+        return 1
+    }
     gone_within() { wait_for "! kill -0 $2 2>/dev/null" "$1"; }
     hung() { grep -l '^State:.*D (disk sleep)' /proc/[0-9]*/status 2>/dev/null | head -n 5; }
     nvme_serial=$(qmp '{"execute":"qom-get","arguments":{"path":"/machine/peripheral/nvme0","property":"serial"}}' |
@@ -59,10 +74,9 @@ else
         fi
         [ -z "$(hung)" ] || { tap_fail "$c no task left blocked"; fails=1; echo w > /proc/sysrq-trigger; break; }
         [ ! -e "/sys/block/$DISK" ] || { tap_fail "$c $DISK is gone"; fails=1; break; }
-        # The drive went with the device (QEMU deletes -drive backends on unplug): add both back.
-        reply=$(qmp "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"drive_add 0 file=$file,if=none,id=$drive,format=raw,cache=none,aio=threads,discard=unmap\"}}")
-        reply=$(qmp "{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"nvme\",\"id\":\"nvme0\",\"bus\":\"rp0\",\"serial\":\"$nvme_serial\",\"drive\":\"$drive\"}}")
-        echo "$reply" | grep -q '"return"' || { tap_fail "$c device_add accepted"; diag "$reply"; fails=1; break; }
+        # The drive goes with the device (QEMU deletes -drive backends once the device is
+        # finalized, a little after the guest let go of it): wait for that, add both back.
+        replug || { tap_fail "$c device_add accepted"; diag "$reply"; fails=1; break; }
         if ! wait_for "[ \"\$(driver_of $bdf 2>/dev/null)\" = $TEST_DRIVER ]" 30; then
             tap_fail "$c the replugged $bdf is bound to $TEST_DRIVER"; diag "driver: $(driver_of "$bdf")"; fails=1; break
         fi
