@@ -1014,6 +1014,25 @@ fn async_events_are_reported_and_rearmed() {
     assert_eq!(c.poll_async_event().unwrap(), None);
 }
 
+/// Builds the 4 KiB read of `b` under `tag` on `q` and rings the doorbell.
+fn submit_read(c: &Ctrl<Enabled>, q: &mut IoQueue, lists: &mut Lists, b: &Buffer, tag: u16) {
+    let sqe = build_io(&read_4k(&b.segs), c.page_size(), DataPointer::Prp, lists).unwrap();
+    q.submit(tag, &sqe).unwrap();
+    q.ring(c.mmio(), None).unwrap();
+}
+
+/// Reaps `q` once and returns the status of `tag`'s completion (anything else fails the
+/// test).
+fn reaped_status(c: &Ctrl<Enabled>, q: &mut IoQueue, tag: u16) -> Status {
+    let mut st = None;
+    q.reap(c.mmio(), None, 64, |x| match x {
+        Reaped::Done { tag: t, status, .. } if t == tag => st = Some(status),
+        other => panic!("unexpected {other:?}"),
+    })
+    .unwrap();
+    st.unwrap_or_else(|| panic!("no completion for tag {tag}"))
+}
+
 /// The timeout ladder against the model: a stuck command the controller can abort ends
 /// with Command Abort Requested after the Abort; no reset is needed.
 #[test]
@@ -1023,15 +1042,7 @@ fn fault_timeout_abort_succeeds() {
     let (r, mut c) = up(NvmeBuilder::new());
     let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
     r.nvme.faults().hold_next(CmdMatch::io(0x02));
-    let sqe = build_io(
-        &read_4k(&b.segs),
-        c.page_size(),
-        DataPointer::Prp,
-        &mut lists,
-    )
-    .unwrap();
-    q.submit(3, &sqe).unwrap();
-    q.ring(c.mmio(), None).unwrap();
+    submit_read(&c, &mut q, &mut lists, &b, 3);
     // The timer expires: reaping finds nothing, so the ladder asks for an Abort.
     let mut seen = 0;
     q.reap(c.mmio(), None, 64, |_| seen += 1).unwrap();
@@ -1051,13 +1062,7 @@ fn fault_timeout_abort_succeeds() {
         abort_succeeded(dw0 as u32),
         "the model aborts held commands"
     );
-    let mut st = None;
-    q.reap(c.mmio(), None, 64, |x| match x {
-        Reaped::Done { tag: 3, status, .. } => st = Some(status),
-        other => panic!("unexpected {other:?}"),
-    })
-    .unwrap();
-    let st = st.expect("the aborted command completed");
+    let st = reaped_status(&c, &mut q, 3);
     assert_eq!(
         (st.kind(), st.sc()),
         (Sct::Generic, 0x07),
@@ -1082,15 +1087,7 @@ fn fault_timeout_abort_fails_then_reset_and_resubmit() {
     // Data to find again after the reset.
     assert!(r.nvme.write_block(1, 0, &[0x5a; 512]));
     r.nvme.faults().drop_completions(CmdMatch::io(0x02), 1);
-    let sqe = build_io(
-        &read_4k(&b.segs),
-        c.page_size(),
-        DataPointer::Prp,
-        &mut lists,
-    )
-    .unwrap();
-    q.submit(4, &sqe).unwrap();
-    q.ring(c.mmio(), None).unwrap();
+    submit_read(&c, &mut q, &mut lists, &b, 4);
     let cid_before = q.cid_of(4).unwrap();
     let dw0 = c.admin_command(Sqe::abort(1, cid_before), false).unwrap();
     // CAST: DW0 is the low half.
@@ -1115,27 +1112,13 @@ fn fault_timeout_abort_fails_then_reset_and_resubmit() {
     c.identify().unwrap();
     assert_eq!(c.set_queue_count(1).unwrap(), 1);
     let mut q = c.create_io_queue(1, 16, Some(1), slots).unwrap();
-    let sqe = build_io(
-        &read_4k(&b.segs),
-        c.page_size(),
-        DataPointer::Prp,
-        &mut lists,
-    )
-    .unwrap();
-    q.submit(4, &sqe).unwrap();
+    submit_read(&c, &mut q, &mut lists, &b, 4);
     let cid_after = q.cid_of(4).unwrap();
     assert_ne!(
         cid_after, cid_before,
         "a new generation: the lost CID stays stale"
     );
-    q.ring(c.mmio(), None).unwrap();
-    let mut st = None;
-    q.reap(c.mmio(), None, 64, |x| match x {
-        Reaped::Done { tag: 4, status, .. } => st = Some(status),
-        other => panic!("unexpected {other:?}"),
-    })
-    .unwrap();
-    assert!(st.expect("resubmitted read completed").is_success());
+    assert!(reaped_status(&c, &mut q, 4).is_success());
     assert_eq!(&b.bytes()[..512], &[0x5a; 512][..]);
 }
 
