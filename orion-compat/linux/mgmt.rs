@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     /// The controller, disabled, after a reset that could not bring it back (lifetime erased
     /// the same way); I/O fails and the ioctls answer ENODEV until the device is unbound.
     pub(crate) dead: LinuxMutex<Option<crate::reset::DeadCtrl<'static>>>,
+    /// A function reset between `reset_prepare` and `reset_done` (lifetime erased the same
+    /// way).
+    pub(crate) parked: LinuxMutex<Option<crate::reset::Parked>>,
     /// Bounce buffers of commands that timed out, freed after the controller is shut down.
     quarantine: LinuxMutex<KVec<Bounce>>,
     /// The controller's Commands Supported and Effects log, if it has one (a page, read as
@@ -231,6 +234,7 @@ impl Shared {
         )?;
         let io = LinuxMutex::with_class(None, c"orion_nvme::io", static_lock_class!())?;
         let dead = LinuxMutex::with_class(None, c"orion_nvme::dead", static_lock_class!())?;
+        let parked = LinuxMutex::with_class(None, c"orion_nvme::parked", static_lock_class!())?;
         Arc::pin_init(
             pin_init!(Self {
                 events <- new_delayed_work!("orion_nvme::events"),
@@ -240,6 +244,7 @@ impl Shared {
                 resets: Atomic::new(0),
                 ctrl,
                 dead,
+                parked,
                 quarantine,
                 effects,
                 max_data,

@@ -631,7 +631,10 @@ unsafe impl kernel::driver::RegistrationOps for OrionAdapter {
     ) -> Result {
         // SAFETY: the structure is being initialised, not registered yet; the adapter below
         // sets only `name`, `probe`, `remove` and `id_table`, so `shutdown` stays.
-        unsafe { (*pdrv.get()).shutdown = Some(shutdown_callback) };
+        unsafe {
+            (*pdrv.get()).shutdown = Some(shutdown_callback);
+            (*pdrv.get()).err_handler = &ERR_HANDLERS.0;
+        }
         // SAFETY: the caller's contract is the adapter's.
         unsafe {
             <pci::Adapter<OrionNvmeDriver> as kernel::driver::RegistrationOps>::register(
@@ -648,24 +651,124 @@ unsafe impl kernel::driver::RegistrationOps for OrionAdapter {
     }
 }
 
+/// The PCI error handlers: a function reset by the PCI core (sysfs `reset`, or recovery) is
+/// bracketed by a controller reset split in two halves.
+struct ErrHandlers(kernel::bindings::pci_error_handlers);
+// SAFETY: immutable; the PCI core only reads it.
+unsafe impl Sync for ErrHandlers {}
+
+static ERR_HANDLERS: ErrHandlers = ErrHandlers(kernel::bindings::pci_error_handlers {
+    error_detected: Some(error_detected_callback),
+    mmio_enabled: None,
+    slot_reset: Some(slot_reset_callback),
+    reset_prepare: Some(reset_prepare_callback),
+    reset_done: Some(reset_done_callback),
+    resume: None,
+    cor_error_detected: None,
+});
+
+/// The driver data of a bound device, if the probe stored it.
+///
+/// # Safety
+///
+/// `pdev` is a device bound to this driver, and the caller holds its device lock (so it is
+/// not unbound meanwhile).
+unsafe fn bound_data<'a>(pdev: *mut kernel::bindings::pci_dev) -> Option<Pin<&'a OrionNvme<'a>>> {
+    use kernel::types::ForeignOwnable;
+    // SAFETY: the driver data is null or what the adapter's probe stored with `set_drvdata`,
+    // the `into_foreign` of a `Pin<KBox<OrionNvme>>`, which lives until after `remove`; the
+    // device lock keeps `remove` away.
+    unsafe {
+        let p = kernel::bindings::dev_get_drvdata(&raw mut (*pdev).dev);
+        (!p.is_null()).then(|| <Pin<KBox<OrionNvme<'_>>> as ForeignOwnable>::borrow(p.cast()))
+    }
+}
+
+/// `reset_prepare`: the first half of a controller reset, before the function reset.
+///
+/// # Safety
+///
+/// Called by the PCI core, holding the device lock, for a device bound to this driver.
+unsafe extern "C" fn reset_prepare_callback(pdev: *mut kernel::bindings::pci_dev) {
+    // SAFETY: as the PCI core calls it.
+    if let Some(d) = unsafe { bound_data(pdev) } {
+        d.shared.function_reset_prepare();
+    }
+}
+
+/// `reset_done`: the second half, after the function reset.
+///
+/// # Safety
+///
+/// As [`reset_prepare_callback`].
+unsafe extern "C" fn reset_done_callback(pdev: *mut kernel::bindings::pci_dev) {
+    // SAFETY: as the PCI core calls it.
+    if let Some(d) = unsafe { bound_data(pdev) } {
+        d.shared.function_reset_done();
+    }
+}
+
+/// `error_detected` (PCIe AER): a recoverable error gets the first half of a controller reset
+/// and asks for a slot reset; a permanent failure shuts the controller down for good (its
+/// I/O fails) and disconnects. Not exercised by the tests: the test kernel has no AER.
+///
+/// # Safety
+///
+/// Called by the PCI core's error recovery, holding the device lock, for a bound device.
+unsafe extern "C" fn error_detected_callback(
+    pdev: *mut kernel::bindings::pci_dev,
+    state: kernel::bindings::pci_channel_state_t,
+) -> kernel::bindings::pci_ers_result_t {
+    // SAFETY: as the PCI core calls it.
+    let Some(d) = (unsafe { bound_data(pdev) }) else {
+        return kernel::bindings::pci_ers_result_PCI_ERS_RESULT_NONE;
+    };
+    dev_err!(
+        d.pdev,
+        "orion_nvme: PCI error detected (channel state {})\n",
+        state
+    );
+    if state == kernel::bindings::pci_channel_io_perm_failure {
+        d.shared.power_off();
+        return kernel::bindings::pci_ers_result_PCI_ERS_RESULT_DISCONNECT;
+    }
+    d.shared.function_reset_prepare();
+    kernel::bindings::pci_ers_result_PCI_ERS_RESULT_NEED_RESET
+}
+
+/// `slot_reset`: the second half of the controller reset; recovered if it came back.
+///
+/// # Safety
+///
+/// As [`error_detected_callback`].
+unsafe extern "C" fn slot_reset_callback(
+    pdev: *mut kernel::bindings::pci_dev,
+) -> kernel::bindings::pci_ers_result_t {
+    // SAFETY: as the PCI core calls it.
+    let Some(d) = (unsafe { bound_data(pdev) }) else {
+        return kernel::bindings::pci_ers_result_PCI_ERS_RESULT_NONE;
+    };
+    // SAFETY: `pdev` is a valid device; the PCI core's saved state is restored, as after
+    // any reset.
+    unsafe { kernel::bindings::pci_restore_state(pdev) };
+    d.shared.function_reset_done();
+    if d.shared.is_live() {
+        kernel::bindings::pci_ers_result_PCI_ERS_RESULT_RECOVERED
+    } else {
+        kernel::bindings::pci_ers_result_PCI_ERS_RESULT_DISCONNECT
+    }
+}
+
 /// `pci_driver.shutdown`: the controller is shut down (CC.SHN) with dispatch stopped.
 ///
 /// # Safety
 ///
 /// Called by the PCI core for a device bound to this driver.
 unsafe extern "C" fn shutdown_callback(pdev: *mut kernel::bindings::pci_dev) {
-    use kernel::types::ForeignOwnable;
-    // SAFETY: `pdev` is a valid bound device; its driver data is null or what the adapter's
-    // probe stored with `set_drvdata`, the `into_foreign` of a `Pin<KBox<OrionNvme>>`, which
-    // lives until after `remove` (the PCI core does not run `shutdown` and `remove`
-    // concurrently: both hold the device lock).
-    unsafe {
-        let p = kernel::bindings::dev_get_drvdata(&raw mut (*pdev).dev);
-        if p.is_null() {
-            return;
-        }
-        let data = <Pin<KBox<OrionNvme<'_>>> as ForeignOwnable>::borrow(p.cast());
-        data.shared.power_off();
+    // SAFETY: the device core runs `shutdown` holding the device lock (so not concurrently
+    // with `remove`).
+    if let Some(d) = unsafe { bound_data(pdev) } {
+        d.shared.power_off();
     }
 }
 

@@ -58,6 +58,13 @@ impl WorkItem<1> for Shared {
     }
 }
 
+/// A reset between its halves: the controller disabled and what its queues keep.
+pub(crate) struct Parked {
+    ctrl: DeadCtrl<'static>,
+    kept: KVec<Option<crate::blk::Kept>>,
+    counts: crate::blk::Interruptions,
+}
+
 /// What the interrupted requests became, for the log.
 struct Outcome {
     dead: bool,
@@ -140,7 +147,11 @@ impl Shared {
             _ => Err(ENODEV),
         });
         self.resetting.store(false, Release);
-        let o = r??;
+        self.after_reset(r??, why)
+    }
+
+    /// Logs how a reset went and, if the controller is back, rescans the namespaces.
+    fn after_reset(&self, o: Outcome, why: &str) -> Result {
         let n = self.resets.fetch_add(1, Relaxed) + 1;
         if o.dead {
             pr_err!(
@@ -200,9 +211,16 @@ impl Shared {
             self.instance,
             why
         );
+        let p = self.park(io)?;
+        Ok(self.unpark(io, p))
+    }
+
+    /// Steps 1 and 2: dispatch stopped, the controller disabled, what was in flight taken
+    /// off the queues (resubmitted later or failed), the queues' state kept. With no
+    /// controller (dead, or being unbound) dispatch resumes and nothing else happens.
+    fn park(&self, io: &Io<'static>) -> Result<Parked> {
         io.quiesce();
-        let mut counts = crate::blk::Interruptions::default();
-        let up = self.ctrl.lock(|slot| -> Result<bool> {
+        let r = self.ctrl.lock(|slot| -> Result<Parked> {
             let ctrl = slot.take().ok_or(ENODEV)?;
             io.mask_pins(&ctrl);
             let disabled = match ctrl.reset() {
@@ -216,26 +234,34 @@ impl Shared {
                     d
                 }
             };
-            let (kept, n) = io.take_queues();
-            counts = n;
-            match bring_back(disabled, io, kept, self.instance) {
+            let (kept, counts) = io.take_queues();
+            Ok(Parked {
+                ctrl: disabled,
+                kept,
+                counts,
+            })
+        });
+        if r.is_err() {
+            io.resume(false);
+        }
+        r
+    }
+
+    /// Steps 3 and 4: the controller back with its queues (or dead), dispatch resumed,
+    /// events re-armed.
+    fn unpark(&self, io: &Io<'static>, p: Parked) -> Outcome {
+        let up = self
+            .ctrl
+            .lock(|slot| match bring_back(p.ctrl, io, p.kept, self.instance) {
                 Ok(c) => {
                     *slot = Some(c);
-                    Ok(true)
+                    true
                 }
                 Err(d) => {
                     self.dead.lock(|x| *x = Some(d));
-                    Ok(false)
+                    false
                 }
-            }
-        });
-        let up = match up {
-            Ok(u) => u,
-            Err(e) => {
-                io.resume(false);
-                return Err(e);
-            }
-        };
+            });
         io.resume(!up);
         if up {
             let _ = self.with_ctrl(|c| {
@@ -248,11 +274,62 @@ impl Shared {
                 }
             });
         }
-        Ok(Outcome {
+        Outcome {
             dead: !up,
-            retried: counts.retried,
-            failed: counts.failed,
-        })
+            retried: p.counts.retried,
+            failed: p.counts.failed,
+        }
+    }
+
+    /// The PCI core is about to reset the function (`reset_prepare`: a function-level reset
+    /// through sysfs `reset`, or one it does for recovery): reset steps 1 and 2, and the
+    /// reset stays marked in progress until [`Shared::function_reset_done`]. The device lock
+    /// the PCI core holds from here to there keeps the device bound.
+    pub(crate) fn function_reset_prepare(&self) {
+        // A reset of our own may be running: it ends within the controller's timeouts.
+        let mut waited = 0;
+        while self.resetting.cmpxchg(false, true, Full).is_err() {
+            if waited >= 60_000 {
+                pr_err!(
+                    "orion_nvme: onvme{}: a reset is still running; the function reset goes ahead without preparation\n",
+                    self.instance
+                );
+                return;
+            }
+            // SAFETY: sleeping is allowed here (process context, no spin lock held).
+            unsafe { kernel::bindings::msleep(10) };
+            waited += 10;
+        }
+        pr_warn!(
+            "orion_nvme: onvme{}: function reset: quiescing the controller\n",
+            self.instance
+        );
+        let parked = self.io.lock(|io| match io {
+            // SAFETY: as in `reset`; the pointer stays valid until `function_reset_done`
+            // because the device cannot be unbound while the PCI core holds its lock.
+            Some(p) if !self.stopping.load(Relaxed) => self.park(unsafe { &*p.0 }).ok(),
+            _ => None,
+        });
+        match parked {
+            Some(p) => self.parked.lock(|x| *x = Some(p)),
+            None => self.resetting.store(false, Release),
+        }
+    }
+
+    /// The function reset is over (`reset_done`): reset steps 3 and 4 on the freshly reset
+    /// controller (its configuration space restored by the PCI core), then the rescan.
+    pub(crate) fn function_reset_done(&self) {
+        let Some(p) = self.parked.lock(|x| x.take()) else {
+            return;
+        };
+        let o = self.io.lock(|io| {
+            // SAFETY: as in `function_reset_prepare`.
+            io.as_ref().map(|ptr| self.unpark(unsafe { &*ptr.0 }, p))
+        });
+        self.resetting.store(false, Release);
+        if let Some(o) = o {
+            let _ = self.after_reset(o, "function reset");
+        }
     }
 
     /// The controller of a device being unbound after a failed reset, with its real lifetime.

@@ -90,6 +90,35 @@ else
         fi
     done
     took=$(( $(date +%s) - t0 ))
+    # Function-level resets by the PCI core (sysfs reset; the driver's reset_prepare and
+    # reset_done bracket it with the two halves of a controller reset), under a fio round.
+    methods=$(cat "/sys/bus/pci/devices/$bdf/reset_method" 2>/dev/null)
+    flr_ok=0
+    if [ -n "$methods" ]; then
+        fio --output-format=json --output=/tmp/rs.json /tmp/rs.fio > /tmp/rs.err 2>&1 &
+        fio_pid=$!
+        w0=$(disk_stat "$DISK" 5)
+        wait_for "[ \$(disk_stat $DISK 5) -gt $((w0 + 32)) ] || ! kill -0 $fio_pid 2>/dev/null" 20
+        for k in 1 2 3; do
+            kill -0 "$fio_pid" 2>/dev/null || break
+            inflight=$(awk '{ print $1 + $2 }' "/sys/block/$DISK/inflight")
+            w1=$(disk_stat "$DISK" 5)
+            if echo 1 2> /tmp/rs.err1 > "/sys/bus/pci/devices/$bdf/reset"; then
+                flr_ok=$((flr_ok + 1))
+            else
+                diag "function reset $k: $(cat /tmp/rs.err1)"
+            fi
+            wait_for "[ \$(disk_stat $DISK 5) -ge $((w1 + inflight + 8)) ] || ! kill -0 $fio_pid 2>/dev/null" 20
+        done
+        wait "$fio_pid"
+        rc=$?
+        fio_parse rs
+        tap_same "reset: 3 function resets (sysfs reset, method $methods) under fio succeeded" "$flr_ok" 3
+        tap_check "reset: fio verified through the function resets (rc $rc, error $FIO_ERR, $FIO_RBYTES bytes read back)" \
+            test "$rc" = 0 -a "$FIO_ERR" = 0 -a "$FIO_RBYTES" -gt 0 || fio_diag rs
+    else
+        tap_skip "reset: function resets under fio" "$bdf offers no reset method"
+    fi
     [ "$throttled" = 1 ] && throttle 0 > /dev/null
     tap_same "reset: $RESETS resets through $attr under fio succeeded (${took}s, $rounds fio rounds)" "$ok" "$RESETS"
     if [ -f /tmp/rs-ioctl.rc ] && [ "$(cat /tmp/rs-ioctl.rc)" = 0 ]; then
@@ -107,7 +136,7 @@ else
     tap_same "reset: every namespace still has its disk" "${missing:-none}" none
     if [ "$TEST_DRIVER" = orion_nvme ]; then
         done_n=$(dmesg | grep -c "orion_nvme: $CTRL: reset [0-9]* done")
-        want=$ok; [ "$(cat /tmp/rs-ioctl.rc 2>/dev/null)" = 0 ] && want=$((ok + 1))
+        want=$((ok + flr_ok)); [ "$(cat /tmp/rs-ioctl.rc 2>/dev/null)" = 0 ] && want=$((want + 1))
         tap_same "reset: orion_nvme logged every reset as done" "$done_n" "$want"
         resub=$(dmesg | grep "orion_nvme: $CTRL: reset [0-9]* done" | awk '{ for (i = 1; i <= NF; i++) if ($i == "resubmitted,") r += $(i - 2) } END { print r + 0 }')
         failed_n=$(dmesg | grep "orion_nvme: $CTRL: reset [0-9]* done" | awk '{ for (i = 1; i <= NF; i++) if ($i == "failed") r += $(i - 1) } END { print r + 0 }')
@@ -118,6 +147,8 @@ else
             tap_skip "reset: resets interrupted commands in flight" "the drive could not be throttled"
         fi
         tap_same "reset: no interrupted request failed" "$failed_n" 0
+        tap_same "reset: orion_nvme brackets each function reset with its own" \
+            "$(dmesg | grep -c "orion_nvme: $CTRL: reset [0-9]* done (function reset)")" "$flr_ok"
         tap_check "reset: sysfs state is live again" sh -c "grep -qx live /sys/class/misc/$CTRL/state"
         # The namespace scan after a reset changed nothing here.
         tap_check "reset: no disk added or removed by the resets" \
