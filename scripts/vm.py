@@ -264,6 +264,14 @@ def main():
             print(f"[orion] vm: TIMEOUT after {args.timeout} s; killing the guest "
                   f"(console: {rundir}/console.log)", file=sys.stderr)
             results.write("not ok 999 vm: guest timed out\n")
+            # Evidence for a hang: where each vCPU is, and QEMU's own view, before the kill.
+            if qmp_ok:
+                with open(os.path.join(rundir, "hang.txt"), "w") as h:
+                    for cmd in ("info status", "info registers -a", "info irq", "info pci"):
+                        reply = qmp.execute({"execute": "human-monitor-command",
+                                             "arguments": {"command-line": cmd}})
+                        h.write(f"== {cmd}\n{reply.get('return', reply)}\n")
+                print(f"[orion] vm: QEMU state at the timeout in {rundir}/hang.txt", file=sys.stderr)
             break
         try:
             data = ctl.recv(4096)
