@@ -265,12 +265,17 @@ def main():
                   f"(console: {rundir}/console.log)", file=sys.stderr)
             results.write("not ok 999 vm: guest timed out\n")
             # Evidence for a hang: where each vCPU is, and QEMU's own view, before the kill.
+            # QEMU itself may be stuck: every answer is waited for 10 s at most.
             if qmp_ok:
                 with open(os.path.join(rundir, "hang.txt"), "w") as h:
-                    for cmd in ("info status", "info registers -a", "info irq", "info pci"):
-                        reply = qmp.execute({"execute": "human-monitor-command",
-                                             "arguments": {"command-line": cmd}})
-                        h.write(f"== {cmd}\n{reply.get('return', reply)}\n")
+                    try:
+                        qmp.sock.settimeout(10)
+                        for cmd in ("info status", "info registers -a", "info irq", "info pci"):
+                            reply = qmp.execute({"execute": "human-monitor-command",
+                                                 "arguments": {"command-line": cmd}})
+                            h.write(f"== {cmd}\n{reply.get('return', reply)}\n")
+                    except (OSError, ValueError) as e:
+                        h.write(f"== QMP did not answer: {e}\n")
                 print(f"[orion] vm: QEMU state at the timeout in {rundir}/hang.txt", file=sys.stderr)
             break
         try:
