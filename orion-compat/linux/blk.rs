@@ -33,6 +33,8 @@ use core::ffi::{c_int, c_uint, c_void};
 use core::ptr;
 use kernel::{bindings, device::Bound, pci, prelude::*, str::CString, sync::Arc};
 
+pub(crate) mod nowait;
+
 /// Scatterlist entries per request: the most segments a request may have.
 const MAX_SEGS: usize = io::MAX_SEGMENTS as usize;
 /// Completions handed to blk-mq per batch, outside the queue lock.
@@ -211,6 +213,9 @@ struct Disk {
     disk: *mut bindings::gendisk,
     /// Logical block size it was created with.
     lbs: u32,
+    /// Its generic node `/dev/ong<C>n<NSID>` (none if registering it failed); unregistered
+    /// before the disk is removed.
+    generic: Option<crate::mgmt::GenericNode>,
 }
 
 // SAFETY: a gendisk may be managed from any thread.
@@ -557,6 +562,7 @@ impl<'b> Io<'b> {
             Some(d.remove(i))
         });
         if let Some(Ok(x)) = taken {
+            drop(x.generic);
             dev_info!(
                 self.dev,
                 "orion_nvme: disk onvme{}n{} removed\n",
@@ -653,6 +659,7 @@ impl<'b> Io<'b> {
                     nsid: ns.nsid,
                     disk,
                     lbs,
+                    generic: None,
                 },
                 GFP_KERNEL,
             )
@@ -667,6 +674,21 @@ impl<'b> Io<'b> {
         }
         // SAFETY: the disk is live; its queue lives as long.
         self.shared.add_disk(ns.nsid, unsafe { (*disk).queue })?;
+        // The generic node last: its commands find the queue through the shared state.
+        match crate::mgmt::GenericNode::register(&self.shared, ns.nsid, self.pdev()) {
+            Ok(n) => self.disks.lock(|d| {
+                if let Some(x) = d.iter_mut().find(|x| x.disk == disk) {
+                    x.generic = Some(n);
+                }
+            }),
+            Err(e) => dev_warn!(
+                pdev,
+                "orion_nvme: no generic node /dev/ong{}n{}: {:?}\n",
+                self.instance,
+                ns.nsid,
+                e
+            ),
+        }
         dev_info!(
             pdev,
             "orion_nvme: disk onvme{}n{}: {} blocks of {} bytes, max transfer {} KiB{}{}\n",
@@ -686,6 +708,7 @@ impl<'b> Io<'b> {
     pub(crate) fn teardown(&mut self, ctrl: &mut Ctrl<'b>) {
         self.shared.forget_disks();
         while let Some(x) = self.disks.lock(|d| d.pop()) {
+            drop(x.generic);
             // SAFETY: each disk was added by `add_disk` and is removed once.
             unsafe {
                 bindings::del_gendisk(x.disk);
