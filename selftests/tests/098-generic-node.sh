@@ -37,12 +37,13 @@ uring_node() {
 }
 
 # fio_gen NAME FILE ENGINE RW [KEY=VALUE...]: a verify job on FILE (the first 32 MiB, random
-# block sizes 4 KiB to 128 KiB, fixed seed so a verify-only run regenerates the same pattern).
+# block sizes from 4 KiB to 128 KiB or the disk's transfer limit ($bsmax KiB), fixed seed so a
+# verify-only run regenerates the same pattern).
 fio_gen() {
     local name=$1 file=$2 engine=$3 rw=$4 kv
     shift 4
     {
-        printf '[global]\nfilename=%s\nioengine=%s\nrw=%s\nsize=32m\nbsrange=4k-128k\n' "$file" "$engine" "$rw"
+        printf '[global]\nfilename=%s\nioengine=%s\nrw=%s\nsize=32m\nbsrange=4k-%sk\n' "$file" "$engine" "$rw" "$bsmax"
         printf 'iodepth=16\nverify=crc32c\nverify_fatal=1\nrandseed=4242\nrandrepeat=1\n'
         [ "$engine" = io_uring_cmd ] && printf 'cmd_type=nvme\n'
         [ "$engine" = libaio ] && printf 'direct=1\n'
@@ -70,6 +71,7 @@ for bdf in $(nvme_pci_devs); do
             continue
         fi
         tap_ok "generic: $disk has a generic character device /dev/$g"
+        bsmax=$(qattr "$disk" max_hw_sectors_kb); [ "$bsmax" -gt 128 ] && bsmax=128
         tap_same "generic: /sys/class/misc/$g/device is the controller's PCI device" \
             "$(basename "$(readlink -f "/sys/class/misc/$g/device")")" "$bdf"
         tap_same "generic: /dev/$g is mode 600 (as the C driver's ng nodes)" "$(stat -c %a "/dev/$g")" 600
