@@ -397,6 +397,25 @@ TEST_F(ng, read_write_against_block_device)
 	EXPECT_EQ(0, memcmp(self->buf + 5 * self->lbs, self->buf2 + 3 * 1024 + 4, self->lbs));
 }
 
+/* A polled ring (IORING_SETUP_IOPOLL): commands complete there too (interrupt-driven when
+ * the node has no polling hook or the controller no poll queue). */
+TEST_F(ng, iopoll_ring)
+{
+	struct nvme_uring_cmd c;
+	struct ring polled;
+
+	ASSERT_EQ(0, ring_init(&polled, 8,
+			       IORING_SETUP_IOPOLL | IORING_SETUP_SQE128 | IORING_SETUP_CQE32));
+	fill(self->buf2, self->lbs, 6);
+	ASSERT_EQ(0, blk_write(self, self->buf2, self->lbs, self->area + 1));
+	memset(self->buf, 0, self->lbs);
+	c = rw(self, IO_READ, self->buf, 1, self->area + 1);
+	CASE("URING_CMD_IO read on an IOPOLL ring", 0,
+	     ring_cmd(&polled, self->fd, NVME_URING_CMD_IO, &c, 0, NULL));
+	EXPECT_EQ(0, memcmp(self->buf, self->buf2, self->lbs));
+	ring_exit(&polled);
+}
+
 /* Many commands in flight at once, completed out of order as the device likes. */
 TEST_F(ng, many_in_flight)
 {
