@@ -28,6 +28,7 @@ uring_node() {
     # (After an unbind test the nodes are gone.)
     chmod "$gm" "/dev/$g" 2> /dev/null; chmod "$cm" "/dev/$c" 2> /dev/null
     [ "$drv" = nvme ] && [ "$shown" = 0 ] && shown=1 && grep '^# case ' "$out" | sed "s/^# case /$drv /" | diag_file
+    grep '^# iopoll: ' "$out" | sed "s/^# /$drv \/dev\/$g /" | diag_file
     case $rc in
         0) tap_ok "generic: $drv /dev/$g: $(grep -c '^# case ' "$out") io_uring/vectored cases as the C driver ($*)" ;;
         4) tap_skip "generic: $drv /dev/$g" "$(grep -m1 'SKIP' "$out")" ;;

@@ -372,6 +372,7 @@ static FOPS: Fops = Fops(bindings::file_operations {
     release: Some(release),
     unlocked_ioctl: Some(ioctl),
     uring_cmd: Some(uring_cmd),
+    uring_cmd_iopoll: Some(uring_cmd_iopoll),
     ..pin_init::zeroed()
 });
 
@@ -475,6 +476,22 @@ unsafe extern "C" fn uring_cmd(ioucmd: *mut bindings::io_uring_cmd, issue_flags:
         Ok(()) => EIOCBQUEUED.to_errno(),
         Err(e) => e.to_errno(),
     }
+}
+
+/// `uring_cmd_iopoll`: on a polled ring (`IORING_SETUP_IOPOLL`) io_uring keeps issued
+/// commands on its poll list and calls this while it waits. Commands here always complete
+/// interrupt-driven (through task work, which the waiting submitter runs), so there is nothing
+/// to poll: without this hook a polled ring would not wait for them at all.
+///
+/// # Safety
+///
+/// Called by io_uring for a command issued on one of our nodes.
+unsafe extern "C" fn uring_cmd_iopoll(
+    _ioucmd: *mut bindings::io_uring_cmd,
+    _iob: *mut bindings::io_comp_batch,
+    _poll_flags: c_uint,
+) -> c_int {
+    0
 }
 
 /// Checks and issues a command. `Ok`: it will be (or was) completed with
