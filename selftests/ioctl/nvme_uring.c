@@ -690,6 +690,16 @@ TEST_F(ng, admin_on_controller_node)
 	CASE("URING_CMD_ADMIN Identify Controller", 0,
 	     ring_cmd(&self->r, self->ctrl, NVME_URING_CMD_ADMIN, &c, 0, NULL));
 	EXPECT_EQ(0, memcmp(self->buf, self->buf2, 4096)) TH_LOG("Identify data differs from the ioctl's");
+	/* And from what `nvme id-ctrl -b` printed (NVME_IDCTRL: the file the runner saved). */
+	if (getenv("NVME_IDCTRL")) {
+		FILE *f = fopen(getenv("NVME_IDCTRL"), "r");
+
+		ASSERT_NE(NULL, f);
+		ASSERT_EQ(4096u, fread(self->buf2 + 4096, 1, 4096, f));
+		fclose(f);
+		EXPECT_EQ(0, memcmp(self->buf, self->buf2 + 4096, 4096))
+			TH_LOG("Identify data differs from nvme id-ctrl's");
+	}
 	memset(self->buf, 0, 8192);
 	v[0] = (struct iovec){ self->buf + 7, 1000 };
 	v[1] = (struct iovec){ self->buf + 4096 + 3, 3096 };
@@ -846,7 +856,7 @@ TEST_F(ng, held_across_unbind)
 	char path[160];
 	int fd;
 
-	if (!bdf)
+	if (!bdf || !*bdf)
 		SKIP(return, "NVME_UNBIND is not set (the controller to unbind)");
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", bdf);
 	fd = open(path, O_WRONLY);

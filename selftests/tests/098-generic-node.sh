@@ -20,9 +20,12 @@ uring_node() {
     c=$(ctrl_node_for "$drv" "$bdf") || { tap_fail "generic: $drv $bdf has a controller node"; return; }
     d=$(disk_for "$drv" "$bdf" "$nsid")
     out=/tmp/uring-$drv-$g.txt
+    # The admin case compares its Identify Controller with what nvme-cli reads.
+    nvme id-ctrl "/dev/$c" -b > "/tmp/idctrl-$c.bin" 2> /dev/null
     gm=$(stat -c %a "/dev/$g") cm=$(stat -c %a "/dev/$c")
     chmod 0666 "/dev/$g" "/dev/$c"
     NVME_NODE=/dev/$g NVME_CTRL=/dev/$c NVME_BLOCK=/dev/$d NVME_DRIVER=$drv NVME_UNBIND=$unbind \
+        NVME_IDCTRL=/tmp/idctrl-$c.bin \
         timeout 600 "$URING" "$@" > "$out" 2>&1
     rc=$?
     # (After an unbind test the nodes are gone.)
