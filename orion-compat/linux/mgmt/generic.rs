@@ -21,6 +21,7 @@
 //! issue, the request is started with `blk_execute_rq_nowait`, its end (in interrupt context)
 //! queues task work, and the task work copies the data out in the submitter's context and posts
 //! the completion: the NVMe status in the CQE's `res`, the result in its second (big CQE) word.
+//! io_uring admin commands (controller node) run synchronously, from io_uring's worker thread.
 
 use super::{
     nvme_ioctl, refused, run_admin, sys_admin, user_ptr, Bounce, Ctrl, Shared, Via, CHUNK,
