@@ -48,9 +48,10 @@ done
 cp -r "$top/selftests/." "$stage/selftests/"
 # The C selftests, built on the kernel's kselftest harness (static: the guest has no libc of its own).
 mkdir -p "$stage/usr/bin"
-gcc -static -O2 -Wall -Werror -Wno-missing-field-initializers -I"$KSRC/tools/testing/selftests" \
-    -o "$stage/usr/bin/nvme_ioctl_abuse" "$top/selftests/ioctl/nvme_ioctl_abuse.c" ||
-    die "building selftests/ioctl/nvme_ioctl_abuse.c failed"
+for c in "$top"/selftests/ioctl/*.c; do
+    gcc -static -O2 -Wall -Werror -Wno-missing-field-initializers -I"$KSRC/tools/testing/selftests" \
+        -o "$stage/usr/bin/$(basename "$c" .c)" "$c" || die "building ${c#"$top"/} failed"
+done
 install -m 0755 "$here/guest-init.sh" "$stage/init"
 install -D -m 0755 "$here/orion-nvme-cli" "$stage/usr/sbin/orion-nvme-cli"
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) > "$stage.overlay"

@@ -319,3 +319,19 @@ ns_nodes_for() {
         disk=$(disk_for "$1" "$2" "$nsid") && echo "$nsid:$disk"
     done
 }
+
+# ---- Generic nodes (issue #5): the per-namespace character devices for io_uring passthrough ----
+# generic_node_for DRIVER BDF NSID: the generic node DRIVER made for namespace NSID of BDF,
+# without /dev/: the C driver's ngXnY is its disk nvmeXnY's twin (same controller and head
+# instance); orion_nvme's is ong<C>n<NSID> beside its disk onvme<C>n<NSID>. Fails when there is
+# none.
+generic_node_for() {
+    local d g
+    d=$(disk_for "$1" "$2" "$3") || return 1
+    case $1 in
+        nvme) g=ng${d#nvme} ;;
+        orion_nvme) g=ong${d#onvme} ;;
+        *) return 1 ;;
+    esac
+    [ -c "/dev/$g" ] && echo "$g"
+}

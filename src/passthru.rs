@@ -92,7 +92,7 @@ pub struct PassthruCmd64 {
     pub addr: u64,
     /// Metadata length in bytes.
     pub metadata_len: u32,
-    /// Data length in bytes (`vec_cnt` for the vectored form, which is not supported).
+    /// Data length in bytes (`vec_cnt`, the iovec count, for the vectored form).
     pub data_len: u32,
     /// Command Dword 10.
     pub cdw10: u32,
@@ -188,9 +188,110 @@ const _: () = {
     assert!(offset_of!(UserIo, appmask) == 42);
 };
 
+/// `struct nvme_uring_cmd`: an io_uring passthrough command (`NVME_URING_CMD_*`), carried in
+/// the command area of a 128-byte submission queue entry. It is [`PassthruCmd64`] without the
+/// result, which the platform returns in the big completion queue entry instead.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct UringCmd {
+    /// Opcode.
+    pub opcode: u8,
+    /// Must be zero.
+    pub flags: u8,
+    /// Reserved; must be zero.
+    pub rsvd1: u16,
+    /// Namespace ID.
+    pub nsid: u32,
+    /// Command Dword 2.
+    pub cdw2: u32,
+    /// Command Dword 3.
+    pub cdw3: u32,
+    /// User address of the metadata buffer.
+    pub metadata: u64,
+    /// User address of the data buffer (of the iovec array for the vectored forms).
+    pub addr: u64,
+    /// Metadata length in bytes.
+    pub metadata_len: u32,
+    /// Data length in bytes (the iovec count for the vectored forms).
+    pub data_len: u32,
+    /// Command Dword 10.
+    pub cdw10: u32,
+    /// Command Dword 11.
+    pub cdw11: u32,
+    /// Command Dword 12.
+    pub cdw12: u32,
+    /// Command Dword 13.
+    pub cdw13: u32,
+    /// Command Dword 14.
+    pub cdw14: u32,
+    /// Command Dword 15.
+    pub cdw15: u32,
+    /// Timeout in milliseconds (0: the driver's default).
+    pub timeout_ms: u32,
+    /// Reserved; must be zero.
+    pub rsvd2: u32,
+}
+
+impl From<&UringCmd> for PassthruCmd64 {
+    fn from(c: &UringCmd) -> Self {
+        Self {
+            opcode: c.opcode,
+            flags: c.flags,
+            rsvd1: c.rsvd1,
+            nsid: c.nsid,
+            cdw2: c.cdw2,
+            cdw3: c.cdw3,
+            metadata: c.metadata,
+            addr: c.addr,
+            metadata_len: c.metadata_len,
+            data_len: c.data_len,
+            cdw10: c.cdw10,
+            cdw11: c.cdw11,
+            cdw12: c.cdw12,
+            cdw13: c.cdw13,
+            cdw14: c.cdw14,
+            cdw15: c.cdw15,
+            timeout_ms: c.timeout_ms,
+            rsvd2: c.rsvd2,
+            result: 0,
+        }
+    }
+}
+
+/// `struct iovec` of a 64-bit ABI: one piece of a vectored data buffer
+/// (`NVME_IOCTL_IO64_CMD_VEC`, `NVME_URING_CMD_*_VEC`).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct IoVec {
+    /// User address of the piece.
+    pub base: u64,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
+/// The most pieces a vectored buffer may have (`UIO_MAXIOV`, the limit of the reference
+/// driver's importer).
+pub const MAX_IOVECS: u32 = 1024;
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<UringCmd>() == 72);
+    assert!(offset_of!(UringCmd, addr) == 24);
+    assert!(offset_of!(UringCmd, data_len) == 36);
+    assert!(offset_of!(UringCmd, cdw10) == 40);
+    assert!(offset_of!(UringCmd, timeout_ms) == 64);
+    assert!(offset_of!(UringCmd, rsvd2) == 68);
+    assert!(size_of::<IoVec>() == 16);
+    assert!(offset_of!(IoVec, len) == 8);
+};
+
 /// ioctl numbers of `nvme_ioctl.h` (type 'N', the generic _IO/_IOW/_IOWR encoding).
 pub mod ioctl {
-    use super::{PassthruCmd, PassthruCmd64, UserIo};
+    use super::{PassthruCmd, PassthruCmd64, UringCmd, UserIo};
     use core::mem::size_of;
 
     const fn nr(dir: u32, n: u32, size: usize) -> u32 {
@@ -221,6 +322,14 @@ pub mod ioctl {
     pub const IO64_CMD: u32 = nr(RW, 0x48, size_of::<PassthruCmd64>());
     /// I/O command with an iovec data buffer, 64-bit result.
     pub const IO64_CMD_VEC: u32 = nr(RW, 0x49, size_of::<PassthruCmd64>());
+    /// io_uring command (`cmd_op`): I/O command on a namespace's generic node.
+    pub const URING_CMD_IO: u32 = nr(RW, 0x80, size_of::<UringCmd>());
+    /// io_uring command: I/O command with an iovec data buffer.
+    pub const URING_CMD_IO_VEC: u32 = nr(RW, 0x81, size_of::<UringCmd>());
+    /// io_uring command: admin command on the controller node.
+    pub const URING_CMD_ADMIN: u32 = nr(RW, 0x82, size_of::<UringCmd>());
+    /// io_uring command: admin command with an iovec data buffer.
+    pub const URING_CMD_ADMIN_VEC: u32 = nr(RW, 0x83, size_of::<UringCmd>());
 }
 
 /// Which queue a passthrough command goes to.
@@ -482,6 +591,59 @@ pub fn check(
         dir,
         timeout_ms: cmd.timeout_ms,
     })
+}
+
+/// Checks a vectored command before its iovecs are read (`data_len` is their count): every
+/// check of [`check`] that does not depend on the data length, so an unprivileged caller is
+/// refused (EACCES) before its array is looked at, then the count (at most [`MAX_IOVECS`]).
+/// Returns the number of iovecs to read.
+pub fn check_vector_count(
+    cmd: &PassthruCmd64,
+    queue: QueueKind,
+    node: Node,
+    caller: Caller,
+    lim: &Limits<'_>,
+) -> Result<usize, Refusal> {
+    let header = PassthruCmd64 {
+        data_len: 0,
+        ..*cmd
+    };
+    check(&header, queue, node, caller, lim)?;
+    if cmd.data_len > MAX_IOVECS {
+        return Err(Refusal::Invalid("more iovecs than UIO_MAXIOV"));
+    }
+    // CAST: at most MAX_IOVECS.
+    Ok(cmd.data_len as usize)
+}
+
+/// Checks a vectored command with its iovecs (read from the caller after
+/// [`check_vector_count`]): their total length is the command's data length, checked as
+/// [`check`] checks a flat buffer's, so a total beyond the transfer limit is refused before
+/// any piece is touched. Empty pieces are allowed; no piece at all means no data.
+pub fn check_vectored(
+    cmd: &PassthruCmd64,
+    vecs: &[IoVec],
+    queue: QueueKind,
+    node: Node,
+    caller: Caller,
+    lim: &Limits<'_>,
+) -> Result<Checked, Refusal> {
+    if vecs.len() != cmd.data_len as usize || cmd.data_len > MAX_IOVECS {
+        return Err(Refusal::Invalid("iovec count"));
+    }
+    let mut total: u64 = 0;
+    for v in vecs {
+        total = total
+            .checked_add(v.len)
+            .filter(|&t| t <= u64::from(lim.max_data))
+            .ok_or(Refusal::Invalid("iovecs beyond the transfer limit"))?;
+    }
+    let flat = PassthruCmd64 {
+        // CAST: at most max_data, a u32.
+        data_len: total as u32,
+        ..*cmd
+    };
+    check(&flat, queue, node, caller, lim)
 }
 
 /// Features the driver sets itself, which passthrough may not change (the reference driver
@@ -894,6 +1056,195 @@ mod tests {
             16
         )
         .is_err());
+    }
+
+    #[test]
+    fn uring_numbers_match_the_uapi() {
+        // _IOWR('N', 0x80..0x83, struct nvme_uring_cmd), 72 bytes.
+        assert_eq!(ioctl::URING_CMD_IO, 0xc048_4e80);
+        assert_eq!(ioctl::URING_CMD_IO_VEC, 0xc048_4e81);
+        assert_eq!(ioctl::URING_CMD_ADMIN, 0xc048_4e82);
+        assert_eq!(ioctl::URING_CMD_ADMIN_VEC, 0xc048_4e83);
+    }
+
+    #[test]
+    fn uring_cmd_reads_as_the_uapi_lays_it_out() {
+        // The bytes of a `struct nvme_uring_cmd` as a C caller fills it: Read, NSID 1, a
+        // buffer at 0x1000 of 4096 bytes, CDW10 7, CDW12 7, timeout 500 ms.
+        let mut raw = [0u8; 72];
+        raw[0] = 0x02;
+        raw[4..8].copy_from_slice(&1u32.to_le_bytes());
+        raw[24..32].copy_from_slice(&0x1000u64.to_le_bytes());
+        raw[36..40].copy_from_slice(&4096u32.to_le_bytes());
+        raw[40..44].copy_from_slice(&7u32.to_le_bytes());
+        raw[48..52].copy_from_slice(&7u32.to_le_bytes());
+        raw[64..68].copy_from_slice(&500u32.to_le_bytes());
+        raw[68..72].copy_from_slice(&9u32.to_le_bytes());
+        let u = UringCmd::read_from_bytes(&raw[..]).unwrap();
+        assert_eq!(
+            (u.opcode, u.nsid, u.addr, u.data_len, u.cdw10, u.cdw12),
+            (2, 1, 0x1000, 4096, 7, 7)
+        );
+        let c = PassthruCmd64::from(&u);
+        assert_eq!((c.addr, c.data_len, c.timeout_ms), (0x1000, 4096, 500));
+        // The reserved word is carried over, so `check` refuses it as for the ioctls.
+        assert_eq!(c.rsvd2, 9);
+        assert_eq!(c.result, 0);
+        let e = effects_supporting(&[(0x02, false)]);
+        assert!(matches!(
+            check(&c, QueueKind::Io, Node::Namespace(1), ROOT, &lim(Some(&e))),
+            Err(Refusal::Invalid(_))
+        ));
+        let ok = PassthruCmd64 { rsvd2: 0, ..c };
+        let k = check(
+            &ok,
+            QueueKind::Io,
+            Node::Namespace(1),
+            USER_RO,
+            &lim(Some(&e)),
+        )
+        .unwrap();
+        assert_eq!(
+            (k.len, k.dir, k.timeout_ms),
+            (4096, Direction::FromDevice, 500)
+        );
+    }
+
+    #[test]
+    fn iovec_reads_as_a_64_bit_struct_iovec() {
+        let mut raw = [0u8; 32];
+        raw[..8].copy_from_slice(&0x7fff_0000_1000u64.to_le_bytes());
+        raw[8..16].copy_from_slice(&512u64.to_le_bytes());
+        raw[16..24].copy_from_slice(&0x2000u64.to_le_bytes());
+        raw[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        let v = <[IoVec]>::ref_from_bytes(&raw[..]).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            v[0],
+            IoVec {
+                base: 0x7fff_0000_1000,
+                len: 512
+            }
+        );
+        assert_eq!(v[1].len, u64::MAX);
+    }
+
+    fn vec_write(count: u32) -> PassthruCmd64 {
+        PassthruCmd64 {
+            opcode: Nvm::Write.raw(),
+            nsid: 1,
+            addr: 0x1000,
+            data_len: count,
+            cdw12: 7,
+            ..Default::default()
+        }
+    }
+
+    fn pieces(lens: &[u64]) -> Vec<IoVec> {
+        lens.iter()
+            .enumerate()
+            .map(|(i, &len)| IoVec {
+                base: 0x10_0000 * (i as u64 + 1),
+                len,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vector_count_is_checked_after_permission() {
+        let e = effects_supporting(&[(0x02, false), (0x01, true)]);
+        let l = lim(Some(&e));
+        let n = |c: &PassthruCmd64, who| {
+            check_vector_count(c, QueueKind::Io, Node::Namespace(1), who, &l)
+        };
+        assert_eq!(n(&vec_write(3), ROOT), Ok(3));
+        assert_eq!(n(&vec_write(0), ROOT), Ok(0));
+        assert_eq!(n(&vec_write(MAX_IOVECS), ROOT), Ok(1024));
+        assert!(matches!(
+            n(&vec_write(MAX_IOVECS + 1), ROOT),
+            Err(Refusal::Invalid(_))
+        ));
+        assert!(matches!(
+            n(&vec_write(u32::MAX), ROOT),
+            Err(Refusal::Invalid(_))
+        ));
+        // A count far beyond the transfer limit is not a length: it is not refused as one.
+        assert_eq!(n(&vec_write(1000), USER_RW), Ok(1000));
+        // Unprivileged and read-only: a write is refused before the count is looked at.
+        assert_eq!(n(&vec_write(u32::MAX), USER_RO), Err(Refusal::Denied));
+        // Fields are checked as for a flat command.
+        let bad = PassthruCmd64 {
+            flags: 1,
+            ..vec_write(2)
+        };
+        assert_eq!(n(&bad, ROOT), Err(Refusal::Invalid("flags")));
+        let other = PassthruCmd64 {
+            nsid: 2,
+            ..vec_write(2)
+        };
+        assert!(matches!(n(&other, ROOT), Err(Refusal::Invalid(_))));
+    }
+
+    #[test]
+    fn vectored_length_is_the_sum_of_the_pieces() {
+        let l = lim(None);
+        let v = |c: &PassthruCmd64, p: &[IoVec]| {
+            check_vectored(c, p, QueueKind::Io, Node::Namespace(1), ROOT, &l)
+        };
+        let p = pieces(&[512, 0, 1024, 2560]);
+        let k = v(&vec_write(4), &p).unwrap();
+        assert_eq!((k.len, k.dir), (4096, Direction::ToDevice));
+        assert_eq!(k.sqe.cdw12, 7);
+        // Exactly the limit, then one byte over.
+        assert_eq!(
+            v(&vec_write(2), &pieces(&[64 * 1024, 64 * 1024]))
+                .unwrap()
+                .len,
+            128 * 1024
+        );
+        assert!(matches!(
+            v(&vec_write(2), &pieces(&[64 * 1024, 64 * 1024 + 1])),
+            Err(Refusal::Invalid(_))
+        ));
+        // Lengths that would wrap a 64-bit sum.
+        assert!(matches!(
+            v(&vec_write(2), &pieces(&[u64::MAX, 2])),
+            Err(Refusal::Invalid(_))
+        ));
+        assert!(matches!(
+            v(&vec_write(1), &pieces(&[u64::MAX])),
+            Err(Refusal::Invalid(_))
+        ));
+        // The count must be the array's.
+        assert!(matches!(v(&vec_write(3), &p), Err(Refusal::Invalid(_))));
+        // No pieces: no data.
+        assert_eq!(v(&vec_write(0), &[]).unwrap().dir, Direction::None);
+        let read = PassthruCmd64 {
+            opcode: Nvm::Read.raw(),
+            ..vec_write(1)
+        };
+        assert_eq!(
+            v(&read, &pieces(&[512])).unwrap().dir,
+            Direction::FromDevice
+        );
+    }
+
+    #[test]
+    fn vectored_checks_never_panic() {
+        use proptest::prelude::*;
+        let e = effects_supporting(&[(0x02, false), (0x01, true)]);
+        proptest!(|(bytes in proptest::collection::vec(any::<u8>(), 80), lens in proptest::collection::vec(any::<u64>(), 0..8), admin in any::<bool>(), w in any::<bool>())| {
+            let mut cmd = PassthruCmd64::read_from_bytes(&bytes[..]).unwrap();
+            let caller = Caller { sys_admin: admin, writable: w };
+            let l = lim(Some(&e));
+            let _ = check_vector_count(&cmd, QueueKind::Io, Node::Namespace(1), caller, &l);
+            cmd.data_len = lens.len() as u32;
+            let p = pieces(&lens);
+            if let Ok(k) = check_vectored(&cmd, &p, QueueKind::Io, Node::Namespace(1), caller, &l) {
+                prop_assert!(k.len <= 128 * 1024);
+                prop_assert_eq!(u64::from(k.len), lens.iter().sum::<u64>());
+            }
+        });
     }
 
     #[test]

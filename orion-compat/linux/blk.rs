@@ -35,6 +35,8 @@ use core::ffi::{c_int, c_uint, c_void};
 use core::ptr;
 use kernel::{bindings, device::Bound, pci, prelude::*, str::CString, sync::Arc};
 
+pub(crate) mod nowait;
+
 /// Scatterlist entries per request: the most segments a request may have.
 const MAX_SEGS: usize = io::MAX_SEGMENTS as usize;
 /// Completions handed to blk-mq per batch, outside the queue lock.
@@ -222,6 +224,9 @@ struct Disk {
     disk: *mut bindings::gendisk,
     /// Logical block size it was created with.
     lbs: u32,
+    /// Its generic node `/dev/ong<C>n<NSID>` (none if registering it failed); unregistered
+    /// before the disk is removed.
+    generic: Option<crate::mgmt::GenericNode>,
 }
 
 // SAFETY: a gendisk may be managed from any thread.
@@ -571,6 +576,7 @@ impl<'b> Io<'b> {
             Some(d.remove(i))
         });
         if let Some(Ok(x)) = taken {
+            drop(x.generic);
             dev_info!(
                 self.dev,
                 "orion_nvme: disk onvme{}n{} removed\n",
@@ -667,6 +673,7 @@ impl<'b> Io<'b> {
                     nsid: ns.nsid,
                     disk,
                     lbs,
+                    generic: None,
                 },
                 GFP_KERNEL,
             )
@@ -681,6 +688,21 @@ impl<'b> Io<'b> {
         }
         // SAFETY: the disk is live; its queue lives as long.
         self.shared.add_disk(ns.nsid, unsafe { (*disk).queue })?;
+        // The generic node last: its commands find the queue through the shared state.
+        match crate::mgmt::GenericNode::register(&self.shared, ns.nsid, self.pdev()) {
+            Ok(n) => self.disks.lock(|d| {
+                if let Some(x) = d.iter_mut().find(|x| x.disk == disk) {
+                    x.generic = Some(n);
+                }
+            }),
+            Err(e) => dev_warn!(
+                pdev,
+                "orion_nvme: no generic node /dev/ong{}n{}: {:?}\n",
+                self.instance,
+                ns.nsid,
+                e
+            ),
+        }
         dev_info!(
             pdev,
             "orion_nvme: disk onvme{}n{}: {} blocks of {} bytes, max transfer {} KiB{}{}\n",
@@ -701,6 +723,7 @@ impl<'b> Io<'b> {
     pub(crate) fn teardown(&mut self, mut ctrl: Option<&mut Ctrl<'b>>) {
         self.shared.forget_disks();
         while let Some(x) = self.disks.lock(|d| d.pop()) {
+            drop(x.generic);
             // SAFETY: each disk was added by `add_disk` and is removed once.
             unsafe {
                 bindings::del_gendisk(x.disk);

@@ -33,13 +33,14 @@ use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::workqueue::{self, new_delayed_work, new_work, DelayedWork, Work, WorkItem};
 use kernel::{
     bindings,
-    fs::File,
-    miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
-    sync::{Arc, ArcBorrow},
+    sync::Arc,
     uaccess::{UserPtr, UserSlice},
 };
 use zerocopy::{FromBytes, IntoBytes};
+
+mod generic;
+pub(crate) use generic::{GenericNode, UserBuf};
 
 /// Bounce buffers are built from coherent chunks of this size (page aligned, so PRPs can
 /// describe them back to back).
@@ -668,8 +669,8 @@ struct Done {
     result: u64,
 }
 
-/// Runs a checked admin command.
-fn run_admin(shared: &Shared, k: &Checked, addr: u64) -> Result<Done> {
+/// Runs a checked admin command with its data in the caller's `buf`.
+fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Done> {
     // A caller's timeout is at least MIN_TIMEOUT_MS: the reference driver's is whole
     // jiffies, so a 1 ms timeout is never shorter than a tick there either.
     let timeout = Duration::from_millis(u64::from(if k.timeout_ms == 0 {
@@ -680,8 +681,8 @@ fn run_admin(shared: &Shared, k: &Checked, addr: u64) -> Result<Done> {
     let mut guard_out: Option<Bounce> = None;
     let r = shared.with_ctrl(|ctrl| -> Result<Done> {
         let b = Bounce::new(ctrl, k.len as usize)?;
-        if k.dir == Direction::ToDevice && addr != 0 {
-            b.copy_in(addr)?;
+        if k.dir == Direction::ToDevice {
+            buf.copy_in(&b)?;
         }
         let segs = b.segments()?;
         let sqe = if segs.is_empty() {
@@ -709,8 +710,8 @@ fn run_admin(shared: &Shared, k: &Checked, addr: u64) -> Result<Done> {
     let b = guard_out.ok_or(EIO)?;
     match r {
         Ok(d) => {
-            if d.status == 0 && k.dir == Direction::FromDevice && addr != 0 {
-                b.copy_out(addr)?;
+            if d.status == 0 && k.dir == Direction::FromDevice {
+                buf.copy_out(&b)?;
             }
             Ok(d)
         }
@@ -731,23 +732,23 @@ fn run_admin(shared: &Shared, k: &Checked, addr: u64) -> Result<Done> {
     }
 }
 
-/// Runs a checked I/O command on the namespace behind `q`.
+/// Runs a checked I/O command on the namespace behind `q` with its data in the caller's `buf`.
 fn run_io(
     shared: &Shared,
     q: *mut bindings::request_queue,
     k: &Checked,
-    addr: u64,
+    buf: &UserBuf,
 ) -> Result<Done> {
     let b = shared.with_ctrl(|ctrl| Bounce::new(ctrl, k.len as usize))??;
-    if k.dir == Direction::ToDevice && addr != 0 {
-        b.copy_in(addr)?;
+    if k.dir == Direction::ToDevice {
+        buf.copy_in(&b)?;
     }
     let segs = b.segments()?;
     match crate::blk::execute_passthru(q, k.sqe, &segs, k.dir == Direction::ToDevice, k.timeout_ms)
     {
         Ok((status, result)) => {
-            if status == 0 && k.dir == Direction::FromDevice && addr != 0 {
-                b.copy_out(addr)?;
+            if status == 0 && k.dir == Direction::FromDevice {
+                buf.copy_out(&b)?;
             }
             Ok(Done { status, result })
         }
@@ -812,7 +813,7 @@ pub(crate) fn nvme_ioctl(
             };
             let k = passthru::check(&c, QueueKind::Admin, node, caller, &shared.limits())
                 .map_err(refused)?;
-            let d = run_admin(shared, &k, c.addr)?;
+            let d = run_admin(shared, &k, &UserBuf::Flat(c.addr))?;
             write_result(arg, wide, d.result)?;
             // CAST: a 15-bit status.
             Ok(d.status as isize)
@@ -825,13 +826,13 @@ pub(crate) fn nvme_ioctl(
                 _ => Err(EINVAL),
             })
         }
-        ioctl::IO_CMD | ioctl::IO64_CMD | ioctl::SUBMIT_IO => {
+        ioctl::IO_CMD | ioctl::IO64_CMD | ioctl::IO64_CMD_VEC | ioctl::SUBMIT_IO => {
             let Via::Disk(q, nsid, _) = via else {
                 return Err(ENOTTY);
             };
-            let wide = cmd == ioctl::IO64_CMD;
+            let wide = cmd == ioctl::IO64_CMD || cmd == ioctl::IO64_CMD_VEC;
             let c = match cmd {
-                ioctl::IO64_CMD => read_arg::<PassthruCmd64>(arg)?,
+                ioctl::IO64_CMD | ioctl::IO64_CMD_VEC => read_arg::<PassthruCmd64>(arg)?,
                 ioctl::IO_CMD => PassthruCmd64::from(&read_arg::<PassthruCmd>(arg)?),
                 _ => {
                     let io = read_arg::<UserIo>(arg)?;
@@ -840,9 +841,14 @@ pub(crate) fn nvme_ioctl(
                     passthru::user_io(&io, nsid, lbs.trailing_zeros()).map_err(refused)?
                 }
             };
-            let k = passthru::check(&c, QueueKind::Io, node, caller, &shared.limits())
-                .map_err(refused)?;
-            let d = run_io(shared, q, &k, c.addr)?;
+            let (k, buf) = if cmd == ioctl::IO64_CMD_VEC {
+                generic::import_vectored(shared, &c, QueueKind::Io, node, caller)?
+            } else {
+                let k = passthru::check(&c, QueueKind::Io, node, caller, &shared.limits())
+                    .map_err(refused)?;
+                (k, UserBuf::Flat(c.addr))
+            };
+            let d = run_io(shared, q, &k, &buf)?;
             if cmd != ioctl::SUBMIT_IO {
                 write_result(arg, wide, d.result)?;
             }
@@ -867,11 +873,6 @@ pub(crate) fn nvme_ioctl(
             Via::Controller if cmd == ioctl::RESET => shared.reset("NVME_IOCTL_RESET").map(|()| 0),
             Via::Controller => shared.subsystem_reset().map(|()| 0),
         },
-        ioctl::IO64_CMD_VEC => match via {
-            Via::Controller => Err(ENOTTY),
-            // Vectored buffers are not supported yet.
-            Via::Disk(..) => Err(EOPNOTSUPP),
-        },
         _ => Err(ENOTTY),
     }
 }
@@ -894,88 +895,45 @@ fn write_result(arg: usize, wide: bool, result: u64) -> Result {
         .write_slice(bytes)
 }
 
-/// Names of the controller nodes, by instance.
-static NAMES: [&CStr; 64] = [
-    c"onvme0", c"onvme1", c"onvme2", c"onvme3", c"onvme4", c"onvme5", c"onvme6", c"onvme7",
-    c"onvme8", c"onvme9", c"onvme10", c"onvme11", c"onvme12", c"onvme13", c"onvme14", c"onvme15",
-    c"onvme16", c"onvme17", c"onvme18", c"onvme19", c"onvme20", c"onvme21", c"onvme22", c"onvme23",
-    c"onvme24", c"onvme25", c"onvme26", c"onvme27", c"onvme28", c"onvme29", c"onvme30", c"onvme31",
-    c"onvme32", c"onvme33", c"onvme34", c"onvme35", c"onvme36", c"onvme37", c"onvme38", c"onvme39",
-    c"onvme40", c"onvme41", c"onvme42", c"onvme43", c"onvme44", c"onvme45", c"onvme46", c"onvme47",
-    c"onvme48", c"onvme49", c"onvme50", c"onvme51", c"onvme52", c"onvme53", c"onvme54", c"onvme55",
-    c"onvme56", c"onvme57", c"onvme58", c"onvme59", c"onvme60", c"onvme61", c"onvme62", c"onvme63",
-];
-
-/// The controller node of one controller.
-#[pin_data]
+/// The controller node of one controller, `/dev/onvme<C>`: a [`GenericNode`] serving the
+/// controller (the admin ioctls and io_uring admin commands), with the controller's sysfs
+/// attributes.
 pub(crate) struct CtrlNode {
-    shared: Arc<Shared>,
-    #[pin]
-    reg: MiscDeviceRegistration<CtrlFile>,
+    /// Registered while this lives (dropping it unregisters the node).
+    _node: GenericNode,
 }
 
 impl CtrlNode {
     /// Registers `/dev/onvme<instance>` with its sysfs attributes.
     pub(crate) fn register(shared: Arc<Shared>) -> Result<Pin<KBox<Self>>> {
-        let name = *NAMES.get(shared.instance as usize).ok_or(EINVAL)?;
-        let node = KBox::try_pin_init(
-            try_pin_init!(Self {
-                shared,
-                reg <- MiscDeviceRegistration::register(MiscDeviceOptions { name }),
-            }),
-            GFP_KERNEL,
-        )?;
-        // The attributes go with the device: `misc_deregister` removes them. (The kernel
-        // crate registers misc devices without attribute groups, so they follow the add
-        // event; libnvme reads them when it scans, not from the event.)
-        // SAFETY: the registration is live, so `this_device` is a registered device.
+        let instance = shared.instance;
+        let node = GenericNode::controller(shared)?;
+        // The attributes go with the device: `misc_deregister` removes them. (They follow
+        // the add event; libnvme reads them when it scans, not from the event.)
+        // SAFETY: the node is registered, so its device is.
         let r = unsafe {
             bindings::sysfs_create_group(
-                &raw mut (*(*node.reg.as_raw()).this_device).kobj,
+                &raw mut (*node.device()).kobj,
                 crate::attrs::CTRL_GROUP.as_ptr(),
             )
         };
         if r != 0 {
             pr_warn!(
                 "orion_nvme: onvme{}: no sysfs attributes ({})\n",
-                node.shared.instance,
+                instance,
                 r
             );
         }
-        Ok(node)
+        Ok(KBox::pin(Self { _node: node }, GFP_KERNEL)?)
     }
 
-    /// The shared state of the node whose registration is `misc`.
+    /// The shared state of the node whose `miscdevice` is `misc`.
     ///
     /// # Safety
     ///
-    /// `misc` is the registration of a live `CtrlNode`.
+    /// `misc` is the `miscdevice` of a registered `CtrlNode`.
     pub(crate) unsafe fn shared_of<'a>(misc: *mut bindings::miscdevice) -> &'a Shared {
-        let reg = misc.cast::<MiscDeviceRegistration<CtrlFile>>().cast_const();
-        // SAFETY: caller's contract; the registration is `repr(transparent)` over the
-        // `miscdevice`, and is the `reg` field of a `CtrlNode`.
-        unsafe { &(*kernel::container_of!(reg, CtrlNode, reg)).shared }
-    }
-}
-
-/// An open controller node.
-pub(crate) struct CtrlFile;
-
-#[vtable]
-impl MiscDevice for CtrlFile {
-    type Ptr = Arc<Shared>;
-
-    fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Shared>> {
-        let reg: *const MiscDeviceRegistration<Self> = misc;
-        // SAFETY: every registration of `CtrlFile` is the `reg` field of a pinned `CtrlNode`,
-        // alive while `misc_open` calls us (deregistration waits for it).
-        let node = unsafe { &*kernel::container_of!(reg, CtrlNode, reg) };
-        Ok(node.shared.clone())
-    }
-
-    fn ioctl(shared: ArcBorrow<'_, Shared>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        let writable =
-            file.flags() & kernel::fs::file::flags::O_ACCMODE != kernel::fs::file::flags::O_RDONLY;
-        nvme_ioctl(&shared, Via::Controller, writable, cmd, arg)
+        // SAFETY: caller's contract.
+        unsafe { generic::shared_of(misc) }
     }
 }

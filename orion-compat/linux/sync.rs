@@ -54,6 +54,15 @@ impl<T: Send> LinuxMutex<T> {
     }
 }
 
+impl<T: Send> LinuxMutex<T> {
+    /// Runs `f` under the lock if it is free right now; `None` (and `f` not run) if it is held.
+    /// For callers that must not sleep waiting for it (io_uring's non-blocking issue).
+    pub(crate) fn try_lock<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let mut guard = self.0.try_lock()?;
+        Some(f(&mut guard.0))
+    }
+}
+
 impl<T: Send> Lock<T> for LinuxMutex<T> {
     const IRQ_SAFE: bool = false;
 

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Malformed NVMe passthrough ioctls against one device node: a controller character device
- * (/dev/nvmeX, /dev/onvmeX) or a namespace block device (/dev/nvmeXnY, /dev/onvmeXnY).
+ * (/dev/nvmeX, /dev/onvmeX), a namespace block device (/dev/nvmeXnY, /dev/onvmeXnY) or a
+ * namespace's generic character device (/dev/ngXnY, /dev/ongXnY), which takes the ioctls of
+ * the namespace's block device (it is told from a controller node by NVME_IOCTL_ID).
  *
  *   NVME_NODE=/dev/onvme0n1 ./nvme_ioctl_abuse
  *
@@ -69,8 +71,9 @@ FIXTURE(node)
 {
 	const char *path;
 	int fd;
-	int is_ns;          /* namespace block device; else controller character device */
-	const char *kind;   /* "ctrl" or "ns" */
+	int is_ns;          /* namespace node (block device or generic node); else controller */
+	int is_generic;     /* the namespace's generic character device */
+	const char *kind;   /* "ctrl", "ns" or "ng" */
 	unsigned int nsid;  /* the node's namespace, or the controller's first active one */
 	int nns;            /* active namespaces on the controller */
 	unsigned int lbs;
@@ -163,7 +166,10 @@ FIXTURE_SETUP(node)
 	ASSERT_EQ(0, fstat(self->fd, &st));
 	self->is_ns = S_ISBLK(st.st_mode);
 	ASSERT_TRUE(self->is_ns || S_ISCHR(st.st_mode));
-	self->kind = self->is_ns ? "ns" : "ctrl";
+	/* A character device with a namespace ID is a generic node. */
+	if (!self->is_ns && ioctl(self->fd, NVME_IOCTL_ID) > 0)
+		self->is_ns = self->is_generic = 1;
+	self->kind = self->is_generic ? "ng" : self->is_ns ? "ns" : "ctrl";
 	/* The buffer is followed by an inaccessible guard page, so a length running past it
 	 * always meets the same fault, whatever else the process has mapped. */
 	self->buf = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -183,10 +189,13 @@ FIXTURE_SETUP(node)
 	self->nsid = list[0];
 	if (self->is_ns) {
 		int id = ioctl(self->fd, NVME_IOCTL_ID);
-		uint64_t bytes;
 
 		ASSERT_LT(0, id);
 		self->nsid = id;
+	}
+	if (self->is_ns && !self->is_generic) {
+		uint64_t bytes;
+
 		ASSERT_EQ(0, ioctl(self->fd, BLKSSZGET, &i));
 		self->lbs = i;
 		ASSERT_EQ(0, ioctl(self->fd, BLKGETSIZE64, &bytes));

@@ -88,9 +88,9 @@ else
             cat "/sys/block/$b/$a" > "/tmp/c-ns$nsid-$a" 2>/dev/null || echo absent > "/tmp/c-ns$nsid-$a"
         done
     done
-    # The Generic column: the C driver has /dev/ngXnY; orion has no generic node yet, which
-    # nvme-cli shows as a bare name (checked separately below, as a loud skip).
-    norm() { sed 's#/dev/nvme[0-9]*n[0-9]*#NODE#; s#\(/dev/\)*ng[0-9]*n[0-9]*#GENERIC#' | tr -s ' ' | sort; }
+    # The Generic column: nvme-cli shows /dev/ngXnY when that node exists and a bare ngXnY
+    # (which stays as it is here, so the rows differ) when it does not.
+    norm() { sed 's#/dev/nvme[0-9]*n[0-9]*#NODE#; s#/dev/ng[0-9]*n[0-9]*#GENERIC#' | tr -s ' ' | sort; }
     # Only this controller's rows (in dual, the other controller is orion's too).
     sn=$(tr -d ' ' < /tmp/c-serial)
     nvme list | tail -n +3 | grep " $sn " | norm > /tmp/c-list
@@ -107,7 +107,8 @@ else
             tap_same "mgmt: sysfs $a of ${b##*/} is the C driver's" "$got" "$(cat "/tmp/c-ns$nsid-$a")"
         done
     done
-    orion-nvme-cli list | tail -n +3 | grep " $sn " | norm > /tmp/o-list
+    orion-nvme-cli list > /tmp/o-list.raw 2>&1
+    tail -n +3 /tmp/o-list.raw | grep " $sn " | norm > /tmp/o-list
     if [ -s /tmp/o-list ] && cmp -s /tmp/c-list /tmp/o-list; then
         tap_ok "mgmt: orion-nvme-cli list shows $c's namespaces as nvme list does under the C driver"
     else
@@ -115,11 +116,19 @@ else
         diag "C driver:"; diag_file /tmp/c-list; diag "orion:"; diag_file /tmp/o-list
         orion-nvme-cli list 2>&1 | diag_file
     fi
-    tap_skip "mgmt: generic char device per namespace (nvme list's Generic column)" \
-        "not implemented yet: orion_nvme has no /dev/ngXnY role (io_uring passthrough)"
+    # Each namespace's Generic column names its generic node, which nvme-cli reaches there.
+    k=$((1000 + ${c#onvme}))
+    for b in /sys/block/${c}n*; do
+        [ -e "$b" ] || continue
+        nsid=${b##*n}
+        tap_check "mgmt: orion-nvme-cli list shows /dev/ng${k}n$nsid in the Generic column" \
+            grep -q " /dev/ng${k}n$nsid " /tmp/o-list.raw || diag_file /tmp/o-list.raw
+        got=$(orion-nvme-cli get-ns-id "/dev/ng${k}n$nsid" 2>&1 | sed -n 's/.*namespace-id: *\([0-9]*\).*/\1/p')
+        tap_same "mgmt: orion-nvme-cli get-ns-id /dev/ng${k}n$nsid reaches /dev/ong${c#onvme}n$nsid" "$got" "$nsid"
+    done
     # The command ran in a private mount namespace: nothing is left behind.
     tap_check "mgmt: orion-nvme-cli leaves /sys/class and /dev as they were" \
-        test ! -e /sys/class/nvme-subsystem/nvme-subsys1000 -a ! -e /dev/nvme1000
+        test ! -e /sys/class/nvme-subsystem/nvme-subsys1000 -a ! -e /dev/nvme1000 -a ! -e "/dev/ng${k}n$nsid"
     unload_cnvme
 fi
 
@@ -136,6 +145,7 @@ if [ -n "$c" ] && nvme list-ns "/dev/$c" -a 2>/dev/null | grep -q ':0x7$'; then
         || diag_file /tmp/att.out
     tap_check "mgmt: namespace 7's disk appears without a rescan (asynchronous event)" \
         wait_for "test -b /dev/${c}n7" 10 || dmesg | tail -n 5 | diag_file
+    tap_check "mgmt: and its generic node /dev/ong${c#onvme}n7" wait_for "test -c /dev/ong${c#onvme}n7" 5
     nvme ns-rescan "/dev/$c" > /tmp/att.out 2>&1
     tap_check "mgmt: after ns-rescan, namespace 7 still has its disk" test -b "/dev/${c}n7" || diag_file /tmp/att.out
     dd if=/dev/urandom of=/tmp/w.bin bs=4096 count=4 2>/dev/null
@@ -148,6 +158,7 @@ if [ -n "$c" ] && nvme list-ns "/dev/$c" -a 2>/dev/null | grep -q ':0x7$'; then
         || diag_file /tmp/att.out
     tap_check "mgmt: namespace 7's disk goes without a rescan (asynchronous event)" \
         wait_for "test ! -e /dev/${c}n7" 10
+    tap_check "mgmt: and its generic node" wait_for "test ! -e /dev/ong${c#onvme}n7" 5
     tap_check "mgmt: the other disks stayed" test -b "/dev/$(ls /sys/bus/pci/devices/$bdf/block | head -n1)"
 else
     tap_skip "mgmt: attach-ns/detach-ns with rescan" "no detached namespace on $bdf (the subsys profile has one)"

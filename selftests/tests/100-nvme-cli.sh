@@ -15,8 +15,8 @@ CLI_FIDS="0x01 0x02 0x03 0x04 0x05 0x06 0x07 0x08 0x09 0x0a 0x0b 0x0c 0x0d 0x0e 
  0x12 0x13 0x14 0x15 0x16 0x17 0x18 0x19 0x1a 0x1b 0x1c 0x1d 0x80 0x81 0x82 0x83 0x84"
 
 # cli_norm FILE: normalises FILE in place.
-#   Node names: nvme0 / onvme0 (controller), nvme0n1 / onvme0n1 (namespace; the C driver's N
-#     in nvmeXnN is not the NSID, orion's is).
+#   Node names: nvme0 / onvme0 (controller), nvme0n1 / onvme0n1 and ng0n1 / ong0n1 (namespace
+#     and its generic node; the C driver's N in nvmeXnN is not the NSID, orion's is).
 #   smart-log Data Units Read/Written, host_read/write_commands: QEMU counts every read and
 #     write, and the drivers' own I/O (partition scan on bind, the io-passthru below, earlier
 #     tests) runs between the two runs.
@@ -24,7 +24,7 @@ CLI_FIDS="0x01 0x02 0x03 0x04 0x05 0x06 0x07 0x08 0x09 0x0a 0x0b 0x0c 0x0d 0x0e 
 #   get-feature 0x0e (Timestamp): the controller's clock, milliseconds since the epoch (the
 #     value and its hex dump).
 cli_norm() {
-    sed -E -i 's#o?nvme[0-9]+n[0-9]+#<ns-node>#g; s#o?nvme[0-9]+#<ctrl-node>#g
+    sed -E -i 's#o?nvme[0-9]+n[0-9]+#<ns-node>#g; s#o?ng[0-9]+n[0-9]+#<ns-node>#g; s#o?nvme[0-9]+#<ctrl-node>#g
         s#^(Data Units Read|Data Units Written|host_read_commands|host_write_commands|power_on_hours|controller_busy_time)([[:space:]]*:).*#\1\2 <volatile>#
         s#^(get-feature:0x0e .*Current value:).*#\1<volatile>#' "$1"
     grep -q '^get-feature:0x0e ' "$1" && sed -E -i 's#^(0000:).*#\1 <volatile>#' "$1"
@@ -62,6 +62,13 @@ cli_side() {
         nsid=${nd%%:*}; ns=/dev/${nd#*:}
         cli "id-ns-$nsid" nvme id-ns "$ns"
         cli "id-ns-$nsid-via-ctrl" nvme id-ns "$c" -n "$nsid"
+        # Through the namespace's generic node (ngXnY, ong<C>n<NSID>) as through its disk.
+        if g=$(generic_node_for "$drv" "$bdf" "$nsid"); then
+            cli "id-ns-$nsid-via-generic" nvme id-ns "/dev/$g"
+        else
+            echo "$drv has no generic node for $bdf namespace $nsid" > "$dir/id-ns-$nsid-via-generic"
+            echo "id-ns-$nsid-via-generic" >> "$dir/.order"
+        fi
     done
     cli smart-log nvme smart-log "$c"
     cli error-log nvme error-log "$c"

@@ -1,5 +1,6 @@
 # Malformed passthrough ioctls (selftests/ioctl/nvme_ioctl_abuse.c, kselftest harness) against
-# every controller node and namespace node of the C driver and of the driver under test: bad
+# every controller node, namespace node and generic node of the C driver and of the driver
+# under test: bad
 # lengths, unmapped pointers, foreign NSIDs, reserved fields, absurd timeouts, unknown ioctls,
 # vendor-specific opcodes, the same as nobody; each case must return what the C driver returns,
 # except where orion_nvme differs on purpose (marked DELIBERATE in the C source).
@@ -37,7 +38,7 @@ else
     for drv in $drivers; do
         attach_all "$drv"
         tap_check "abuse: $drv bound every controller and made its disks" test $? = 0
-        shown_ctrl=0 shown_ns=0
+        shown_ctrl=0 shown_ns=0 shown_ng=0
         for bdf in $(nvme_pci_devs); do
             # The C driver's table once per node type and profile, for the record.
             show=0; [ "$drv" = nvme ] && [ "$shown_ctrl" = 0 ] && show=1 && shown_ctrl=1
@@ -51,6 +52,13 @@ else
             for nd in $nodes; do
                 show=0; [ "$drv" = nvme ] && [ "$shown_ns" = 0 ] && show=1 && shown_ns=1
                 abuse_node "$drv" "${nd#*:}" "$show"
+                # The namespace's generic node takes the same ioctls (as a whole namespace).
+                if g=$(generic_node_for "$drv" "$bdf" "${nd%%:*}"); then
+                    show=0; [ "$drv" = nvme ] && [ "$shown_ng" = 0 ] && show=1 && shown_ng=1
+                    abuse_node "$drv" "$g" "$show"
+                else
+                    tap_fail "abuse: $drv ${nd#*:} has a generic node"
+                fi
             done
         done
     done
