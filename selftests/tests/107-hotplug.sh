@@ -28,15 +28,22 @@ else
     dmesg -c > /dev/null
     # replug: adds the controller back once QEMU has let go of the old one (device_add is
     # refused with "already in use" until the old device is finalized), and its drive first
-    # if QEMU deleted it with the device.
+    # if QEMU deleted it with the device. After some tests (seen after 100-106 ran) QEMU
+    # keeps the old drive attached to the finalized controller's namespace for good; then
+    # the same file is opened again under a new drive id (QEMU plumbing, not the driver's).
     replug() {
-        local n=0
+        local n=0 use=$cur
         while [ "$n" -lt 60 ]; do
-            qmp '{"execute":"query-block"}' | grep -q "\"device\": *\"$drive\"" ||
-                qmp "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"drive_add 0 file=$file,if=none,id=$drive,format=raw,cache=none,aio=threads,discard=unmap\"}}" > /dev/null
-            reply=$(qmp "{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"nvme\",\"id\":\"nvme0\",\"bus\":\"rp0\",\"serial\":\"$nvme_serial\",\"drive\":\"$drive\"}}")
-            echo "$reply" | grep -q '"return"' && return 0
-            n=$((n + 1)); sleep 0.5
+            qmp '{"execute":"query-block"}' | grep -q "\"device\": *\"$use\"" ||
+                qmp "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"drive_add 0 file=$file,if=none,id=$use,format=raw,cache=none,aio=threads,discard=unmap,file.locking=off\"}}" > /dev/null
+            reply=$(qmp "{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"nvme\",\"id\":\"nvme0\",\"bus\":\"rp0\",\"serial\":\"$nvme_serial\",\"drive\":\"$use\"}}")
+            echo "$reply" | grep -q '"return"' && { cur=$use; return 0; }
+            n=$((n + 1))
+            if [ "$n" = 10 ] && echo "$reply" | grep -q 'already in use'; then
+                use=${drive}r$cycles
+                diag "hotplug: QEMU keeps drive $cur in use after the unplug; replugging with drive $use (same file)"
+            fi
+            sleep 0.5
         done
         diag "hotplug: QEMU still has: $(qmp '{"execute":"qom-list","arguments":{"path":"/machine/peripheral"}}' | grep -o '"name": *"[^"]*"' | tr '\n' ' ')"
         return 1
@@ -51,7 +58,7 @@ else
     head -c 1048576 /dev/urandom > /tmp/hp-keep.bin
     dd if=/tmp/hp-keep.bin of="/dev/$DISK" bs=1M seek="$keep_at" count=1 oflag=direct 2>/dev/null
     sync
-    cycles=0 fails=0
+    cycles=0 fails=0 cur=$drive
     while [ "$cycles" -lt "$UNPLUGS" ] && [ "$fails" = 0 ]; do
         cycles=$((cycles + 1))
         c="hotplug $cycles/$UNPLUGS:"
