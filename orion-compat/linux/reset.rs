@@ -5,7 +5,10 @@
 //! device).
 //!
 //! A reset runs with the block layer's lock held (so the device cannot be torn down under
-//! it) and the controller's lock held (admin passthrough and the event poll wait for it):
+//! it); the controller's lock is held while the controller is taken down (steps 1-2) and
+//! while it is brought back (step 3), so admin passthrough and the event poll wait for those
+//! (between them the controller is out of its slot and they answer ENODEV). A function reset
+//! by the PCI core runs the same two halves from `reset_prepare` and `reset_done`:
 //! 1. dispatch stops (`blk_mq_quiesce_tagset`) and completions already posted are reaped;
 //! 2. the controller is disabled, which drops every queue; the commands still in flight are
 //!    unmapped and resubmitted later or failed ([`crate::orion::recovery::after_reset`]);
