@@ -14,7 +14,7 @@ hm() { qmp "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line
 
 drive=$(qmp '{"execute":"query-block"}' | tr '{' '\n' | grep -o '"filename": *"blkdebug:[^"]*"' | head -n1)
 if [ -z "$drive" ]; then
-    tap_skip "timeout: a held command times out and fails" "no blkdebug drive in this VM profile (the faults profile has one)"
+    tap_skip "timeout: a held command gets an Abort, then completes" "no blkdebug drive in this VM profile (the faults profile has one)"
 else
     override_all none
     unload_cnvme
