@@ -18,7 +18,8 @@ use orion_sim::nvme::{CmdMatch, NvmeBuilder, SimNvme, Status as SimStatus};
 use orion_sim::pci::SimBar;
 use orion_sim::{Sim, SimDma, VirtualClock};
 
-struct SimPlatform;
+/// The core's platform on the simulator (shared with the other host test modules).
+pub(crate) struct SimPlatform;
 
 impl Platform for SimPlatform {
     type Mmio = SimBar;
@@ -30,9 +31,9 @@ impl Platform for SimPlatform {
 type Ctrl<S> = Controller<SimPlatform, S>;
 type IoQueue = QueuePair<SimCoherent, Vec<CidSlot>>;
 
-struct Rig {
-    sim: Sim,
-    nvme: SimNvme,
+pub(crate) struct Rig {
+    pub(crate) sim: Sim,
+    pub(crate) nvme: SimNvme,
 }
 
 fn rig(b: NvmeBuilder) -> (Rig, Ctrl<Disabled>) {
@@ -51,7 +52,7 @@ fn rig(b: NvmeBuilder) -> (Rig, Ctrl<Disabled>) {
     (Rig { sim, nvme }, ctrl)
 }
 
-fn up(b: NvmeBuilder) -> (Rig, Ctrl<Enabled>) {
+pub(crate) fn up(b: NvmeBuilder) -> (Rig, Ctrl<Enabled>) {
     let (r, c) = rig(b);
     let c = c.enable().map_err(|(e, _)| e).unwrap();
     (r, c)

@@ -7,9 +7,7 @@
 //! [`Controller::for_each_namespace`].
 
 use crate::orion::command::{build_prps, ListPages, Segment};
-use crate::orion::controller::{
-    Controller, CtrlError, Enabled, NamespaceInfo, PageBuf, Platform, Settings,
-};
+use crate::orion::controller::{Controller, CtrlError, Enabled, NamespaceInfo};
 use crate::orion::passthru::{self, Caller, Direction, Limits, Node, PassthruCmd, QueueKind};
 use crate::orion::spec::cqe::{notice_info, AsyncEvent, AsyncEventType};
 use crate::orion::spec::identify::{self, Flbas};
@@ -18,22 +16,12 @@ use crate::orion::spec::opcode::Admin;
 use crate::orion::spec::sqe::{NsAttachSel, NsMgmtSel, NSID_ALL};
 use crate::orion::spec::status::{cmd, generic, Sct, Status};
 use crate::orion_compat::dma::{CoherentMem, Dma};
-use crate::orion_compat::pci::Pci;
 use crate::orion_compat::time::Duration;
+use crate::tests::SimPlatform;
 use orion_sim::dma::SimCoherent;
 use orion_sim::nvme::{NvmeBuilder, SimNvme};
-use orion_sim::pci::SimBar;
-use orion_sim::{Sim, SimDma, VirtualClock};
+use orion_sim::Sim;
 use zerocopy::{FromZeros, IntoBytes};
-
-struct SimPlatform;
-
-impl Platform for SimPlatform {
-    type Mmio = SimBar;
-    type Dma = SimDma;
-    type Clock = VirtualClock;
-    type Scratch = Box<PageBuf>;
-}
 
 type Ctrl = Controller<SimPlatform, Enabled>;
 
@@ -53,19 +41,7 @@ struct Rig {
 }
 
 fn probe(b: NvmeBuilder) -> Rig {
-    let sim = Sim::new();
-    let (pci, nvme) = b.build_pci(&sim);
-    pci.set_bus_master(true).unwrap();
-    let bar = pci.map_bar(0).unwrap();
-    let c = Controller::new(
-        bar,
-        sim.dma.clone(),
-        sim.clock.clone(),
-        Box::new([0u64; 512]),
-        Settings::default(),
-    )
-    .unwrap();
-    let mut c = c.enable().map_err(|(e, _)| e).unwrap();
+    let (crate::tests::Rig { sim, nvme }, mut c) = crate::tests::up(b);
     c.identify().unwrap();
     let mut effects = Box::new(Effects::new_zeroed());
     assert!(c.command_effects(&mut effects).unwrap());
