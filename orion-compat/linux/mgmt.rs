@@ -300,24 +300,16 @@ impl Shared {
     fn poll_events(self: &Arc<Self>) {
         // A controller that failed (CSTS.CFS) or vanished is reset; the reset decides whether
         // it comes back.
-        match self.with_ctrl(|c| c.check_alive()) {
-            Ok(Err(crate::orion::controller::CtrlError::Fatal)) => {
-                pr_err!(
-                    "orion_nvme: onvme{}: controller fatal status (CSTS.CFS); resetting\n",
-                    self.instance
-                );
-                self.schedule_reset();
-                return;
-            }
-            Ok(Err(crate::orion::controller::CtrlError::Gone)) => {
-                pr_err!(
-                    "orion_nvme: onvme{}: controller registers read all ones (device gone?); resetting\n",
-                    self.instance
-                );
-                self.schedule_reset();
-                return;
-            }
-            _ => {}
+        use crate::orion::controller::CtrlError;
+        let why = match self.with_ctrl(|c| c.check_alive()) {
+            Ok(Err(CtrlError::Fatal)) => Some("controller fatal status (CSTS.CFS)"),
+            Ok(Err(CtrlError::Gone)) => Some("controller registers read all ones (device gone?)"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            pr_err!("orion_nvme: onvme{}: {}; resetting\n", self.instance, why);
+            self.schedule_reset();
+            return;
         }
         let ev = match self.with_ctrl(|c| c.poll_async_event()) {
             Ok(Ok(Some(ev))) => ev,
