@@ -78,6 +78,17 @@ def profile_args(name, rundir):
         args += ctrl(0, ",subsys=subsys1")
         args += ["-device", "nvme-ns,drive=f0,nsid=1"]
         args += ["-device", "nvme-ns,drive=e0,nsid=2,detached=on"]
+    elif name == "sriov":
+        # A controller whose number of I/O queues can change (test 109): with SR-IOV, 4 of
+        # max_ioqpairs' 6 are flexible resources, so it grants 2 I/O queues until the host
+        # gives it flexible ones (Virtualization Management), which take effect at the next
+        # function reset. 4 vCPUs, so the driver's interrupt-driven queues (one per CPU)
+        # outnumber the 2 and a shrink takes some of those away too.
+        files = [("s0", 256)]
+        args = ["-device", "nvme-subsys,id=subsys2,nqn=orion-sriov"]
+        args += drive("s0")
+        args += ctrl(0, ",subsys=subsys2,max_ioqpairs=6,sriov_max_vfs=1,sriov_vq_flexible=4,sriov_vi_flexible=1")
+        args += ["-device", "nvme-ns,drive=s0,nsid=1"]
     elif name == "bench":
         # `make bench`: two identical controllers, each with a null-co namespace (NSID 1, reads
         # return zeroes at no storage cost, so the drivers' own cost shows) and a file-backed one
@@ -91,7 +102,7 @@ def profile_args(name, rundir):
             args += drive(f"f{i}")
             args += ["-device", f"nvme-ns,drive=f{i},bus=nvme{i},nsid=2"]
     else:
-        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd, intx, faults, bench)")
+        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd, intx, faults, sriov, bench)")
     return files, args
 
 
@@ -167,13 +178,15 @@ def main():
     ap.add_argument("--args", default="", help="passed to the guest's runner (comma separated)")
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
-    ap.add_argument("--smp", type=int, default=2)
+    ap.add_argument("--smp", type=int, default=None, help="vCPUs (default 2; the sriov profile 4)")
     ap.add_argument("--mem", default="2G")
     ap.add_argument("--rundir", default="out/vm")
     ap.add_argument("--results", default=None)
     ap.add_argument("--show-console", action="store_true")
     args = ap.parse_args()
 
+    if args.smp is None:
+        args.smp = 4 if args.profile == "sriov" else 2
     rundir = os.path.abspath(args.rundir)
     shutil.rmtree(rundir, ignore_errors=True)
     os.makedirs(rundir)

@@ -33,6 +33,7 @@ use crate::platform::{LinuxCoherent, LinuxPlatform};
 use crate::sync::{LinuxMutex, LinuxSpin, LinuxSync};
 use core::ffi::{c_int, c_uint, c_void};
 use core::ptr;
+use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::{bindings, device::Bound, pci, prelude::*, str::CString, sync::Arc};
 
 pub(crate) mod nowait;
@@ -113,6 +114,9 @@ struct Inner {
     rqs: KVec<*mut bindings::request>,
     /// Commands submitted on this queue since it was created.
     submitted: u64,
+    /// What the queue keeps while the controller grants fewer queues than probe did (see
+    /// [`Io::restore_queues`]): it is out of service until a later reset grants it again.
+    parked: Option<Kept>,
 }
 
 // SAFETY: the request pointers are only dereferenced while blk-mq guarantees the request is
@@ -187,9 +191,17 @@ pub(crate) struct Io<'b> {
     dev: &'b pci::Device<Bound>,
     set: KBox<bindings::blk_mq_tag_set>,
     set_live: bool,
+    /// Every queue probe created, interrupt-driven ones first, then the polled ones; queue
+    /// `i` is I/O queue `i + 1` and hardware context `i`.
     queues: KVec<KBox<HwQueue<'b>>>,
     nr_default: u32,
     nr_poll: u32,
+    /// How many of `queues` (a prefix) are in service: all of them unless a reset found the
+    /// controller granting fewer. The tag set has as many hardware contexts once remapped.
+    live: Atomic<u32>,
+    /// Bios taken back from requests dispatched to a hardware context whose queue went away
+    /// at a reset, submitted again once the contexts are remapped.
+    orphans: LinuxSpin<Orphans>,
     /// Vectors beyond the admin one are spread over CPUs (MSI-X or multi-MSI).
     spread: bool,
     /// INTx or MSI: interrupts are masked at the controller with INTMS/INTMC.
@@ -291,6 +303,10 @@ impl<'b> Io<'b> {
                 instance: p.instance,
                 shared,
                 timeouts: kernel::sync::atomic::Atomic::new(0),
+                live: Atomic::new(0),
+                orphans: LinuxSync
+                    .new_spin_lock(Orphans::default())
+                    .map_err(|(e, _)| e.0)?,
             },
             GFP_KERNEL,
         )?;
@@ -420,6 +436,7 @@ impl<'b> Io<'b> {
                     q: Some(q),
                     rqs,
                     submitted: 0,
+                    parked: None,
                 })
                 .map_err(|(e, _)| e.0)?;
             let hq = KBox::new(
@@ -468,6 +485,7 @@ impl<'b> Io<'b> {
         );
         self.shared.set_queues(total, depth);
         self.shadow = shadow;
+        self.live.store(total, Relaxed);
 
         // The tag set.
         let me = ptr::from_mut(self).cast::<c_void>();
@@ -771,6 +789,26 @@ pub(crate) struct Kept {
     depth: u32,
 }
 
+/// Bios waiting to be submitted again (a `bio_list`: chained through `bi_next`).
+#[derive(Default)]
+struct Orphans {
+    list: bindings::bio_list,
+    /// Requests that could not be given back to the block layer this way and failed.
+    failed: u32,
+}
+
+// SAFETY: the bios are owned by this list (taken off their ended requests) until submitted
+// again; any thread may do that.
+unsafe impl Send for Orphans {}
+
+/// What a change in the number of queues at a reset did (see [`Io::remap`]).
+pub(crate) struct Remapped {
+    pub(crate) from: u32,
+    pub(crate) to: u32,
+    pub(crate) resubmitted: u32,
+    pub(crate) failed: u32,
+}
+
 /// Requests a reset interrupted, by fate.
 #[derive(Default)]
 pub(crate) struct Interruptions {
@@ -840,19 +878,21 @@ impl<'b> Io<'b> {
                     break;
                 }
             }
-            let q = hq.inner.lock(|i| i.q.take());
-            let k = q.map(|q| {
-                let per_tag = q.per_tag();
-                let (qp, lists) = q.into_parts();
-                let depth = qp.depth();
-                let (_sq, _cq, slots) = qp.into_parts();
-                Kept {
-                    slots,
-                    lists,
-                    per_tag,
-                    depth,
-                }
-            });
+            let (q, parked) = hq.inner.lock(|i| (i.q.take(), i.parked.take()));
+            let k = q
+                .map(|q| {
+                    let per_tag = q.per_tag();
+                    let (qp, lists) = q.into_parts();
+                    let depth = qp.depth();
+                    let (_sq, _cq, slots) = qp.into_parts();
+                    Kept {
+                        slots,
+                        lists,
+                        per_tag,
+                        depth,
+                    }
+                })
+                .or(parked);
             // Without room to keep it, the queue is simply not recreated (its requests fail).
             let _ = kept.push(k, GFP_KERNEL);
         }
@@ -888,19 +928,33 @@ impl<'b> Io<'b> {
         }
     }
 
-    /// Reset step 3, on the enabled controller: the shadow doorbells are handed back and every
-    /// queue is created again over what it kept.
+    /// Reset step 3, on the enabled controller: the shadow doorbells are handed back and the
+    /// first `granted` queues (the number the controller now grants, which may be fewer than
+    /// at probe, or more again) are created over what they kept; the rest stay parked, out
+    /// of service. Their hardware contexts go away at [`Io::remap`]; until then a request
+    /// dispatched to one is given back to the block layer (`queue_rq`).
     pub(crate) fn restore_queues(
         &self,
         ctrl: &mut Ctrl<'b>,
         kept: KVec<Option<Kept>>,
+        granted: u16,
     ) -> Result<(), crate::orion::controller::CtrlError> {
         use crate::orion::controller::CtrlError;
+        // CAST: at most the count granted at probe, a u16.
+        let n = (u32::from(granted)).min(self.queues.len() as u32);
+        if n == 0 {
+            return Err(CtrlError::Invalid("no I/O queue granted"));
+        }
         if let Some(sh) = &self.shadow {
             ctrl.restore_shadow_doorbells(sh)?;
         }
-        for (hq, k) in self.queues.iter().zip(kept) {
+        for (i, (hq, k)) in self.queues.iter().zip(kept).enumerate() {
             let k = k.ok_or(CtrlError::Invalid("queue state lost"))?;
+            // CAST: i < queues.len() <= 65535.
+            if i as u32 >= n {
+                hq.inner.lock(|x| x.parked = Some(k));
+                continue;
+            }
             let qp = ctrl.create_io_queue(hq.qid, k.depth, hq.vector, k.slots)?;
             let q = IoQueue::new(qp, k.lists, k.per_tag, self.page).map_err(|(qp, _)| {
                 let _ = ctrl.delete_io_queue(qp);
@@ -908,6 +962,8 @@ impl<'b> Io<'b> {
             })?;
             hq.inner.lock(|i| i.q = Some(q));
         }
+        // Before dispatch resumes: `queue_rq` tells the contexts that went away by it.
+        self.live.store(n, Relaxed);
         if self.pin_based {
             ctrl.mmio()
                 .write32(Offset::Intmc.at(), u32::MAX)
@@ -916,7 +972,13 @@ impl<'b> Io<'b> {
         Ok(())
     }
 
-    /// The I/O queues the controller must grant for [`Io::restore_queues`].
+    /// The I/O queues in service.
+    pub(crate) fn live_queues(&self) -> u16 {
+        // CAST: at most the count granted at probe, a u16.
+        self.live.load(Relaxed) as u16
+    }
+
+    /// The I/O queues asked for at a reset: as many as probe created.
     pub(crate) fn queue_count(&self) -> u16 {
         // CAST: at most the count granted at probe, a u16.
         self.queues.len() as u16
@@ -943,6 +1005,87 @@ impl<'b> Io<'b> {
                 unsafe { bindings::blk_mq_kick_requeue_list((*x.disk).queue) };
             }
         });
+    }
+}
+
+impl Io<'_> {
+    /// Reset step 5, after dispatch resumed, when the controller granted a different number
+    /// of queues than the tag set has hardware contexts: blk-mq remaps the contexts to the
+    /// queues now in service (it waits, frozen, for every request still held by one, which
+    /// includes the ones `queue_rq` gives back), then the bios given back are submitted again
+    /// and land on the new contexts. `None` when nothing changed.
+    pub(crate) fn remap(&self) -> Option<Remapped> {
+        let to = self.live.load(Relaxed);
+        // SAFETY: the tag set is live while `self` is; `nr_hw_queues` only changes here.
+        let from = unsafe { (*self.set_ptr).nr_hw_queues };
+        if to == from || to == 0 {
+            return None;
+        }
+        // CAST: to <= queues.len() <= 65535.
+        // SAFETY: as above; called from process context without spin locks, dispatch
+        // running (the freeze inside waits for requests to end).
+        unsafe { bindings::blk_mq_update_nr_hw_queues(self.set_ptr, to as c_int) };
+        self.shared.set_queues(to, self.shared.sqsize() + 1);
+        let (list, failed) = self
+            .orphans
+            .lock(|o| (core::mem::take(&mut o.list), core::mem::take(&mut o.failed)));
+        let mut bio = list.head;
+        let mut resubmitted = 0;
+        while !bio.is_null() {
+            // SAFETY: the bios on the list are ours (taken off ended requests) and chained
+            // through `bi_next`; each is unlinked before it is handed back to the block layer.
+            unsafe {
+                let next = (*bio).bi_next;
+                (*bio).bi_next = ptr::null_mut();
+                bindings::submit_bio_noacct(bio);
+                bio = next;
+            }
+            resubmitted += 1;
+        }
+        Some(Remapped {
+            from,
+            to,
+            resubmitted,
+            failed,
+        })
+    }
+
+    /// `queue_rq` for a hardware context whose queue went away at a reset (see
+    /// [`Io::restore_queues`]): the request's bios are taken back (to be submitted again by
+    /// [`Io::remap`]) and the empty request ends. A request with no bios of its own (the
+    /// flush machinery's cache flush) or a passthrough command cannot be sent elsewhere:
+    /// it fails, as a passthrough command interrupted by a reset does.
+    ///
+    /// # Safety
+    ///
+    /// `rq` is a request blk-mq handed to `queue_rq`, owned by us.
+    unsafe fn give_back(&self, rq: *mut bindings::request) -> bindings::blk_status_t {
+        // SAFETY: caller's contract.
+        let (op, has_bio) = unsafe {
+            bindings::blk_mq_start_request(rq);
+            ((*rq).cmd_flags & REQ_OP_MASK, !(*rq).bio.is_null())
+        };
+        // SAFETY: as above.
+        let p = unsafe { pdu(rq) };
+        let passthru =
+            op == bindings::req_op_REQ_OP_DRV_IN || op == bindings::req_op_REQ_OP_DRV_OUT;
+        if has_bio && !passthru {
+            // SAFETY: the request is ours and not on the device; its bios move to the list
+            // (the list lock orders this against `remap` taking it).
+            self.orphans
+                .lock(|o| unsafe { bindings::blk_steal_bios(&mut o.list, rq) });
+            p.status = BLK_STS_OK;
+            // SAFETY: ours to end, once; it has no bios left to complete.
+            unsafe { bindings::blk_mq_end_request(rq, BLK_STS_OK) };
+        } else {
+            self.orphans.lock(|o| o.failed += 1);
+            p.status = BLK_STS_IOERR;
+            p.nvme_status = HOST_ABORTED;
+            p.result = 0;
+            // SAFETY: as above.
+            unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };
+        }
+        BLK_STS_OK
     }
 }
 
@@ -1095,6 +1238,11 @@ unsafe extern "C" fn queue_rq(
     };
     // SAFETY: as above.
     let (rq, last) = unsafe { ((*bd).rq, (*bd).last) };
+    // SAFETY: as above.
+    if unsafe { (*hctx).queue_num } >= io.live.load(Relaxed) {
+        // SAFETY: as above.
+        return unsafe { io.give_back(rq) };
+    }
     // SAFETY: `rq` is owned by us until ended.
     let (op, flags, sector, bytes, q, tag) = unsafe {
         let r = &*rq;
@@ -1506,10 +1654,16 @@ unsafe extern "C" fn map_queues(set: *mut bindings::blk_mq_tag_set) {
     unsafe {
         let io = &*(*set).driver_data.cast::<Io<'_>>();
         let maps = &mut (*set).map;
+        // The queues in service are a prefix: interrupt-driven ones first (at least one).
+        let live = io.live.load(Relaxed).max(1);
+        let nr_default = io.nr_default.min(live);
+        let nr_poll = io.nr_poll.min(live - nr_default);
         let def = &mut maps[bindings::hctx_type_HCTX_TYPE_DEFAULT as usize];
-        def.nr_queues = io.nr_default;
+        def.nr_queues = nr_default;
         def.queue_offset = 0;
-        if io.spread {
+        // With fewer queues than vectors, some CPUs' vectors serve no queue: spread the CPUs
+        // evenly instead of by affinity.
+        if io.spread && nr_default == io.nr_default {
             // Follow the vectors' CPU affinity (vector 0 is the admin queue's).
             bindings::blk_mq_map_hw_queues(def, &raw mut (*io.pdev()).dev, 1);
         } else {
@@ -1518,9 +1672,11 @@ unsafe extern "C" fn map_queues(set: *mut bindings::blk_mq_tag_set) {
         if (*set).nr_maps > bindings::hctx_type_HCTX_TYPE_POLL {
             maps[bindings::hctx_type_HCTX_TYPE_READ as usize].nr_queues = 0;
             let pollm = &mut maps[bindings::hctx_type_HCTX_TYPE_POLL as usize];
-            pollm.nr_queues = io.nr_poll;
-            pollm.queue_offset = io.nr_default;
-            bindings::blk_mq_map_queues(pollm);
+            pollm.nr_queues = nr_poll;
+            pollm.queue_offset = nr_default;
+            if nr_poll > 0 {
+                bindings::blk_mq_map_queues(pollm);
+            }
         }
     }
 }

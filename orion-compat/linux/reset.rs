@@ -12,15 +12,19 @@
 //! 1. dispatch stops (`blk_mq_quiesce_tagset`) and completions already posted are reaped;
 //! 2. the controller is disabled, which drops every queue; the commands still in flight are
 //!    unmapped and resubmitted later or failed ([`crate::orion::recovery::after_reset`]);
-//! 3. the controller is enabled and identified again, the same number of I/O queues is
-//!    asked for, the shadow doorbells are handed back and every queue is created again over
-//!    its old CID slots and PRP list memory; events are re-armed;
-//! 4. dispatch resumes and the interrupted requests go out again; then the namespaces are
-//!    rescanned (capacity and format changes, namespaces that came or went).
+//! 3. the controller is enabled and identified again, as many I/O queues as probe created
+//!    are asked for, the shadow doorbells are handed back and the queues granted are created
+//!    again over their old CID slots and PRP list memory; events are re-armed;
+//! 4. dispatch resumes and the interrupted requests go out again;
+//! 5. if the controller now grants a different number of queues (fewer, or more again after
+//!    fewer, up to probe's), blk-mq remaps its hardware contexts to the queues in service;
+//!    requests held by a context that goes away give their bios back, which are submitted
+//!    again afterwards (a cache flush or passthrough command there fails); then the
+//!    namespaces are rescanned (capacity and format changes, namespaces that came or went).
 //!
-//! If the controller does not come back (it never gets ready, fails Identify, grants fewer
-//! queues than before), it is kept disabled as [`DeadCtrl`], its disks are marked dead and
-//! every request fails with an I/O error until the device is unbound.
+//! If the controller does not come back (it never gets ready, fails Identify, grants no I/O
+//! queue), it is kept disabled as [`DeadCtrl`], its disks are marked dead and every request
+//! fails with an I/O error until the device is unbound.
 
 use crate::blk::Io;
 use crate::mgmt::Shared;
@@ -266,6 +270,16 @@ impl Shared {
                 }
             });
         io.resume(!up);
+        if let Some(m) = io.remap().filter(|_| up) {
+            pr_info!(
+                "orion_nvme: onvme{}: I/O queues in service: {} -> {}; {} bios given back and resubmitted, {} requests failed\n",
+                self.instance,
+                m.from,
+                m.to,
+                m.resubmitted,
+                m.failed
+            );
+        }
         if up {
             let _ = self.with_ctrl(|c| {
                 if let Err(e) = c.start_async_events() {
@@ -377,13 +391,16 @@ fn bring_back(
         let granted = c
             .set_queue_count(want)
             .map_err(|e| ("Set Features (Number of Queues)", e))?;
-        if granted < want {
-            return Err((
-                "Set Features (Number of Queues)",
-                CtrlError::Invalid("fewer I/O queues granted than before the reset"),
-            ));
+        if granted != io.live_queues() {
+            pr_warn!(
+                "orion_nvme: onvme{}: reset: the controller grants {} I/O queues (probe made {}, {} were in service)\n",
+                instance,
+                granted,
+                want,
+                io.live_queues()
+            );
         }
-        io.restore_queues(&mut c, kept)
+        io.restore_queues(&mut c, kept, granted)
             .map_err(|e| ("re-creating the I/O queues", e))
     })();
     match r {
