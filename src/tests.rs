@@ -1208,3 +1208,46 @@ fn fault_never_ready_after_reset() {
     let mut c = d.enable().map_err(|(e, _)| e).unwrap();
     c.identify().unwrap();
 }
+
+/// CSTS.CFS while a command is outstanding (the device swallowed it, then failed): the
+/// alive check sees the fatal status (the Linux glue's health check then resets), the
+/// command is cancelled and resubmitted after the reset over the queue's old CID slots, it
+/// completes with the data, and a completion carrying the old CID that turns up afterwards
+/// is refused instead of ending the new command.
+#[test]
+fn fault_cfs_with_a_command_in_flight_reset_resubmits() {
+    use crate::orion::recovery::{after_reset, Interrupted};
+    let (r, mut c) = up(NvmeBuilder::new());
+    c.identify().unwrap();
+    let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
+    assert!(r.nvme.write_block(1, 0, &[0xc3; 512]));
+    r.nvme.faults().drop_completions(CmdMatch::io(0x02), 1);
+    submit_read(&c, &mut q, &mut lists, &b, 7);
+    let cid_before = q.cid_of(7).unwrap();
+    r.nvme.faults().fail_now();
+    assert_eq!(c.check_alive(), Err(CtrlError::Fatal));
+    assert_eq!(q.in_flight(), 1);
+    // The reset: the outstanding command is taken off its queue and will be retried.
+    assert!(q.cancel(7));
+    assert_eq!(after_reset(0, false), Interrupted::Retry);
+    let (_, _, slots) = q.into_parts();
+    let d = c.reset().map_err(|(e, _)| e).unwrap();
+    let mut c = d.enable().map_err(|(e, _)| e).unwrap();
+    assert!(
+        c.check_alive().is_ok_and(|s| !s.cfs()),
+        "the reset cleared CFS"
+    );
+    c.identify().unwrap();
+    assert_eq!(c.set_queue_count(1).unwrap(), 1);
+    let mut q = c.create_io_queue(1, 16, Some(1), slots).unwrap();
+    // A stale completion for the command from before the reset: refused.
+    assert!(r.nvme.faults().stray_completion(1, cid_before));
+    let mut seen = Vec::new();
+    q.reap(c.mmio(), None, 64, |x| seen.push(x)).unwrap();
+    assert!(matches!(seen.as_slice(), [Reaped::Bogus(_)]), "{seen:?}");
+    submit_read(&c, &mut q, &mut lists, &b, 7);
+    assert_ne!(q.cid_of(7).unwrap(), cid_before);
+    assert!(reaped_status(&c, &mut q, 7).is_success());
+    assert_eq!(&b.bytes()[..512], &[0xc3; 512][..]);
+    assert_eq!(q.in_flight(), 0);
+}
