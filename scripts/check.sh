@@ -21,7 +21,7 @@ elif [ "$DEBUG" = 1 ]; then
     SELFTEST_ARGS="${SELFTEST_ARGS:+$SELFTEST_ARGS,}ORION_RESETS=10,ORION_UNPLUGS=2"
     VM_TIMEOUT=${VM_TIMEOUT:-3600}
 fi
-PROFILES=${PROFILES:-single dual subsys odd faults sriov}
+PROFILES=${PROFILES:-single dual subsys odd faults changes}
 variant=(); [ "$DEBUG" = 1 ] && variant=(--debug)
 out=$top/out; [ "$DEBUG" = 1 ] && out=$top/out/debug
 mkdir -p "$out"
@@ -115,19 +115,20 @@ fi
 initrd=$out/initramfs-check.cpio.gz
 stage initramfs "$here/initramfs.sh" "$kdir" "$top/orion_nvme.ko" "$initrd" || fatal_stage
 
-# sriov_args: the guest runner's arguments on the sriov profile, which exists for the queue
-# count test (109; 4 vCPUs under TCG make the whole suite slow there): SELFTEST_ARGS, with
-# that test's name as the pattern unless SELFTEST_ARGS names one.
-sriov_args() {
+# changes_args: the guest runner's arguments on the changes profile, which exists for the
+# tests of a configuration changing under the driver (109-change-*, 110-change-*; 4 vCPUs
+# under TCG make the whole suite slow there): SELFTEST_ARGS, with "-change-" as the pattern
+# unless SELFTEST_ARGS names one.
+changes_args() {
     local a
     for a in $(echo "${SELFTEST_ARGS:-}" | tr ',' ' '); do
         case $a in [A-Z]*=*) ;; *) echo "$SELFTEST_ARGS"; return ;; esac
     done
-    echo "109-queue-count${SELFTEST_ARGS:+,$SELFTEST_ARGS}"
+    echo "-change-${SELFTEST_ARGS:+,$SELFTEST_ARGS}"
 }
 vm_profile() {
     local p=$1 res=$out/vm-$p/../results-$p.tap args=${SELFTEST_ARGS:-}
-    [ "$p" = sriov ] && args=$(sriov_args)
+    [ "$p" = changes ] && args=$(changes_args)
     "$here/vm.py" --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" --profile "$p" \
         --mode check --rundir "$out/vm-$p" --results "$out/results-$p.tap" --timeout "${VM_TIMEOUT:-1200}" \
         ${args:+--args "$args"}

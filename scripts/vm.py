@@ -22,9 +22,9 @@ import time
 # Named controller layouts. Each entry: (backing files to create as (name, MiB), QEMU args).
 def profile_args(name, rundir):
     img = lambda n: os.path.join(rundir, n)
-    def ctrl(i, extra, drive=None):
+    def ctrl(i, extra, drive=None, serial=None):
         a = ["-device", f"pcie-root-port,id=rp{i},bus=pcie.0,chassis={i + 1},slot={i + 1}"]
-        dev = f"nvme,id=nvme{i},bus=rp{i},serial=ORION{i:04d}{extra}"
+        dev = f"nvme,id=nvme{i},bus=rp{i},serial={serial or f'ORION{i:04d}'}{extra}"
         if drive:
             dev += f",drive={drive}"
         return a + ["-device", dev]
@@ -78,17 +78,21 @@ def profile_args(name, rundir):
         args += ctrl(0, ",subsys=subsys1")
         args += ["-device", "nvme-ns,drive=f0,nsid=1"]
         args += ["-device", "nvme-ns,drive=e0,nsid=2,detached=on"]
-    elif name == "sriov":
-        # A controller whose number of I/O queues can change (test 109): with SR-IOV, 4 of
-        # max_ioqpairs' 6 are flexible resources, so it grants 2 I/O queues until the host
-        # gives it flexible ones (Virtualization Management), which take effect at the next
-        # function reset. 4 vCPUs, so the driver's interrupt-driven queues (one per CPU)
-        # outnumber the 2 and a shrink takes some of those away too.
-        files = [("s0", 256)]
-        args = ["-device", "nvme-subsys,id=subsys2,nqn=orion-sriov"]
-        args += drive("s0")
+    elif name == "changes":
+        # Controllers whose configuration changes under the driver (tests 109 and 110), in
+        # one NVM subsystem sharing namespace 1. The first has SR-IOV: 4 of max_ioqpairs' 6
+        # are flexible resources, so it grants 2 I/O queues until the host gives it flexible
+        # ones (Virtualization Management), which take effect at the next function reset.
+        # 4 vCPUs, so the driver's interrupt-driven queues (one per CPU) outnumber the 2 and
+        # a shrink takes some of those away too. Through the second, the shared namespace is
+        # formatted behind the first one's back.
+        files = [("c1", 256)]
+        args = ["-device", "nvme-subsys,id=subsys2,nqn=orion-changes"]
+        args += drive("c1")
         args += ctrl(0, ",subsys=subsys2,max_ioqpairs=6,sriov_max_vfs=1,sriov_vq_flexible=4,sriov_vi_flexible=1")
-        args += ["-device", "nvme-ns,drive=s0,nsid=1"]
+        # Controllers of one subsystem have its serial number (QEMU insists).
+        args += ctrl(1, ",subsys=subsys2", serial="ORION0000")
+        args += ["-device", "nvme-ns,drive=c1,nsid=1,shared=on"]
     elif name == "bench":
         # `make bench`: two identical controllers, each with a null-co namespace (NSID 1, reads
         # return zeroes at no storage cost, so the drivers' own cost shows) and a file-backed one
@@ -102,7 +106,7 @@ def profile_args(name, rundir):
             args += drive(f"f{i}")
             args += ["-device", f"nvme-ns,drive=f{i},bus=nvme{i},nsid=2"]
     else:
-        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd, intx, faults, sriov, bench)")
+        raise SystemExit(f"vm.py: unknown profile {name} (single, dual, subsys, odd, intx, faults, changes, bench)")
     return files, args
 
 
@@ -178,7 +182,7 @@ def main():
     ap.add_argument("--args", default="", help="passed to the guest's runner (comma separated)")
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
-    ap.add_argument("--smp", type=int, default=None, help="vCPUs (default 2; the sriov profile 4)")
+    ap.add_argument("--smp", type=int, default=None, help="vCPUs (default 2; the changes profile 4)")
     ap.add_argument("--mem", default="2G")
     ap.add_argument("--rundir", default="out/vm")
     ap.add_argument("--results", default=None)
@@ -186,7 +190,7 @@ def main():
     args = ap.parse_args()
 
     if args.smp is None:
-        args.smp = 4 if args.profile == "sriov" else 2
+        args.smp = 4 if args.profile == "changes" else 2
     rundir = os.path.abspath(args.rundir)
     shutil.rmtree(rundir, ignore_errors=True)
     os.makedirs(rundir)
@@ -220,6 +224,11 @@ def main():
         append += f" orion.args={args.args}"
     if args.profile == "intx":
         append += " pci=nomsi"
+    if accel == "tcg" and args.smp > 2:
+        # More vCPUs than host cores under TCG: the clocksource watchdog's skew check and the
+        # stop_machine it starts were seen livelocked at boot (all CPUs in
+        # stop_machine_yield / watchdog_check_skew for 10 minutes); TSC is the emulator's.
+        append += " tsc=reliable"
     if os.environ.get("ORION_KERNEL_ARGS"):
         # Extra kernel command line for a one-off run, e.g. pci=nomsi to exercise INTx.
         append += " " + os.environ["ORION_KERNEL_ARGS"]

@@ -496,6 +496,20 @@ fn unprivileged_ok(
     }
 }
 
+/// Whether a successful admin passthrough command with `opcode` may have changed the
+/// namespaces (their inventory, capacity or format), so the host must rescan them: Format
+/// NVM, Namespace Management and Namespace Attachment always (whatever a log says), and any
+/// command the Commands Supported and Effects log marks with Namespace Inventory Change or
+/// Namespace Capability Change (NVMe Base 2.0 §5.16.1.6).
+pub fn changes_namespaces(opcode: u8, effects: Option<&Effects>) -> bool {
+    let known = [Admin::FormatNvm, Admin::NsManagement, Admin::NsAttachment];
+    known.iter().any(|a| a.raw() == opcode)
+        || effects.is_some_and(|e| {
+            let x = e.admin(opcode);
+            x.csupp() && (x.nic() || x.ncc())
+        })
+}
+
 /// Checks a passthrough command from `caller` through `node` for `queue` and builds it.
 ///
 /// The order is the reference driver's where it has the check: flags and the NSID of an I/O
@@ -748,6 +762,30 @@ mod tests {
             e.iocs[usize::from(op)] = Effect::default().with_csupp(true).with_lbcc(lbcc);
         }
         e
+    }
+
+    #[test]
+    fn namespace_changing_commands_are_known_or_from_the_log() {
+        for op in [0x80, 0x0d, 0x15] {
+            assert!(changes_namespaces(op, None), "{op:#04x}");
+        }
+        for op in [0x06, 0x02, 0x09, 0x84, 0xc0] {
+            assert!(!changes_namespaces(op, None), "{op:#04x}");
+        }
+        let mut e = effects_supporting(&[]);
+        e.acs[0xc1] = Effect::default().with_csupp(true).with_nic(true);
+        e.acs[0xc2] = Effect::default().with_csupp(true).with_ncc(true);
+        e.acs[0xc3] = Effect::default().with_csupp(true).with_lbcc(true);
+        // Effects of a command the log says is not supported mean nothing.
+        e.acs[0xc4] = Effect::default().with_nic(true);
+        assert!(changes_namespaces(0xc1, Some(&e)));
+        assert!(changes_namespaces(0xc2, Some(&e)));
+        assert!(!changes_namespaces(0xc3, Some(&e)));
+        assert!(!changes_namespaces(0xc4, Some(&e)));
+        assert!(
+            changes_namespaces(0x80, Some(&e)),
+            "known whatever the log says"
+        );
     }
 
     #[test]

@@ -705,6 +705,33 @@ fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Done> {
             if d.status == 0 && k.dir == Direction::FromDevice {
                 buf.copy_out(&b)?;
             }
+            // A format, namespace management or attachment (or what the effects log says
+            // changes namespaces) takes effect on the disks now, as with the reference
+            // driver; the command's own answer stands whatever the rescan finds.
+            if d.status == 0
+                && crate::orion::passthru::changes_namespaces(
+                    k.sqe.opcode(),
+                    shared.limits().effects,
+                )
+            {
+                match shared.rescan() {
+                    Ok(x) if x.added + x.removed + x.resized > 0 => pr_info!(
+                        "orion_nvme: onvme{}: after admin command {:#04x}: {} disks added, {} removed, {} resized\n",
+                        shared.instance,
+                        k.sqe.opcode(),
+                        x.added,
+                        x.removed,
+                        x.resized
+                    ),
+                    Ok(_) => {}
+                    Err(e) => pr_warn!(
+                        "orion_nvme: onvme{}: rescan after admin command {:#04x}: {:?}\n",
+                        shared.instance,
+                        k.sqe.opcode(),
+                        e
+                    ),
+                }
+            }
             Ok(d)
         }
         Err(e) => {

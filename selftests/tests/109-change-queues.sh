@@ -1,5 +1,5 @@
 # The number of I/O queues changing across a reset (issue #6): a controller with SR-IOV
-# (the sriov profile) has flexible queue resources that the host moves to or from the
+# (the changes profile) has flexible queue resources that the host moves to or from the
 # primary controller with Virtualization Management (nvme virt-mgmt); the change takes
 # effect at the next function reset. The driver binds with 6 queues (4 interrupt-driven,
 # one per CPU, and 2 polled), the flexible resources are taken away and the function is
@@ -28,7 +28,7 @@ for b in $(nvme_pci_devs); do
 done
 if [ -z "$qc_bdf" ]; then
     tap_skip "queues: the I/O queue count changing across a reset" \
-        "no controller here has Virtualization Management with flexible queue resources (the faults profile has)"
+        "no controller here has Virtualization Management with flexible queue resources (the changes profile has)"
 else
     bdf=$qc_bdf
     nsid=$(fact "$bdf" nsids | head -n1)
