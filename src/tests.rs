@@ -1210,7 +1210,7 @@ fn fault_never_ready_after_reset() {
 }
 
 /// CSTS.CFS while a command is outstanding (the device swallowed it, then failed): the
-/// alive check sees the fatal status (the Linux glue's health check then resets), the
+/// alive check sees the fatal status (the platform glue's health check then resets), the
 /// command is cancelled and resubmitted after the reset over the queue's old CID slots, it
 /// completes with the data, and a completion carrying the old CID that turns up afterwards
 /// is refused instead of ending the new command.

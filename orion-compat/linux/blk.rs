@@ -216,7 +216,6 @@ pub(crate) struct Io<'b> {
     set_ptr: *mut bindings::blk_mq_tag_set,
     /// The controller's memory page size.
     page: u64,
-    fops: KBox<bindings::block_device_operations>,
     instance: u32,
     /// The controller's shared state (the disks' ioctls reach the controller through it).
     shared: Arc<Shared>,
@@ -299,7 +298,6 @@ impl<'b> Io<'b> {
                 )?,
                 set_ptr: ptr::null_mut(),
                 page: 4096,
-                fops: KBox::new(bindings::block_device_operations::default(), GFP_KERNEL)?,
                 instance: p.instance,
                 shared,
                 timeouts: kernel::sync::atomic::Atomic::new(0),
@@ -510,9 +508,6 @@ impl<'b> Io<'b> {
         }
         self.set_live = true;
 
-        self.fops.owner = <crate::OrionModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr();
-        self.fops.ioctl = Some(blk_ioctl);
-        self.fops.free_disk = Some(free_disk);
         self.page = page;
         if let Some(info) = ctrl.info() {
             for ns in namespaces {
@@ -663,7 +658,7 @@ impl<'b> Io<'b> {
             for (d, s) in (*disk).disk_name.iter_mut().take(31).zip(name.to_bytes()) {
                 *d = *s;
             }
-            (*disk).fops = &*self.fops;
+            (*disk).fops = &FOPS.0;
             // One reference on the shared state per disk, dropped by `free_disk`.
             (*disk).private_data = Arc::into_raw(self.shared.clone()).cast_mut().cast();
             // A lying NSZE must not wrap the capacity.
@@ -1680,6 +1675,37 @@ unsafe extern "C" fn map_queues(set: *mut bindings::blk_mq_tag_set) {
         }
     }
 }
+
+/// The disks' operations. Static: a disk held open (a file descriptor kept across unbind)
+/// outlives the controller's block state, and its last close still calls through them
+/// (`release`) and `free_disk`.
+static FOPS: Fops = Fops(bindings::block_device_operations {
+    submit_bio: None,
+    poll_bio: None,
+    open: None,
+    release: None,
+    ioctl: Some(blk_ioctl),
+    compat_ioctl: None,
+    check_events: None,
+    unlock_native_capacity: None,
+    getgeo: None,
+    set_read_only: None,
+    free_disk: Some(free_disk),
+    swap_slot_free_notify: None,
+    report_zones: None,
+    devnode: None,
+    get_unique_id: None,
+    // The module cannot be unloaded while a disk is open.
+    owner: <crate::OrionModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr(),
+    pr_ops: ptr::null(),
+    alternative_gpt_sector: None,
+});
+
+/// [`FOPS`] (its module pointer makes it `!Sync` as bindgen sees it).
+struct Fops(bindings::block_device_operations);
+
+// SAFETY: the table is never written; the module it names lives as long as the table.
+unsafe impl Sync for Fops {}
 
 static OPS: bindings::blk_mq_ops = bindings::blk_mq_ops {
     queue_rq: Some(queue_rq),
