@@ -270,7 +270,7 @@ impl Shared {
                 }
             });
         io.resume(!up);
-        if let Some(m) = io.remap().filter(|_| up) {
+        if let Some(m) = up.then(|| io.remap()).flatten() {
             pr_info!(
                 "orion_nvme: onvme{}: I/O queues in service: {} -> {}; {} bios given back and resubmitted, {} requests failed\n",
                 self.instance,
