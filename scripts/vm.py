@@ -220,8 +220,8 @@ def main():
 
     cpu = ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg", "-cpu", "max"]
     append = f"console=ttyS0 panic=-1 oops=panic softlockup_panic=0 orion.mode={args.mode}"
-    if args.args:
-        append += f" orion.args={args.args}"
+    # The runner's arguments; ORION_PROFILE tells tests which profile they run on.
+    append += f" orion.args={args.args + ',' if args.args else ''}ORION_PROFILE={args.profile}"
     if args.profile == "intx":
         append += " pci=nomsi"
     if accel == "tcg" and args.smp > 2:

@@ -53,6 +53,20 @@ pub const fn on_timeout(e: Expiry) -> TimeoutStep {
     }
 }
 
+/// The next step once the Abort for a timed-out command is over: the controller answered it
+/// (whether or not it aborted the command), so the command gets its second timeout period
+/// ([`TimeoutStep::Wait`]); or the Abort itself failed (it timed out or could not be
+/// submitted), so the admin queue is not working either and the controller is reset now
+/// ([`TimeoutStep::Reset`]) rather than after that period, or after one Abort per stuck
+/// command.
+pub const fn after_abort(answered: bool) -> TimeoutStep {
+    if answered {
+        TimeoutStep::Wait
+    } else {
+        TimeoutStep::Reset
+    }
+}
+
 /// What becomes of a command a controller reset interrupted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interrupted {
@@ -154,6 +168,12 @@ mod tests {
     #[test]
     fn interrupted_passthrough_fails() {
         assert_eq!(after_reset(0, true), Interrupted::Fail);
+    }
+
+    #[test]
+    fn an_abort_that_fails_resets_at_once() {
+        assert_eq!(after_abort(true), TimeoutStep::Wait);
+        assert_eq!(after_abort(false), TimeoutStep::Reset);
     }
 
     #[test]

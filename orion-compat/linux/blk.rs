@@ -1569,9 +1569,12 @@ unsafe extern "C" fn timeout(rq: *mut bindings::request) -> bindings::blk_eh_tim
                 match r {
                     Ok(true) => "aborted",
                     Ok(false) => "not aborted",
-                    Err(_) => "could not be sent",
+                    Err(_) => "failed; resetting the controller",
                 }
             );
+            if recovery::after_abort(r.is_ok()) == TimeoutStep::Reset {
+                io.shared.schedule_reset();
+            }
             AGAIN
         }
         (TimeoutStep::Reset, Some(cid)) => {

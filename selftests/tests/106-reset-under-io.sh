@@ -60,7 +60,10 @@ else
         diag "reset: could not throttle drive '$drv': commands in flight at a reset will be rare"
     fi
     ok=0 bad=0 rounds=0 fio_bad=0 wbytes=0 rbytes=0 t0=$(date +%s)
-    while [ "$((ok + bad))" -lt "$RESETS" ] && [ "$rounds" -lt $(( RESETS + 5 )) ]; do
+    # Rounds go on until the resets are done and the NVME_IOCTL_RESET had a round to run in
+    # (with few resets, the round they ran in may be over by then).
+    while { [ "$((ok + bad))" -lt "$RESETS" ] || [ ! -f /tmp/rs-ioctl.rc ]; } &&
+            [ "$rounds" -lt $(( RESETS + 5 )) ]; do
         rounds=$((rounds + 1))
         fio --output-format=json --output=/tmp/rs.json /tmp/rs.fio > /tmp/rs.err 2>&1 &
         fio_pid=$!
