@@ -369,6 +369,28 @@ impl Shared {
         }
     }
 
+    /// Rescans after `why` (a reset, a command that changes namespaces) and logs what the
+    /// disks did, if anything, or why the rescan failed.
+    pub(crate) fn rescan_and_log(&self, why: core::fmt::Arguments<'_>) {
+        match self.rescan() {
+            Ok(x) if x.added + x.removed + x.resized > 0 => pr_info!(
+                "orion_nvme: onvme{}: after {}: {} disks added, {} removed, {} resized\n",
+                self.instance,
+                why,
+                x.added,
+                x.removed,
+                x.resized
+            ),
+            Ok(_) => {}
+            Err(e) => pr_warn!(
+                "orion_nvme: onvme{}: rescan after {}: {:?}\n",
+                self.instance,
+                why,
+                e
+            ),
+        }
+    }
+
     /// Records the queues the block layer set up: I/O queue count and depth.
     pub(crate) fn set_queues(&self, io_queues: u32, depth: u32) {
         self.queues.store(io_queues + 1, Relaxed);
@@ -714,23 +736,7 @@ fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Done> {
                     shared.limits().effects,
                 )
             {
-                match shared.rescan() {
-                    Ok(x) if x.added + x.removed + x.resized > 0 => pr_info!(
-                        "orion_nvme: onvme{}: after admin command {:#04x}: {} disks added, {} removed, {} resized\n",
-                        shared.instance,
-                        k.sqe.opcode(),
-                        x.added,
-                        x.removed,
-                        x.resized
-                    ),
-                    Ok(_) => {}
-                    Err(e) => pr_warn!(
-                        "orion_nvme: onvme{}: rescan after admin command {:#04x}: {:?}\n",
-                        shared.instance,
-                        k.sqe.opcode(),
-                        e
-                    ),
-                }
+                shared.rescan_and_log(format_args!("admin command {:#04x}", k.sqe.opcode()));
             }
             Ok(d)
         }

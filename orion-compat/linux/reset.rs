@@ -180,21 +180,7 @@ impl Shared {
         );
         // Revalidate the namespaces: a format or capacity change, or namespaces that came or
         // went while the controller was down.
-        match self.rescan() {
-            Ok(x) if x.added + x.removed + x.resized > 0 => pr_info!(
-                "orion_nvme: onvme{}: after reset: {} disks added, {} removed, {} resized\n",
-                self.instance,
-                x.added,
-                x.removed,
-                x.resized
-            ),
-            Ok(_) => {}
-            Err(e) => pr_warn!(
-                "orion_nvme: onvme{}: rescan after reset: {:?}\n",
-                self.instance,
-                e
-            ),
-        }
+        self.rescan_and_log(format_args!("reset"));
         Ok(())
     }
 
