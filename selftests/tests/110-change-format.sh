@@ -8,11 +8,19 @@
 # ORION_TEST_DRIVER=nvme runs the same on the C driver.
 dmesg -c > /dev/null
 cnvme_facts || tap_fail "revalidate: the C driver's view of every namespace (the reference)"
-# Two controllers with the same subsystem NQN and an NSID in common.
+# Two controllers of one NVM subsystem (the same SUBNQN) with an NSID in common: the same
+# namespace, since NSIDs are the subsystem's (controllers that only happen to both have a
+# namespace 1, as in the dual profile, do not count).
+attach_all "$TEST_DRIVER" > /dev/null 2>&1
+for b in $(nvme_pci_devs); do
+    c=$(ctrl_node_for "$TEST_DRIVER" "$b") &&
+        nvme id-ctrl "/dev/$c" 2>/dev/null | sed -n 's/^subnqn *: *//p' > "/tmp/facts/$b/subnqn"
+done
 fa= fb= fnsid=
 for a in $(nvme_pci_devs); do
     for b in $(nvme_pci_devs); do
         [ "$a" = "$b" ] && continue
+        [ -s "/tmp/facts/$a/subnqn" ] && [ "$(fact "$a" subnqn)" = "$(fact "$b" subnqn)" ] || continue
         for n in $(fact "$a" nsids); do
             fact "$b" nsids | grep -qx "$n" || continue
             fa=$a fb=$b fnsid=$n
@@ -20,6 +28,7 @@ for a in $(nvme_pci_devs); do
         done
     done
 done
+diag "revalidate: subsystem NQNs: $(for b in $(nvme_pci_devs); do echo "$b=$(fact "$b" subnqn)"; done | tr '\n' ' ')"
 case $TEST_DRIVER in
     nvme) reset_attr() { echo "/sys/bus/pci/devices/$1/nvme/$2/reset_controller"; } ;;
     *) reset_attr() { echo "/sys/class/misc/$2/reset_controller"; } ;;
