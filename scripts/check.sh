@@ -117,21 +117,21 @@ stage initramfs "$here/initramfs.sh" "$kdir" "$top/orion_nvme.ko" "$initrd" || f
 
 # changes_args: the guest runner's arguments on the changes profile, which exists for the
 # tests of a configuration changing under the driver (109-change-*, 110-change-*; 4 vCPUs
-# under TCG make the whole suite slow there): SELFTEST_ARGS, with "-change-" as the pattern
+# under TCG make the whole suite slow there): SELFTEST_ARGS, with "change-" as the pattern
 # unless SELFTEST_ARGS names one.
 changes_args() {
     local a
     for a in $(echo "${SELFTEST_ARGS:-}" | tr ',' ' '); do
         case $a in [A-Z]*=*) ;; *) echo "$SELFTEST_ARGS"; return ;; esac
     done
-    echo "-change-${SELFTEST_ARGS:+,$SELFTEST_ARGS}"
+    echo "change-${SELFTEST_ARGS:+,$SELFTEST_ARGS}"
 }
 vm_profile() {
     local p=$1 res=$out/vm-$p/../results-$p.tap args=${SELFTEST_ARGS:-}
     [ "$p" = changes ] && args=$(changes_args)
     "$here/vm.py" --kernel "$kdir/arch/x86/boot/bzImage" --initrd "$initrd" --profile "$p" \
         --mode check --rundir "$out/vm-$p" --results "$out/results-$p.tap" --timeout "${VM_TIMEOUT:-1200}" \
-        ${args:+--args "$args"}
+        ${args:+--args="$args"}
     local rc=$?
     local p_ok p_fail
     p_ok=$(grep '^ok ' "$out/results-$p.tap" | grep -vc '# SKIP')
