@@ -199,6 +199,11 @@ pub(crate) struct Io<'b> {
     /// How many of `queues` (a prefix) are in service: all of them unless a reset found the
     /// controller granting fewer. The tag set has as many hardware contexts once remapped.
     live: Atomic<u32>,
+    /// Set once a reset changed the number of queues: from then on `map_queues` spreads the
+    /// CPUs evenly, because asking the vectors' affinity takes the MSI domain's mutex, which
+    /// must not be taken while `blk_mq_update_nr_hw_queues` holds the queues frozen (lockdep:
+    /// the mutex is held across allocations, which a frozen queue's I/O may wait for).
+    remapped: Atomic<bool>,
     /// Bios taken back from requests dispatched to a hardware context whose queue went away
     /// at a reset, submitted again once the contexts are remapped.
     orphans: LinuxSpin<Orphans>,
@@ -302,6 +307,7 @@ impl<'b> Io<'b> {
                 shared,
                 timeouts: kernel::sync::atomic::Atomic::new(0),
                 live: Atomic::new(0),
+                remapped: Atomic::new(false),
                 orphans: LinuxSync
                     .new_spin_lock(Orphans::default())
                     .map_err(|(e, _)| e.0)?,
@@ -1016,6 +1022,7 @@ impl Io<'_> {
         if to == from || to == 0 {
             return None;
         }
+        self.remapped.store(true, Relaxed);
         // CAST: to <= queues.len() <= 65535.
         // SAFETY: as above; called from process context without spin locks, dispatch
         // running (the freeze inside waits for requests to end).
@@ -1659,9 +1666,9 @@ unsafe extern "C" fn map_queues(set: *mut bindings::blk_mq_tag_set) {
         let def = &mut maps[bindings::hctx_type_HCTX_TYPE_DEFAULT as usize];
         def.nr_queues = nr_default;
         def.queue_offset = 0;
-        // With fewer queues than vectors, some CPUs' vectors serve no queue: spread the CPUs
-        // evenly instead of by affinity.
-        if io.spread && nr_default == io.nr_default {
+        // With fewer queues than vectors, some CPUs' vectors serve no queue, and once the
+        // queue count changed (see `remapped`): spread the CPUs evenly instead of by affinity.
+        if io.spread && nr_default == io.nr_default && !io.remapped.load(Relaxed) {
             // Follow the vectors' CPU affinity (vector 0 is the admin queue's).
             bindings::blk_mq_map_hw_queues(def, &raw mut (*io.pdev()).dev, 1);
         } else {
