@@ -271,6 +271,20 @@ fio_parse() {
     FIO_ERR=${FIO_ERR:-0}
     [ -s "$j" ] || FIO_ERR=nojson
 }
+# fio_verify_check NAME DESC DISK FIO-OPTION...: a short io_uring run on DISK with crc32c
+# verify (verify_fatal) and the given options; one TAP line DESC (rc, error appended), passing
+# when fio succeeded, reported no error and read data back.
+fio_verify_check() {
+    local name=$1 desc=$2 disk=$3 rc
+    shift 3
+    fio --name="$name" --filename="/dev/$disk" --direct=1 --ioengine=io_uring \
+        --verify=crc32c --verify_fatal=1 "$@" \
+        --output-format=json --output="/tmp/$name.json" > "/tmp/$name.err" 2>&1
+    rc=$?
+    fio_parse "$name"
+    tap_check "$desc (rc $rc, error $FIO_ERR)" \
+        test "$rc" = 0 -a "$FIO_ERR" = 0 -a "$FIO_RBYTES" -gt 0 || fio_diag "$name"
+}
 # fio_diag NAME: fio's messages (verify failures among them) and job errors of run NAME.
 fio_diag() {
     { grep -v '^$' "/tmp/$1.err"; grep '"error" : [1-9]' "/tmp/$1.json"; } 2>/dev/null | head -n 30 | diag_file

@@ -109,13 +109,8 @@ else
             tap_check "queues: grow: orion_nvme logged $less -> $want queues in service" \
                 sh -c "dmesg | grep -q 'orion_nvme: $CTRL: I/O queues in service: $less -> $want;'"
         fi
-        fio --name=poll --filename="/dev/$DISK" --direct=1 --rw=randrw --bs=4k --size=16m \
-            --ioengine=io_uring --hipri=1 --iodepth=8 --verify=crc32c --verify_fatal=1 \
-            --output-format=json --output=/tmp/qc-poll.json > /tmp/qc-poll.err 2>&1
-        rc=$?
-        fio_parse qc-poll
-        tap_check "queues: grow: polled I/O (io_uring hipri) verified on the poll queues again (rc $rc, error $FIO_ERR)" \
-            test "$rc" = 0 -a "$FIO_ERR" = 0 -a "$FIO_RBYTES" -gt 0 || fio_diag qc-poll
+        fio_verify_check qc-poll "queues: grow: polled I/O (io_uring hipri) verified on the poll queues again" \
+            "$DISK" --rw=randrw --bs=4k --size=16m --hipri=1 --iodepth=8
         dd if="/dev/$DISK" of=/tmp/qc-keep.back bs=1M skip="$keep_at" count=1 iflag=direct 2>/dev/null
         tap_check "queues: data written before the changes reads back unchanged" cmp -s /tmp/qc-keep.bin /tmp/qc-keep.back
         # Back to the profile's boot state: no flexible resources, applied by a function reset.

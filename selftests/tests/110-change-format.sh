@@ -73,13 +73,8 @@ else
             tap_same "revalidate: after the reset $fa's disk for namespace $fnsid has $lbs B logical blocks" \
                 "$(qattr "$DA" logical_block_size 2>/dev/null)" "$lbs"
             tap_same "revalidate: and the same capacity in bytes" "$(disk_bytes "$DA" 2>/dev/null)" "$bytes0"
-            fio --name=rv --filename="/dev/$DA" --direct=1 --rw=randwrite --bs="$lbs" --size=8m \
-                --ioengine=io_uring --iodepth=8 --verify=crc32c --verify_fatal=1 \
-                --output-format=json --output=/tmp/rv.json > /tmp/rv.err 2>&1
-            rc=$?
-            fio_parse rv
-            tap_check "revalidate: fio verify with $lbs B blocks through $DA (rc $rc, error $FIO_ERR)" \
-                test "$rc" = 0 -a "$FIO_ERR" = 0 -a "$FIO_RBYTES" -gt 0 || fio_diag rv
+            fio_verify_check rv "revalidate: fio verify with $lbs B blocks through $DA" \
+                "$DA" --rw=randwrite --bs="$lbs" --size=8m --iodepth=8
             head -c 65536 /dev/urandom > /tmp/rv.bin
             dd if=/tmp/rv.bin of="/dev/$DA" bs=65536 seek=512 count=1 oflag=direct 2>/dev/null
             dd if="/dev/$DB" of=/tmp/rv.back bs=65536 skip=512 count=1 iflag=direct 2>/dev/null

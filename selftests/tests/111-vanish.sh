@@ -98,13 +98,8 @@ else
             tap_ok "vanish: $TEST_DRIVER binds $bdf again: disk $DISK"
             dd if="/dev/$DISK" of=/tmp/vn-keep.back bs=1M skip="$keep_at" count=1 iflag=direct 2>/dev/null
             tap_check "vanish: data written before reads back unchanged" cmp -s /tmp/vn-keep.bin /tmp/vn-keep.back
-            fio --name=vn2 --filename="/dev/$DISK" --direct=1 --rw=randwrite --bs=4k --size=16m \
-                --ioengine=io_uring --iodepth=16 --verify=crc32c --verify_fatal=1 \
-                --output-format=json --output=/tmp/vn2.json > /tmp/vn2.err 2>&1
-            rc=$?
-            fio_parse vn2
-            tap_check "vanish: fio verify on the rebound disk (rc $rc, error $FIO_ERR)" \
-                test "$rc" = 0 -a "$FIO_ERR" = 0 -a "$FIO_RBYTES" -gt 0 || fio_diag vn2
+            fio_verify_check vn2 "vanish: fio verify on the rebound disk" \
+                "$DISK" --rw=randwrite --bs=4k --size=16m --iodepth=16
         fi
     fi
     detach_all
