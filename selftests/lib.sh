@@ -285,6 +285,23 @@ fio_verify_check() {
     tap_check "$desc (rc $rc, error $FIO_ERR)" \
         test "$rc" = 0 -a "$FIO_ERR" = 0 -a "$FIO_RBYTES" -gt 0 || fio_diag "$name"
 }
+# dead_disk_check PREFIX BDF NSID: after controller BDF died, its disk for NSID (if the driver
+# kept one) returns no data at once: a read ends with an error or at its end (a dead disk has
+# no capacity left), reads nothing, and does not wait. One TAP line.
+dead_disk_check() {
+    local d r got
+    d=$(disk_for "$TEST_DRIVER" "$2" "$3")
+    if [ -n "$d" ]; then
+        rm -f /tmp/dead.out
+        timeout 60 dd if="/dev/$d" of=/tmp/dead.out bs=4k count=1 iflag=direct 2> /tmp/dead.dd
+        r=$? got=$(wc -c < /tmp/dead.out 2>/dev/null)
+        tap_check "$1: a read of $d afterwards returns no data at once (dd rc $r, ${got:-0} bytes; 124 would be a hang)" \
+            test "$r" != 124 -a "${got:-0}" = 0 || diag_file /tmp/dead.dd
+        diag "$1: $d has $(cat "/sys/block/$d/size") sectors now"
+    else
+        tap_ok "$1: the disk is gone ($TEST_DRIVER removed it)"
+    fi
+}
 # fio_diag NAME: fio's messages (verify failures among them) and job errors of run NAME.
 fio_diag() {
     { grep -v '^$' "/tmp/$1.err"; grep '"error" : [1-9]' "/tmp/$1.json"; } 2>/dev/null | head -n 30 | diag_file

@@ -56,6 +56,15 @@ pub(crate) fn raw_pci(pdev: &pci::Device<device::Bound>) -> *mut bindings::pci_d
         .cast_mut()
 }
 
+/// Saves the configuration space of an enabled, bus-mastering device (`pci_save_state`),
+/// which PCI error recovery's `slot_reset` restores after a link reset cleared it. The kernel
+/// crate does not wrap it.
+pub(crate) fn save_config_state(pdev: &pci::Device<device::Bound>) {
+    // SAFETY: `raw_pci` gives a valid pointer to a bound device's `struct pci_dev`; saving
+    // its state only reads its configuration space into the device's own save area.
+    unsafe { bindings::pci_save_state(raw_pci(pdev)) };
+}
+
 /// Undoes `pci_enable_device_mem` when dropped; the kernel crate does not.
 ///
 /// # Invariants

@@ -480,6 +480,7 @@ impl pci::Driver for OrionNvmeDriver {
         // SAFETY: probe runs before any DMA allocation or mapping for this device.
         unsafe { pdev.dma_set_mask_and_coherent(DmaMask::new::<64>())? };
         pdev.set_master();
+        mmio::save_config_state(pdev);
         let bar = Bar0::new(pdev.iomap_region(0, c"orion_nvme")?)?;
         let regs = controller::RegisterSnapshot::read(&bar).map_err(|e| {
             dev_err!(pdev, "cannot read controller registers: {:?}\n", e);
@@ -659,11 +660,11 @@ unsafe impl Sync for ErrHandlers {}
 
 static ERR_HANDLERS: ErrHandlers = ErrHandlers(kernel::bindings::pci_error_handlers {
     error_detected: Some(error_detected_callback),
-    mmio_enabled: None,
+    mmio_enabled: Some(mmio_enabled_callback),
     slot_reset: Some(slot_reset_callback),
     reset_prepare: Some(reset_prepare_callback),
     reset_done: Some(reset_done_callback),
-    resume: None,
+    resume: Some(resume_callback),
     cor_error_detected: None,
 });
 
@@ -704,13 +705,16 @@ unsafe extern "C" fn reset_prepare_callback(pdev: *mut kernel::bindings::pci_dev
 unsafe extern "C" fn reset_done_callback(pdev: *mut kernel::bindings::pci_dev) {
     // SAFETY: as the PCI core calls it.
     if let Some(d) = unsafe { bound_data(pdev) } {
-        d.shared.function_reset_done();
+        d.shared.function_reset_done("function reset");
     }
 }
 
-/// `error_detected` (PCIe AER): a recoverable error gets the first half of a controller reset
-/// and asks for a slot reset; a permanent failure shuts the controller down for good (its
-/// I/O fails) and disconnects. Not exercised by the tests: the test kernel has no AER.
+/// `error_detected` (PCIe AER, DPC): what the PCI core's error recovery found.
+/// - A non-fatal error (`io_normal`, the link still up): carry on; `mmio_enabled` checks the
+///   controller before recovery ends.
+/// - A fatal one (`io_frozen`: the link is being reset): the first half of a controller
+///   reset, and a slot reset is asked for.
+/// - A permanent failure: the controller is dead and its I/O fails.
 ///
 /// # Safety
 ///
@@ -719,24 +723,78 @@ unsafe extern "C" fn error_detected_callback(
     pdev: *mut kernel::bindings::pci_dev,
     state: kernel::bindings::pci_channel_state_t,
 ) -> kernel::bindings::pci_ers_result_t {
+    use kernel::bindings as b;
     // SAFETY: as the PCI core calls it.
     let Some(d) = (unsafe { bound_data(pdev) }) else {
-        return kernel::bindings::pci_ers_result_PCI_ERS_RESULT_NONE;
+        return b::pci_ers_result_PCI_ERS_RESULT_NONE;
+    };
+    let what = match state {
+        b::pci_channel_io_normal => "non-fatal, link up",
+        b::pci_channel_io_frozen => "fatal, link reset",
+        b::pci_channel_io_perm_failure => "permanent failure",
+        _ => "unknown channel state",
     };
     dev_err!(
         d.pdev,
-        "orion_nvme: PCI error detected (channel state {})\n",
+        "orion_nvme: PCI error detected ({}, channel state {})\n",
+        what,
         state
     );
-    if state == kernel::bindings::pci_channel_io_perm_failure {
-        d.shared.power_off();
-        return kernel::bindings::pci_ers_result_PCI_ERS_RESULT_DISCONNECT;
+    match state {
+        b::pci_channel_io_normal => b::pci_ers_result_PCI_ERS_RESULT_CAN_RECOVER,
+        b::pci_channel_io_perm_failure => {
+            // A recovery that began a reset and then failed ends that reset here.
+            if !d.shared.function_reset_abandon() {
+                d.shared.power_off();
+            }
+            b::pci_ers_result_PCI_ERS_RESULT_DISCONNECT
+        }
+        _ => {
+            d.shared.function_reset_prepare();
+            b::pci_ers_result_PCI_ERS_RESULT_NEED_RESET
+        }
     }
-    d.shared.function_reset_prepare();
-    kernel::bindings::pci_ers_result_PCI_ERS_RESULT_NEED_RESET
 }
 
-/// `slot_reset`: the second half of the controller reset; recovered if it came back.
+/// `mmio_enabled`: after a non-fatal error, the controller must still answer its registers
+/// with CSTS.CFS clear; if not, the first half of a controller reset, and a slot reset.
+///
+/// # Safety
+///
+/// As [`error_detected_callback`].
+unsafe extern "C" fn mmio_enabled_callback(
+    pdev: *mut kernel::bindings::pci_dev,
+) -> kernel::bindings::pci_ers_result_t {
+    use kernel::bindings as b;
+    // SAFETY: as the PCI core calls it.
+    let Some(d) = (unsafe { bound_data(pdev) }) else {
+        return b::pci_ers_result_PCI_ERS_RESULT_NONE;
+    };
+    match d.shared.with_ctrl(|c| c.check_alive().map(|_| ())) {
+        Ok(Ok(())) => {
+            dev_info!(
+                d.pdev,
+                "orion_nvme: controller healthy after the PCI error\n"
+            );
+            b::pci_ers_result_PCI_ERS_RESULT_RECOVERED
+        }
+        Ok(Err(e)) => {
+            dev_err!(
+                d.pdev,
+                "orion_nvme: controller unhealthy after the PCI error ({:?}); asking for a slot reset\n",
+                e
+            );
+            d.shared.function_reset_prepare();
+            b::pci_ers_result_PCI_ERS_RESULT_NEED_RESET
+        }
+        // Dead already, or being unbound: nothing to recover.
+        Err(_) => b::pci_ers_result_PCI_ERS_RESULT_DISCONNECT,
+    }
+}
+
+/// `slot_reset`: the link was reset, which reset the function and cleared its configuration
+/// space; the state saved at probe is restored (and saved again for a later recovery), then
+/// the second half of the controller reset. Recovered if the controller came back.
 ///
 /// # Safety
 ///
@@ -744,18 +802,39 @@ unsafe extern "C" fn error_detected_callback(
 unsafe extern "C" fn slot_reset_callback(
     pdev: *mut kernel::bindings::pci_dev,
 ) -> kernel::bindings::pci_ers_result_t {
+    use kernel::bindings as b;
     // SAFETY: as the PCI core calls it.
     let Some(d) = (unsafe { bound_data(pdev) }) else {
-        return kernel::bindings::pci_ers_result_PCI_ERS_RESULT_NONE;
+        return b::pci_ers_result_PCI_ERS_RESULT_NONE;
     };
-    // SAFETY: `pdev` is a valid device; the PCI core's saved state is restored, as after
-    // any reset.
-    unsafe { kernel::bindings::pci_restore_state(pdev) };
-    d.shared.function_reset_done();
+    // SAFETY: `pdev` is a valid, bound device (the PCI core holds its lock); restoring puts
+    // back the state `save_config_state` saved at probe (BARs, command register, MSI-X) and
+    // consumes it, so it is saved again.
+    unsafe {
+        b::pci_restore_state(pdev);
+        b::pci_save_state(pdev);
+    }
+    d.shared.function_reset_done("PCI error recovery");
     if d.shared.is_live() {
-        kernel::bindings::pci_ers_result_PCI_ERS_RESULT_RECOVERED
+        b::pci_ers_result_PCI_ERS_RESULT_RECOVERED
     } else {
-        kernel::bindings::pci_ers_result_PCI_ERS_RESULT_DISCONNECT
+        b::pci_ers_result_PCI_ERS_RESULT_DISCONNECT
+    }
+}
+
+/// `resume`: recovery is over and I/O flows again.
+///
+/// # Safety
+///
+/// As [`error_detected_callback`].
+unsafe extern "C" fn resume_callback(pdev: *mut kernel::bindings::pci_dev) {
+    // SAFETY: as the PCI core calls it.
+    if let Some(d) = unsafe { bound_data(pdev) } {
+        dev_info!(
+            d.pdev,
+            "orion_nvme: PCI error recovery done: controller {}\n",
+            d.shared.state()
+        );
     }
 }
 

@@ -321,7 +321,7 @@ impl Shared {
 
     /// The function reset is over (`reset_done`): reset steps 3 and 4 on the freshly reset
     /// controller (its configuration space restored by the PCI core), then the rescan.
-    pub(crate) fn function_reset_done(&self) {
+    pub(crate) fn function_reset_done(&self, why: &str) {
         let Some(p) = self.parked.lock(|x| x.take()) else {
             return;
         };
@@ -331,8 +331,33 @@ impl Shared {
         });
         self.resetting.store(false, Release);
         if let Some(o) = o {
-            let _ = self.after_reset(o, "function reset");
+            let _ = self.after_reset(o, why);
         }
+    }
+
+    /// The function reset that [`Shared::function_reset_prepare`] began will not finish
+    /// (PCI error recovery gave up on the device): the parked controller is kept as dead
+    /// and what was taken off its queues fails. Whether a reset was in progress.
+    pub(crate) fn function_reset_abandon(&self) -> bool {
+        let Some(p) = self.parked.lock(|x| x.take()) else {
+            return false;
+        };
+        self.dead.lock(|x| *x = Some(p.ctrl));
+        drop(p.kept);
+        self.io.lock(|io| {
+            if let Some(ptr) = io {
+                // SAFETY: as in `function_reset_prepare`.
+                unsafe { &*ptr.0 }.resume(true);
+            }
+        });
+        self.resetting.store(false, Release);
+        pr_err!(
+            "orion_nvme: onvme{}: PCI error recovery failed: controller dead; {} requests failed, {} will fail\n",
+            self.instance,
+            p.counts.failed,
+            p.counts.retried
+        );
+        true
     }
 
     /// The controller of a device being unbound after a failed reset, with its real lifetime.

@@ -63,20 +63,7 @@ else
                 test "$rc" != 0 -a "$FIO_ERR" != 0 || fio_diag vn
         fi
         dmesg | grep -E "orion_nvme|nvme nvme" | grep -iE "timed out|abort|reset|dead|remov|come back" | head -n 12 | diag_file
-        # A new read fails (no disk, or an error) and does not hang.
-        d=$(disk_for "$TEST_DRIVER" "$bdf" "$nsid")
-        if [ -n "$d" ]; then
-            rm -f /tmp/vn.out
-            timeout 60 dd if="/dev/$d" of=/tmp/vn.out bs=4k count=1 iflag=direct 2> /tmp/vn.dd
-            r=$? got=$(wc -c < /tmp/vn.out 2>/dev/null)
-            # A dead disk has no capacity left: the read ends at once with an error or at
-            # its end, but reads nothing and does not wait.
-            tap_check "vanish: a read of $d afterwards returns no data at once (dd rc $r, ${got:-0} bytes; 124 would be a hang)" \
-                test "$r" != 124 -a "${got:-0}" = 0 || diag_file /tmp/vn.dd
-            diag "vanish: $d has $(cat /sys/block/$d/size) sectors now"
-        else
-            tap_ok "vanish: the disk is gone ($TEST_DRIVER removed it)"
-        fi
+        dead_disk_check vanish "$bdf" "$nsid"
         if [ "$TEST_DRIVER" = orion_nvme ]; then
             tap_same "vanish: sysfs state of $CTRL" "$(cat /sys/class/misc/$CTRL/state 2>/dev/null)" dead
         fi
