@@ -92,6 +92,15 @@ qmp() {
     echo "$reply"
 }
 
+# qemu_drive_of ID [QUERY-BLOCK-REPLY]: the QEMU block backend attached to device ID (e.g.
+# nvme0, a controller with its drive= namespace). After 107's replug cycles QEMU also lists
+# the old drives, so the first one listed need not be it.
+qemu_drive_of() {
+    local blk=${2:-$(qmp '{"execute":"query-block"}')}
+    echo "$blk" | sed 's/"device"/\n&/g' | grep -E "\"qdev\": *\"(/machine/peripheral/)?$1\"" |
+        sed -n 's/^"device": *"\([^"]*\)".*/\1/p' | head -n1
+}
+
 # Waits up to $2 seconds (default 10) for the command in $1 to succeed.
 wait_for() {
     local t

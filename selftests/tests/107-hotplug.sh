@@ -15,8 +15,7 @@ nsid=$(fact "$bdf" nsids | head -n1)
 # The first controller as vm.py makes it: id nvme0 on root port rp0; its drive is the block
 # backend attached to /machine/peripheral/nvme0.
 blk=$(qmp '{"execute":"query-block"}')
-drive=$(echo "$blk" | sed 's/"device"/\n&/g' | grep -E '"qdev": *"(/machine/peripheral/)?nvme0"' |
-    sed -n 's/^"device": *"\([^"]*\)".*/\1/p' | head -n1)
+drive=$(qemu_drive_of nvme0 "$blk")
 file=$(echo "$blk" | sed 's/"device"/\n&/g' | grep "^\"device\": *\"$drive\"" |
     sed -n 's/.*"file": *"\([^"]*\)".*/\1/p' | head -n1)
 if [ -z "$drive" ] || [ -z "$file" ] || case $file in *:*) true ;; *) false ;; esac; then

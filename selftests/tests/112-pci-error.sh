@@ -51,12 +51,16 @@ else
         CTRL=$(ctrl_node_for "$TEST_DRIVER" "$bdf")
         tap_ok "pci error: $TEST_DRIVER bound $bdf below root port $port: disk $DISK"
         # The drive throttled inside QEMU (as in 106), so commands are in flight at the reset.
-        drv=$(qmp '{"execute":"query-block"}' | tr '{' '\n' | sed -n 's/.*"device": *"\([^"]*\)".*/\1/p' | grep -v '^$' | sed -n "${which}p")
+        drv=$(qemu_drive_of "nvme$((which - 1))")
         throttle() {
             qmp "{\"execute\":\"block_set_io_throttle\",\"arguments\":{\"device\":\"$drv\",\"bps\":0,\"bps_rd\":0,\"bps_wr\":0,\"iops\":$1,\"iops_rd\":0,\"iops_wr\":0}}"
         }
         throttled=0
-        [ -n "$drv" ] && throttle 200 | grep -q '"return"' && throttled=1
+        if [ -n "$drv" ] && throttle 200 | grep -q '"return"'; then
+            throttled=1; diag "pci error: drive $drv throttled to 200 IOPS inside QEMU"
+        else
+            diag "pci error: could not throttle drive '$drv': commands in flight at the reset will be rare"
+        fi
         keep_at=$(( $(disk_bytes "$DISK") / 1048576 - 1 ))
         head -c 1048576 /dev/urandom > /tmp/pe-keep.bin
         dd if=/tmp/pe-keep.bin of="/dev/$DISK" bs=1M seek="$keep_at" count=1 oflag=direct conv=fsync 2>/dev/null
