@@ -64,7 +64,7 @@ def profile_args(name, rundir):
         # Two controllers with MSI and MSI-X turned off in the guest (pci=nomsi, added by
         # main): the drivers fall back to INTx, and the two functions may share a line.
         files = [("d0", 256), ("d1", 256)]
-        args = drive("d0") + ctrl(0, "", "d0") + drive("d1") + ctrl(1, "", "d1", speed=None)
+        args = drive("d0") + ctrl(0, "", "d0") + drive("d1") + ctrl(1, "", "d1")
     elif name == "faults":
         # A controller whose namespace 1 sits behind QEMU's blkdebug driver, so a test can
         # hold a command inside the "device" (qemu-io "break"/"resume" through QMP): a
