@@ -92,13 +92,14 @@ qmp() {
     echo "$reply"
 }
 
-# qemu_drive_of ID [QUERY-BLOCK-REPLY]: the QEMU block backend attached to device ID (e.g.
-# nvme0, a controller with its drive= namespace). After 107's replug cycles QEMU also lists
-# the old drives, so the first one listed need not be it.
-qemu_drive_of() {
+# qemu_drives_of ID [QUERY-BLOCK-REPLY]: the QEMU block backends that name device ID (e.g.
+# nvme0, a controller with its drive= namespace) as theirs, one per line in QEMU's order.
+# After 107's replug cycles QEMU may still list an old drive under the same device id before
+# the one in use, so a caller that needs the live one acts on all of them.
+qemu_drives_of() {
     local blk=${2:-$(qmp '{"execute":"query-block"}')}
     echo "$blk" | sed 's/"device"/\n&/g' | grep -E "\"qdev\": *\"(/machine/peripheral/)?$1\"" |
-        sed -n 's/^"device": *"\([^"]*\)".*/\1/p' | head -n1
+        sed -n 's/^"device": *"\([^"]*\)".*/\1/p'
 }
 
 # Waits up to $2 seconds (default 10) for the command in $1 to succeed.

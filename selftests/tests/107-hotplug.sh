@@ -15,7 +15,7 @@ nsid=$(fact "$bdf" nsids | head -n1)
 # The first controller as vm.py makes it: id nvme0 on root port rp0; its drive is the block
 # backend attached to /machine/peripheral/nvme0.
 blk=$(qmp '{"execute":"query-block"}')
-drive=$(qemu_drive_of nvme0 "$blk")
+drive=$(qemu_drives_of nvme0 "$blk" | head -n1)
 file=$(echo "$blk" | sed 's/"device"/\n&/g' | grep "^\"device\": *\"$drive\"" |
     sed -n 's/.*"file": *"\([^"]*\)".*/\1/p' | head -n1)
 if [ -z "$drive" ] || [ -z "$file" ] || case $file in *:*) true ;; *) false ;; esac; then

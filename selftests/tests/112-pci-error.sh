@@ -51,15 +51,22 @@ else
         CTRL=$(ctrl_node_for "$TEST_DRIVER" "$bdf")
         tap_ok "pci error: $TEST_DRIVER bound $bdf below root port $port: disk $DISK"
         # The drive throttled inside QEMU (as in 106), so commands are in flight at the reset.
-        drv=$(qemu_drive_of "nvme$((which - 1))")
+        # (Every drive QEMU lists for the controller: after 107's replugs an old one may come
+        # first; throttling it as well does no harm.)
+        drvs=$(qemu_drives_of "nvme$((which - 1))")
         throttle() {
-            qmp "{\"execute\":\"block_set_io_throttle\",\"arguments\":{\"device\":\"$drv\",\"bps\":0,\"bps_rd\":0,\"bps_wr\":0,\"iops\":$1,\"iops_rd\":0,\"iops_wr\":0}}"
+            local d r=1
+            for d in $drvs; do
+                qmp "{\"execute\":\"block_set_io_throttle\",\"arguments\":{\"device\":\"$d\",\"bps\":0,\"bps_rd\":0,\"bps_wr\":0,\"iops\":$1,\"iops_rd\":0,\"iops_wr\":0}}" |
+                    grep -q '"return"' && r=0
+            done
+            return $r
         }
         throttled=0
-        if [ -n "$drv" ] && throttle 200 | grep -q '"return"'; then
-            throttled=1; diag "pci error: drive $drv throttled to 200 IOPS inside QEMU"
+        if [ -n "$drvs" ] && throttle 200; then
+            throttled=1; diag "pci error: drives $(echo $drvs) throttled to 200 IOPS inside QEMU"
         else
-            diag "pci error: could not throttle drive '$drv': commands in flight at the reset will be rare"
+            diag "pci error: could not throttle drives '$(echo $drvs)': commands in flight at the reset will be rare"
         fi
         keep_at=$(( $(disk_bytes "$DISK") / 1048576 - 1 ))
         head -c 1048576 /dev/urandom > /tmp/pe-keep.bin
@@ -137,7 +144,7 @@ else
                         tap_check "pci error: fatal: commands in flight at the link reset were resubmitted (${resub:-?})" \
                             test "${resub:-0}" -gt 0
                     else
-                        tap_skip "pci error: fatal: commands in flight at the link reset" "drive '$drv' could not be throttled"
+                        tap_skip "pci error: fatal: commands in flight at the link reset" "drives '$(echo $drvs)' could not be throttled"
                     fi
                     tap_same "pci error: fatal: no interrupted request failed" "${failed_n:-?}" 0
                     tap_same "pci error: sysfs state of $CTRL" "$(cat /sys/class/misc/$CTRL/state 2>/dev/null)" live
