@@ -102,6 +102,18 @@ qemu_drives_of() {
         sed -n 's/^"device": *"\([^"]*\)".*/\1/p'
 }
 
+# qemu_throttle IOPS DRIVE...: QMP block_set_io_throttle on each QEMU drive (IOPS 0 lifts
+# it); succeeds if QEMU accepted it for at least one.
+qemu_throttle() {
+    local iops=$1 d r=1
+    shift
+    for d in "$@"; do
+        qmp "{\"execute\":\"block_set_io_throttle\",\"arguments\":{\"device\":\"$d\",\"bps\":0,\"bps_rd\":0,\"bps_wr\":0,\"iops\":$iops,\"iops_rd\":0,\"iops_wr\":0}}" |
+            grep -q '"return"' && r=0
+    done
+    return $r
+}
+
 # Waits up to $2 seconds (default 10) for the command in $1 to succeed.
 wait_for() {
     local t

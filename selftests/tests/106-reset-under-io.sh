@@ -50,11 +50,9 @@ else
     attr=$(reset_attr)
     # The drive behind the first namespace (query-block lists drives in command-line order).
     drv=$(qmp '{"execute":"query-block"}' | tr '{' '\n' | sed -n 's/.*"device": *"\([^"]*\)".*/\1/p' | grep -v '^$' | head -n1)
-    throttle() {
-        qmp "{\"execute\":\"block_set_io_throttle\",\"arguments\":{\"device\":\"$drv\",\"bps\":0,\"bps_rd\":0,\"bps_wr\":0,\"iops\":$1,\"iops_rd\":0,\"iops_wr\":0}}"
-    }
+    throttle() { [ -n "$drv" ] && qemu_throttle "$1" "$drv"; }
     throttled=0
-    if [ -n "$drv" ] && throttle 200 | grep -q '"return"'; then
+    if throttle 200; then
         throttled=1; diag "reset: drive $drv throttled to 200 IOPS inside QEMU"
     else
         diag "reset: could not throttle drive '$drv': commands in flight at a reset will be rare"

@@ -54,14 +54,7 @@ else
         # (Every drive QEMU lists for the controller: after 107's replugs an old one may come
         # first; throttling it as well does no harm.)
         drvs=$(qemu_drives_of "nvme$((which - 1))")
-        throttle() {
-            local d r=1
-            for d in $drvs; do
-                qmp "{\"execute\":\"block_set_io_throttle\",\"arguments\":{\"device\":\"$d\",\"bps\":0,\"bps_rd\":0,\"bps_wr\":0,\"iops\":$1,\"iops_rd\":0,\"iops_wr\":0}}" |
-                    grep -q '"return"' && r=0
-            done
-            return $r
-        }
+        throttle() { qemu_throttle "$1" $drvs; }
         throttled=0
         if [ -n "$drvs" ] && throttle 200; then
             throttled=1; diag "pci error: drives $(echo $drvs) throttled to 200 IOPS inside QEMU"
