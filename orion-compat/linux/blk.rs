@@ -1015,7 +1015,14 @@ impl Io<'_> {
     /// queues now in service (it waits, frozen, for every request still held by one, which
     /// includes the ones `queue_rq` gives back), then the bios given back are submitted again
     /// and land on the new contexts. `None` when nothing changed.
-    pub(crate) fn remap(&self) -> Option<Remapped> {
+    ///
+    /// The wait is bounded: the disks' queues start freezing first, and if a request is
+    /// still in flight one I/O timeout (the longest of the disks' `io_timeout`) later, the
+    /// controller is not working after all and `stuck` is called, which must make every
+    /// request end (it kills the controller); the remap then goes on, on a dead controller.
+    /// While a reset runs, the timeout handler leaves stuck commands to it, so without this
+    /// bound a controller that stops completing here would hang the reset for good.
+    pub(crate) fn remap(&self, stuck: impl FnOnce(u32)) -> Option<Remapped> {
         let to = self.live.load(Relaxed);
         // SAFETY: the tag set is live while `self` is; `nr_hw_queues` only changes here.
         let from = unsafe { (*self.set_ptr).nr_hw_queues };
@@ -1023,10 +1030,49 @@ impl Io<'_> {
             return None;
         }
         self.remapped.store(true, Relaxed);
+        // The disks cannot go away meanwhile: they are removed only under the shared state's
+        // I/O lock, which the reset holds. Without memory for the list, no bound.
+        let mut queues: KVec<*mut bindings::request_queue> = KVec::new();
+        let complete = self.disks.lock(|d| {
+            d.iter().all(|x| {
+                // SAFETY: the disk is live (see above); its queue lives as long as it does.
+                queues.push(unsafe { (*x.disk).queue }, GFP_KERNEL).is_ok()
+            })
+        });
+        if !complete {
+            queues.clear();
+        }
+        let mut budget: c_uint = 0;
+        for &q in queues.iter() {
+            // SAFETY: `q` is a live queue of one of our disks (see above). The freeze is
+            // undone below, in this function; `_non_owner` because lockdep must not see it
+            // as held across the controller teardown `stuck` may do.
+            unsafe {
+                budget = budget.max((*q).rq_timeout);
+                bindings::blk_freeze_queue_start_non_owner(q);
+            }
+        }
+        // CAST: a u32 fits the kernel's 64-bit unsigned long.
+        let mut left = budget as kernel::ffi::c_ulong;
+        for &q in queues.iter() {
+            // SAFETY: as above; sleeping is allowed (process context, no spin lock held).
+            let r = unsafe { bindings::blk_mq_freeze_queue_wait_timeout(q, left) };
+            if r <= 0 {
+                // CAST: jiffies to milliseconds; an io_timeout fits a u32 in either.
+                stuck((u64::from(budget) * 1000 / u64::from(bindings::CONFIG_HZ)) as u32);
+                break;
+            }
+            // CAST: positive, the jiffies left of `left`.
+            left = r as kernel::ffi::c_ulong;
+        }
         // CAST: to <= queues.len() <= 65535.
         // SAFETY: as above; called from process context without spin locks, dispatch
         // running (the freeze inside waits for requests to end).
         unsafe { bindings::blk_mq_update_nr_hw_queues(self.set_ptr, to as c_int) };
+        for &q in queues.iter() {
+            // SAFETY: frozen (started) above, once.
+            unsafe { bindings::blk_mq_unfreeze_queue_non_owner(q) };
+        }
         self.shared.set_queues(to, self.shared.sqsize() + 1);
         let (list, failed) = self
             .orphans

@@ -26,7 +26,7 @@
 //! queue), it is kept disabled as [`DeadCtrl`], its disks are marked dead and every request
 //! fails with an I/O error until the device is unbound.
 
-use crate::blk::Io;
+use crate::blk::{Interruptions, Io};
 use crate::mgmt::Shared;
 use crate::orion::controller::{Controller, CtrlError, Disabled};
 use crate::orion::spec::regs::Offset;
@@ -256,7 +256,13 @@ impl Shared {
                 }
             });
         io.resume(!up);
-        if let Some(m) = up.then(|| io.remap()).flatten() {
+        let mut stuck = None;
+        let remapped = if up {
+            io.remap(|ms| stuck = Some(self.give_up_stuck(io, ms)))
+        } else {
+            None
+        };
+        if let Some(m) = remapped {
             pr_info!(
                 "orion_nvme: onvme{}: I/O queues in service: {} -> {}; {} bios given back and resubmitted, {} requests failed\n",
                 self.instance,
@@ -266,6 +272,7 @@ impl Shared {
                 m.failed
             );
         }
+        let up = up && stuck.is_none();
         if up {
             let _ = self.with_ctrl(|c| {
                 if let Err(e) = c.start_async_events() {
@@ -277,11 +284,36 @@ impl Shared {
                 }
             });
         }
+        let more = stuck.unwrap_or_default();
         Outcome {
             dead: !up,
-            retried: p.counts.retried,
-            failed: p.counts.failed,
+            retried: p.counts.retried + more.retried,
+            failed: p.counts.failed + more.failed,
         }
+    }
+
+    /// Reset step 5 found requests still in flight an I/O timeout (`ms`) after dispatch
+    /// resumed: the controller is not working after all. It is taken down again (steps 1
+    /// and 2) and kept as dead, and every request fails.
+    fn give_up_stuck(&self, io: &Io<'static>, ms: u32) -> Interruptions {
+        pr_err!(
+            "orion_nvme: onvme{}: reset: requests still in flight {} ms after dispatch resumed; the controller is not working\n",
+            self.instance,
+            ms
+        );
+        match self.park(io) {
+            Ok(p) => self.give_up(io, p),
+            Err(_) => Interruptions::default(),
+        }
+    }
+
+    /// Keeps a parked controller as dead: what was taken off its queues fails, and so does
+    /// every request from now on. What the interrupted requests became.
+    fn give_up(&self, io: &Io<'static>, p: Parked) -> Interruptions {
+        self.dead.lock(|x| *x = Some(p.ctrl));
+        drop(p.kept);
+        io.resume(true);
+        p.counts
     }
 
     /// The PCI core is about to reset the function (`reset_prepare`: a function-level reset
@@ -342,20 +374,20 @@ impl Shared {
         let Some(p) = self.parked.lock(|x| x.take()) else {
             return false;
         };
-        self.dead.lock(|x| *x = Some(p.ctrl));
-        drop(p.kept);
-        self.io.lock(|io| {
-            if let Some(ptr) = io {
-                // SAFETY: as in `function_reset_prepare`.
-                unsafe { &*ptr.0 }.resume(true);
+        let counts = self.io.lock(|io| match io {
+            // SAFETY: as in `function_reset_prepare`.
+            Some(ptr) => self.give_up(unsafe { &*ptr.0 }, p),
+            None => {
+                self.dead.lock(|x| *x = Some(p.ctrl));
+                p.counts
             }
         });
         self.resetting.store(false, Release);
         pr_err!(
             "orion_nvme: onvme{}: PCI error recovery failed: controller dead; {} requests failed, {} will fail\n",
             self.instance,
-            p.counts.failed,
-            p.counts.retried
+            counts.failed,
+            counts.retried
         );
         true
     }

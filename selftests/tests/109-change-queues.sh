@@ -7,12 +7,13 @@
 # are in flight on every CPU's queue): the controller then grants its 2 private queues. The
 # driver must carry on with 2 hardware contexts, the requests held by the contexts that
 # went away must be submitted again (fio ends without an error or a verify mismatch), and a
-# second round gives the resources back: 6 queues again, polled I/O works again. Controllers without
+# second round gives the resources back: 6 queues again, polled I/O works again; a third
+# round (orion_nvme) makes the controller stop completing during the remap. Controllers without
 # Virtualization Management skip loudly. ORION_TEST_DRIVER=nvme runs the same on the C
 # driver.
 dmesg -c > /dev/null
 cnvme_facts || tap_fail "queues: the C driver's view of every namespace (the reference)"
-qc_bdf= qc_cntlid= qc_flex=0 qc_priv=0
+qc_bdf= qc_cntlid= qc_flex=0 qc_priv=0 qc_stuck=0 stuck_mark=
 attach_all "$TEST_DRIVER" > /dev/null 2>&1
 for b in $(nvme_pci_devs); do
     c=$(ctrl_node_for "$TEST_DRIVER" "$b") || continue
@@ -113,9 +114,67 @@ else
         tap_check "queues: data written before the changes reads back unchanged" cmp -s /tmp/qc-keep.bin /tmp/qc-keep.back
         # Back to the profile's boot state: no flexible resources, applied by a function reset.
         virt_queues 0 || diag "queues: virt-mgmt 0: $(cat /tmp/qc.virt)"
+        # A controller that stops completing commands while the contexts are remapped: the
+        # function reset that shrinks the queues again runs with the drive throttled to 2 IOPS
+        # (fio keeps about 32 commands waiting inside QEMU) and io_timeout at 2 s. orion_nvme
+        # bounds the remap's wait by one I/O timeout: requests still in flight then mean the
+        # controller is not working, so the reset gives it up. It must be dead, fio must end
+        # with an error (nothing waits forever), and after unbind and a function reset the
+        # controller binds again with its data.
+        if [ "$TEST_DRIVER" != orion_nvme ]; then
+            tap_skip "queues: stuck remap" "orion_nvme's own bound on the remap wait (the C driver disables the controller at a timeout during its reset)"
+        elif [ "$throttled" != 1 ]; then
+            tap_skip "queues: stuck remap" "drive '$drv' could not be throttled inside QEMU"
+        else
+            stuck_mark=$(dmesg | wc -l)
+            throttle 2
+            fio --output-format=json --output=/tmp/qc-stuck.json /tmp/qc.fio > /tmp/qc-stuck.err 2>&1 &
+            fio_pid=$!
+            wait_for "[ \$(awk '{ print \$1 + \$2 }' /sys/block/$DISK/inflight) -ge 8 ] || ! kill -0 $fio_pid 2>/dev/null" 20
+            echo 2000 > "/sys/block/$DISK/queue/io_timeout"
+            t0=$(date +%s)
+            if flr; then r_flr=ok; else r_flr="failed: $(cat /tmp/qc.flr)"; fi
+            diag "queues: stuck: the function reset took $(( $(date +%s) - t0 ))s"
+            wait_for "! kill -0 $fio_pid 2>/dev/null" 60
+            if kill -0 "$fio_pid" 2>/dev/null; then
+                qc_stuck=1
+                tap_fail "queues: stuck: fio ended (still running 60 s after the function reset)"
+                echo w > /proc/sysrq-trigger
+                kill -9 "$fio_pid" 2>/dev/null
+            fi
+            throttle 0 > /dev/null
+            stuck_log() { dmesg | tail -n +$((stuck_mark + 1)); }
+            tap_same "queues: stuck: function reset" "$r_flr" ok
+            tap_check "queues: stuck: orion_nvme found requests still in flight 2000 ms after dispatch resumed" \
+                sh -c "dmesg | tail -n +$((stuck_mark + 1)) | grep -q 'requests still in flight 2000 ms after dispatch resumed'" ||
+                stuck_log | grep orion_nvme | tail -n 20 | diag_file
+            tap_check "queues: stuck: orion_nvme gave the controller up" \
+                sh -c "dmesg | tail -n +$((stuck_mark + 1)) | grep -q 'did not come back from reset'"
+            tap_same "queues: stuck: sysfs state of $CTRL" "$(cat /sys/class/misc/$CTRL/state 2>/dev/null)" dead
+            if [ "${qc_stuck:-0}" != 1 ]; then
+                wait "$fio_pid"
+                rc=$?
+                fio_parse qc-stuck
+                tap_check "queues: stuck: fio ended with an I/O error (rc $rc, error $FIO_ERR)" \
+                    test "$rc" != 0 -a "$FIO_ERR" != 0 || fio_diag qc-stuck
+                dead_disk_check "queues: stuck" "$bdf" "$nsid"
+                wait_for "[ \"\$(cat /sys/module/$TEST_DRIVER/refcnt 2>/dev/null || echo 0)\" = 0 ]" 20
+            fi
+        fi
     fi
-    detach_all
-    flr || diag "queues: function reset back to the boot state: $(cat /tmp/qc.flr)"
+    if [ "${qc_stuck:-0}" != 1 ]; then
+        detach_all
+        flr || diag "queues: function reset back to the boot state: $(cat /tmp/qc.flr)"
+        if [ -n "${stuck_mark:-}" ]; then
+            if ! attach_all "$TEST_DRIVER" || ! DISK=$(disk_for "$TEST_DRIVER" "$bdf" "$nsid"); then
+                tap_fail "queues: after the stuck remap, $TEST_DRIVER binds $bdf again with a disk"
+            else
+                dd if="/dev/$DISK" of=/tmp/qc-keep.back bs=1M skip="$keep_at" count=1 iflag=direct 2>/dev/null
+                tap_check "queues: after the stuck remap, $TEST_DRIVER binds $bdf again and its data reads back" \
+                    cmp -s /tmp/qc-keep.bin /tmp/qc-keep.back
+            fi
+        fi
+    fi
 fi
-detach_all
+[ "${qc_stuck:-0}" = 1 ] || detach_all
 tap_check "queues: no kernel warnings" dmesg_clean || diag_file /tmp/bad.txt
