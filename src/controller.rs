@@ -367,6 +367,17 @@ impl<P: Platform, S> Controller<P, S> {
         }
     }
 
+    /// CC.EN cleared if set, then CSTS.RDY = 0 awaited (within CAP.TO).
+    fn clear_enable(&self) -> Result<(), CtrlError> {
+        let cc = Cc(self.mmio.read32(Offset::Cc.at()).map_err(plat)?);
+        if cc.en() {
+            self.mmio
+                .write32(Offset::Cc.at(), cc.with_en(false).0)
+                .map_err(plat)?;
+        }
+        self.wait_csts(Wait::NotReady, |c| !c.rdy())
+    }
+
     /// Clears CC.EN and waits for CSTS.RDY = 0 (NVMe Base 2.0 §3.5.1 step 1, and controller
     /// reset, §3.7.2). Queue state is dropped: every outstanding command is lost.
     #[expect(
@@ -374,16 +385,7 @@ impl<P: Platform, S> Controller<P, S> {
         reason = "a failed transition hands the controller back to the caller"
     )]
     fn disable_inner(mut self) -> Result<Controller<P, Disabled>, (CtrlError, Self)> {
-        let res = (|| {
-            let cc = Cc(self.mmio.read32(Offset::Cc.at()).map_err(plat)?);
-            if cc.en() {
-                self.mmio
-                    .write32(Offset::Cc.at(), cc.with_en(false).0)
-                    .map_err(plat)?;
-            }
-            self.wait_csts(Wait::NotReady, |c| !c.rdy())
-        })();
-        match res {
+        match self.clear_enable() {
             Ok(()) => {
                 // Every queue is gone with the admin queue, the event request too.
                 self.admin = None;
@@ -452,6 +454,11 @@ impl<P: Platform> Controller<P, Disabled> {
             return Err((e, self));
         }
         let res = (|| {
+            // Step 1 again: a disable that timed out (a controller slower than CAP.TO, or one
+            // whose register writes were lost) hands back a controller that may still be
+            // enabled or not yet idle; setting CC.EN before CSTS.RDY reads 0 breaks the
+            // handshake (§3.5.1), and a stale RDY = 1 would pass for ready below.
+            self.clear_enable()?;
             let admin = self
                 .admin
                 .as_ref()

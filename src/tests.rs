@@ -1209,6 +1209,30 @@ fn fault_never_ready_after_reset() {
     c.identify().unwrap();
 }
 
+/// A controller slower to reset than CAP.TO says: the disable times out with CSTS.RDY still
+/// 1 and hands the controller back. The next enable must wait for RDY to clear before
+/// setting CC.EN (enabling early breaks the handshake, and the simulated controller then
+/// reports CFS), and must not take the stale RDY for ready: it comes up and identifies.
+#[test]
+fn fault_slow_disable_next_enable_waits_for_not_ready() {
+    // CAP.TO = 2 (1 s); CSTS.RDY drops 1.5 s after CC.EN is cleared.
+    let (r, c) = up(NvmeBuilder::new()
+        .timeout(2)
+        .reset_delay(Duration::from_millis(1500)));
+    let t0 = r.sim.clock.now();
+    let (e, d) = c.reset().map(|_| ()).unwrap_err();
+    assert_eq!(e, CtrlError::Timeout(Wait::NotReady));
+    assert!(r.sim.clock.now().saturating_duration_since(t0) < Duration::from_millis(1500));
+    let mut c = d.enable().map_err(|(e, _)| e).unwrap();
+    assert!(
+        r.sim.clock.now().saturating_duration_since(t0) >= Duration::from_millis(1500),
+        "enabled before the controller was idle"
+    );
+    let csts = c.check_alive().unwrap();
+    assert!(csts.rdy() && !csts.cfs(), "csts {:#x}", csts.0);
+    c.identify().unwrap();
+}
+
 /// CSTS.CFS while a command is outstanding (the device swallowed it, then failed): the
 /// alive check sees the fatal status (the platform glue's health check then resets), the
 /// command is cancelled and resubmitted after the reset over the queue's old CID slots, it
