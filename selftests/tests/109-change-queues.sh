@@ -169,6 +169,7 @@ else
             if ! attach_all "$TEST_DRIVER" || ! DISK=$(disk_for "$TEST_DRIVER" "$bdf" "$nsid"); then
                 tap_fail "queues: after the stuck remap, $TEST_DRIVER binds $bdf again with a disk"
             else
+                rm -f /tmp/qc-keep.back
                 dd if="/dev/$DISK" of=/tmp/qc-keep.back bs=1M skip="$keep_at" count=1 iflag=direct 2>/dev/null
                 tap_check "queues: after the stuck remap, $TEST_DRIVER binds $bdf again and its data reads back" \
                     cmp -s /tmp/qc-keep.bin /tmp/qc-keep.back
