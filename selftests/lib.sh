@@ -114,6 +114,18 @@ qemu_throttle() {
     return $r
 }
 
+# dmesg_mark: remembers how long the kernel log is; dmesg_since prints what came after it and
+# dmesg_logged TEXT succeeds when that contains TEXT.
+dmesg_mark() { MARK=$(dmesg | wc -l); }
+dmesg_since() { dmesg | tail -n +$((MARK + 1)); }
+dmesg_logged() { dmesg_since | grep -q "$1"; }
+
+# wait_module_unused DRIVER: waits up to 20 s until nothing holds module DRIVER (the files
+# and I/O of a test have let go of its disks), so it can be unloaded.
+wait_module_unused() {
+    wait_for "[ \"\$(cat /sys/module/$1/refcnt 2>/dev/null || echo 0)\" = 0 ]" 20
+}
+
 # Waits up to $2 seconds (default 10) for the command in $1 to succeed.
 wait_for() {
     local t

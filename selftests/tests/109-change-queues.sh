@@ -13,7 +13,7 @@
 # driver.
 dmesg -c > /dev/null
 cnvme_facts || tap_fail "queues: the C driver's view of every namespace (the reference)"
-qc_bdf= qc_cntlid= qc_flex=0 qc_priv=0 qc_stuck=0 stuck_mark=
+qc_bdf= qc_cntlid= qc_flex=0 qc_priv=0 qc_stuck=0 stuck_ran=
 attach_all "$TEST_DRIVER" > /dev/null 2>&1
 for b in $(nvme_pci_devs); do
     c=$(ctrl_node_for "$TEST_DRIVER" "$b") || continue
@@ -126,7 +126,8 @@ else
         elif [ "$throttled" != 1 ]; then
             tap_skip "queues: stuck remap" "drive '$drv' could not be throttled inside QEMU"
         else
-            stuck_mark=$(dmesg | wc -l)
+            stuck_ran=1
+            dmesg_mark
             throttle 2
             fio --output-format=json --output=/tmp/qc-stuck.json /tmp/qc.fio > /tmp/qc-stuck.err 2>&1 &
             fio_pid=$!
@@ -143,13 +144,12 @@ else
                 kill -9 "$fio_pid" 2>/dev/null
             fi
             throttle 0 > /dev/null
-            stuck_log() { dmesg | tail -n +$((stuck_mark + 1)); }
             tap_same "queues: stuck: function reset" "$r_flr" ok
             tap_check "queues: stuck: orion_nvme found requests still in flight 2000 ms after dispatch resumed" \
-                sh -c "dmesg | tail -n +$((stuck_mark + 1)) | grep -q 'requests still in flight 2000 ms after dispatch resumed'" ||
-                stuck_log | grep orion_nvme | tail -n 20 | diag_file
+                dmesg_logged 'requests still in flight 2000 ms after dispatch resumed' ||
+                dmesg_since | grep orion_nvme | tail -n 20 | diag_file
             tap_check "queues: stuck: orion_nvme gave the controller up" \
-                sh -c "dmesg | tail -n +$((stuck_mark + 1)) | grep -q 'did not come back from reset'"
+                dmesg_logged 'did not come back from reset'
             tap_same "queues: stuck: sysfs state of $CTRL" "$(cat /sys/class/misc/$CTRL/state 2>/dev/null)" dead
             if [ "${qc_stuck:-0}" != 1 ]; then
                 wait "$fio_pid"
@@ -158,14 +158,14 @@ else
                 tap_check "queues: stuck: fio ended with an I/O error (rc $rc, error $FIO_ERR)" \
                     test "$rc" != 0 -a "$FIO_ERR" != 0 || fio_diag qc-stuck
                 dead_disk_check "queues: stuck" "$bdf" "$nsid"
-                wait_for "[ \"\$(cat /sys/module/$TEST_DRIVER/refcnt 2>/dev/null || echo 0)\" = 0 ]" 20
+                wait_module_unused "$TEST_DRIVER"
             fi
         fi
     fi
     if [ "${qc_stuck:-0}" != 1 ]; then
         detach_all
         flr || diag "queues: function reset back to the boot state: $(cat /tmp/qc.flr)"
-        if [ -n "${stuck_mark:-}" ]; then
+        if [ -n "${stuck_ran:-}" ]; then
             if ! attach_all "$TEST_DRIVER" || ! DISK=$(disk_for "$TEST_DRIVER" "$bdf" "$nsid"); then
                 tap_fail "queues: after the stuck remap, $TEST_DRIVER binds $bdf again with a disk"
             else

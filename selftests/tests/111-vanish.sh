@@ -72,7 +72,7 @@ else
         t1=$(date +%s)
         # io_uring closes fio's files from a worker after fio exits: wait for the last close
         # (an open disk holds the module) before unloading.
-        wait_for "[ \"\$(cat /sys/module/$TEST_DRIVER/refcnt 2>/dev/null || echo 0)\" = 0 ]" 20
+        wait_module_unused "$TEST_DRIVER"
         detach_all
         left="$(driver_of "$bdf")$(lsmod | grep -E '^(orion_nvme|nvme) ' | cut -d' ' -f1)"
         tap_same "vanish: unbind and unload afterwards ($(( $(date +%s) - t1 ))s): no driver or module left" \

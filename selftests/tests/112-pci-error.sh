@@ -39,9 +39,6 @@ else
     }
     # The kernel's messages since the last mark (the ring is not cleared: a warning anywhere
     # in the test must reach dmesg_clean).
-    mark() { MARK=$(dmesg | wc -l); }
-    since() { dmesg | tail -n +$((MARK + 1)); }
-    logged() { since | grep -q "$1"; }
     if [ ! -e "/sys/bus/pci/devices/$port/aer_rootport_total_err_fatal" ]; then
         tap_skip "pci error: AER recovery under I/O" \
             "root port $port has no AER service (kernel without CONFIG_PCIEAER, or the firmware kept AER)"
@@ -70,7 +67,7 @@ else
         inject() {
             local kind=$1 err=$2 name=$3 before fio_pid reply t0
             before=$(total "$kind")
-            mark
+            dmesg_mark
             fio --name="$name" --filename="/dev/$DISK" --direct=1 --rw=randwrite --bs=4k --size=64m \
                 --ioengine=io_uring --iodepth=16 --numjobs=2 --verify=crc32c --verify_backlog=32 \
                 --verify_fatal=1 --time_based --runtime=15 --output-format=json \
@@ -84,8 +81,8 @@ else
             tap_check "pci error: $kind error $err injected at $PORT_ID ($port) under fio" \
                 said_ok "$reply" || diag "QMP: $reply"
             OUTCOME=none
-            wait_for "since | grep -qE 'device recovery (successful|failed)'" 60 &&
-                OUTCOME=$(since | sed -n 's/.*device recovery \(successful\|failed\).*/\1/p' | head -n1)
+            wait_for "dmesg_since | grep -qE 'device recovery (successful|failed)'" 60 &&
+                OUTCOME=$(dmesg_since | sed -n 's/.*device recovery \(successful\|failed\).*/\1/p' | head -n1)
             diag "pci error: $kind: recovery $OUTCOME after $(( $(date +%s) - t0 ))s"
             tap_same "pci error: $kind: the port counted one more $kind error" "$(total "$kind")" $((before + 1))
             # fio ends on its own either way: nothing may wait forever.
@@ -104,12 +101,12 @@ else
             wait "$fio_pid"
             FIO_RC=$?
             fio_parse "$name"
-            since | grep -E "$bdf|$port|orion_nvme" | grep -E "AER|error|recover|reset|healthy|dead" | head -n 12 | diag_file
+            dmesg_since | grep -E "$bdf|$port|orion_nvme" | grep -E "AER|error|recover|reset|healthy|dead" | head -n 12 | diag_file
         }
         # recovered KIND NAME: the recovery succeeded and fio verified across it.
         recovered() {
             tap_same "pci error: $1: the PCI core's verdict" "$OUTCOME" successful ||
-                since | grep -E "AER|$bdf|$port" | tail -n 20 | diag_file
+                dmesg_since | grep -E "AER|$bdf|$port" | tail -n 20 | diag_file
             tap_check "pci error: $1: fio verify across the recovery (rc $FIO_RC, error $FIO_ERR, $FIO_WBYTES bytes written)" \
                 test "$FIO_RC" = 0 -a "$FIO_ERR" = 0 -a "$FIO_WBYTES" -gt 0 || fio_diag "$2"
         }
@@ -119,9 +116,9 @@ else
             recovered nonfatal pe1
             if [ "$TEST_DRIVER" = orion_nvme ]; then
                 tap_check "pci error: nonfatal: error_detected saw the link up, mmio_enabled found the controller healthy" \
-                    logged "orion_nvme: controller healthy after the PCI error"
+                    dmesg_logged "orion_nvme: controller healthy after the PCI error"
                 tap_check "pci error: nonfatal: no controller reset" \
-                    test -z "$(since | grep -E 'resetting the controller|quiescing|reset [0-9]+ done')"
+                    test -z "$(dmesg_since | grep -E 'resetting the controller|quiescing|reset [0-9]+ done')"
             fi
             # Data Link Protocol Error (bit 4): fatal in the default severity.
             if [ "$STUCK" != 1 ]; then
@@ -129,8 +126,8 @@ else
                 recovered fatal pe2
                 if [ "$TEST_DRIVER" = orion_nvme ]; then
                     tap_check "pci error: fatal: the controller was reset by the recovery and came back" \
-                        logged "done (PCI error recovery)"
-                    line=$(since | grep "done (PCI error recovery)" | tail -n1)
+                        dmesg_logged "done (PCI error recovery)"
+                    line=$(dmesg_since | grep "done (PCI error recovery)" | tail -n1)
                     resub=$(echo "$line" | sed -n 's/.*: \([0-9]*\) requests resubmitted, \([0-9]*\) failed.*/\1/p')
                     failed_n=$(echo "$line" | sed -n 's/.*: \([0-9]*\) requests resubmitted, \([0-9]*\) failed.*/\2/p')
                     if [ "$throttled" = 1 ]; then
@@ -159,13 +156,13 @@ else
                     test "$FIO_RC" != 0 -a "$FIO_ERR" != 0 || fio_diag pe2
                 if [ "$TEST_DRIVER" = orion_nvme ]; then
                     tap_check "pci error: failed recovery: orion_nvme gave the controller up" \
-                        logged "PCI error recovery failed: controller dead"
+                        dmesg_logged "PCI error recovery failed: controller dead"
                     tap_same "pci error: failed recovery: sysfs state of $CTRL" \
                         "$(cat /sys/class/misc/$CTRL/state 2>/dev/null)" dead
                 fi
                 dead_disk_check "pci error: failed recovery" "$bdf" "$nsid"
                 t1=$(date +%s)
-                wait_for "[ \"\$(cat /sys/module/$TEST_DRIVER/refcnt 2>/dev/null || echo 0)\" = 0 ]" 20
+                wait_module_unused "$TEST_DRIVER"
                 detach_all
                 left="$(driver_of "$bdf")$(lsmod | grep -E '^(orion_nvme|nvme) ' | cut -d' ' -f1)"
                 tap_same "pci error: failed recovery: unbind and unload afterwards ($(( $(date +%s) - t1 ))s)" \
@@ -190,7 +187,7 @@ else
         fi
     fi
     if [ "${STUCK:-0}" != 1 ]; then
-        wait_for "[ \"\$(cat /sys/module/$TEST_DRIVER/refcnt 2>/dev/null || echo 0)\" = 0 ]" 20
+        wait_module_unused "$TEST_DRIVER"
         detach_all
     fi
     tap_check "pci error: no kernel warnings" dmesg_clean || diag_file /tmp/bad.txt
