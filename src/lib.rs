@@ -24,8 +24,3 @@ pub mod passthru;
 pub mod queue;
 pub mod recovery;
 pub mod spec;
-
-#[cfg(test)]
-mod tests;
-#[cfg(test)]
-mod tests_ns_mgmt;

@@ -2,61 +2,27 @@
 //! shutdown, controllers configured in ways QEMU's defaults never are, and injected faults.
 //! The model was written from the spec independently of this crate.
 
-use crate::orion::command::{build_io, CidSlot, DataPointer, IoOp, IoRequest, ListPages, Segment};
-use crate::orion::controller::{
-    Controller, CtrlError, Disabled, Enabled, NamespaceInfo, PageBuf, Platform, Settings, Wait,
+mod common;
+
+use common::{rig, up, Rig, SimPlatform};
+use orion_compat::dma::{CoherentMem, Dma};
+use orion_compat::pci::Pci;
+use orion_compat::time::{Clock, Duration};
+use orion_compat::{ErrorKind, Mmio};
+use orion_nvme::command::{build_io, CidSlot, DataPointer, IoOp, IoRequest, ListPages, Segment};
+use orion_nvme::controller::{
+    Controller, CtrlError, Disabled, Enabled, NamespaceInfo, RegisterSnapshot, Settings, Wait,
 };
-use crate::orion::queue::{QueueError, QueuePair, Reaped};
-use crate::orion::spec::regs::{Csts, Offset, Shutdown};
-use crate::orion::spec::status::{Sct, Status};
-use crate::orion_compat::dma::{CoherentMem, Dma};
-use crate::orion_compat::pci::Pci;
-use crate::orion_compat::time::{Clock, Duration};
-use crate::orion_compat::Mmio;
+use orion_nvme::queue::{QueueError, QueuePair, Reaped};
+use orion_nvme::spec::regs::{Csts, Offset, Shutdown};
+use orion_nvme::spec::status::{Sct, Status};
 use orion_sim::dma::SimCoherent;
-use orion_sim::nvme::{CmdMatch, NvmeBuilder, SimNvme, Status as SimStatus};
-use orion_sim::pci::SimBar;
-use orion_sim::{Sim, SimDma, VirtualClock};
-
-/// The core's platform on the simulator (shared with the other host test modules).
-pub(crate) struct SimPlatform;
-
-impl Platform for SimPlatform {
-    type Mmio = SimBar;
-    type Dma = SimDma;
-    type Clock = VirtualClock;
-    type Scratch = Box<PageBuf>;
-}
+use orion_sim::nvme::{CmdMatch, NvmeBuilder, Status as SimStatus};
+use orion_sim::regfile::RegFile;
+use orion_sim::{Sim, SimDma};
 
 type Ctrl<S> = Controller<SimPlatform, S>;
 type IoQueue = QueuePair<SimCoherent, Vec<CidSlot>>;
-
-pub(crate) struct Rig {
-    pub(crate) sim: Sim,
-    pub(crate) nvme: SimNvme,
-}
-
-fn rig(b: NvmeBuilder) -> (Rig, Ctrl<Disabled>) {
-    let sim = Sim::new();
-    let (pci, nvme) = b.build_pci(&sim);
-    pci.set_bus_master(true).unwrap();
-    let bar = pci.map_bar(0).unwrap();
-    let ctrl = Controller::new(
-        bar,
-        sim.dma.clone(),
-        sim.clock.clone(),
-        Box::new([0u64; 512]),
-        Settings::default(),
-    )
-    .unwrap();
-    (Rig { sim, nvme }, ctrl)
-}
-
-pub(crate) fn up(b: NvmeBuilder) -> (Rig, Ctrl<Enabled>) {
-    let (r, c) = rig(b);
-    let c = c.enable().map_err(|(e, _)| e).unwrap();
-    (r, c)
-}
 
 /// List pages for PRP lists / SGL segments, in simulated DMA memory.
 struct Lists(Vec<SimCoherent>);
@@ -157,7 +123,7 @@ fn run(
 }
 
 /// A Flush of namespace 1: a command that moves no data.
-fn flush_sqe(c: &Ctrl<Enabled>, lists: &mut Lists) -> crate::orion::spec::sqe::Sqe {
+fn flush_sqe(c: &Ctrl<Enabled>, lists: &mut Lists) -> orion_nvme::spec::sqe::Sqe {
     build_io(&FLUSH, c.page_size(), DataPointer::Prp, lists).unwrap()
 }
 
@@ -837,8 +803,8 @@ mod model_props {
 /// right tags and statuses; the data lands where each request said.
 #[test]
 fn io_queue_many_tags_in_flight_use_their_own_lists() {
-    use crate::orion::io::{self, IoQueue as PlatformQueue};
-    use crate::orion_compat::block::BlockStatus;
+    use orion_compat::block::BlockStatus;
+    use orion_nvme::io::{self, IoQueue as PlatformQueue};
     let (r, mut c) = up(NvmeBuilder::new());
     let info = c.identify().unwrap().clone();
     c.set_queue_count(1).unwrap();
@@ -921,7 +887,7 @@ fn io_queue_many_tags_in_flight_use_their_own_lists() {
     // A passthrough Read (caller-built command, raw segments) of tag 2's first two blocks
     // completes with its result and brings back the data written through tag 2.
     let raw = Buffer::new(&r.sim.dma, 2 * bs, 0, pg);
-    let sqe = crate::orion::spec::sqe::Sqe::read(1, (2 * len / bs) as u64, 1);
+    let sqe = orion_nvme::spec::sqe::Sqe::read(1, (2 * len / bs) as u64, 1);
     q.submit_raw(0, sqe, &raw.segs).unwrap();
     q.ring(c.mmio(), None).unwrap();
     let mut got = None;
@@ -952,7 +918,7 @@ fn io_queue_many_tags_in_flight_use_their_own_lists() {
         },
     ];
     assert!(q
-        .submit_raw(1, crate::orion::spec::sqe::Sqe::read(1, 0, 1), &bad)
+        .submit_raw(1, orion_nvme::spec::sqe::Sqe::read(1, 0, 1), &bad)
         .is_err());
     assert!(!q.in_flight(1));
     // A read past the end of the namespace completes with an error the block layer sees as
@@ -985,8 +951,8 @@ fn io_queue_many_tags_in_flight_use_their_own_lists() {
 /// and re-arming works; a SMART critical warning (temperature) comes through too.
 #[test]
 fn async_events_are_reported_and_rearmed() {
-    use crate::orion::spec::cqe::AsyncEventType;
-    use crate::orion::spec::log::LogId;
+    use orion_nvme::spec::cqe::AsyncEventType;
+    use orion_nvme::spec::log::LogId;
     let (r, mut c) = up(NvmeBuilder::new());
     c.identify().unwrap();
     c.start_async_events().unwrap();
@@ -1038,8 +1004,8 @@ fn reaped_status(c: &Ctrl<Enabled>, q: &mut IoQueue, tag: u16) -> Status {
 /// with Command Abort Requested after the Abort; no reset is needed.
 #[test]
 fn fault_timeout_abort_succeeds() {
-    use crate::orion::recovery::{abort_succeeded, on_timeout, Expiry, TimeoutStep};
-    use crate::orion::spec::sqe::Sqe;
+    use orion_nvme::recovery::{abort_succeeded, on_timeout, Expiry, TimeoutStep};
+    use orion_nvme::spec::sqe::Sqe;
     let (r, mut c) = up(NvmeBuilder::new());
     let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
     r.nvme.faults().hold_next(CmdMatch::io(0x02));
@@ -1078,10 +1044,10 @@ fn fault_timeout_abort_succeeds() {
 /// completes, and the lost command's late completion could never be matched to it.
 #[test]
 fn fault_timeout_abort_fails_then_reset_and_resubmit() {
-    use crate::orion::recovery::{
+    use orion_nvme::recovery::{
         abort_succeeded, after_reset, on_timeout, Expiry, Interrupted, TimeoutStep,
     };
-    use crate::orion::spec::sqe::Sqe;
+    use orion_nvme::spec::sqe::Sqe;
     let (r, mut c) = up(NvmeBuilder::new());
     c.identify().unwrap();
     let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
@@ -1240,7 +1206,7 @@ fn fault_slow_disable_next_enable_waits_for_not_ready() {
 /// is refused instead of ending the new command.
 #[test]
 fn fault_cfs_with_a_command_in_flight_reset_resubmits() {
-    use crate::orion::recovery::{after_reset, Interrupted};
+    use orion_nvme::recovery::{after_reset, Interrupted};
     let (r, mut c) = up(NvmeBuilder::new());
     c.identify().unwrap();
     let (mut q, mut lists, b) = io_queue_with_one_read(&r, &mut c);
@@ -1274,4 +1240,46 @@ fn fault_cfs_with_a_command_in_flight_reset_resubmits() {
     assert!(reaped_status(&c, &mut q, 7).is_success());
     assert_eq!(&b.bytes()[..512], &[0xc3; 512][..]);
     assert_eq!(q.in_flight(), 0);
+}
+
+// ---- register snapshot -------------------------------------------------------------------
+
+#[test]
+fn snapshot_reads_and_formats() {
+    let regs = RegFile::new(0x2000);
+    regs.write64(Offset::Cap.at(), 0x0040_0020_0f01_07ff)
+        .unwrap();
+    regs.write32(Offset::Vs.at(), 0x0001_0400).unwrap();
+    regs.write32(Offset::Csts.at(), 1).unwrap();
+    let snap = RegisterSnapshot::read(&regs).unwrap();
+    assert_eq!(snap.cap.mqes(), 0x7ff);
+    assert_eq!(snap.vs.mnr(), 4);
+    let text = format!("{snap}");
+    assert!(
+        text.starts_with("NVMe 1.4.0 cap 0x004000200f0107ff"),
+        "{text}"
+    );
+    assert!(text.contains("mqes 2047 (2048 entries)"), "{text}");
+    assert!(text.contains("to 15 (7500 ms)"), "{text}");
+    assert!(text.contains("dstrd 0 (4 B)"), "{text}");
+    assert!(
+        text.contains("mpsmin 0 (4 KiB) mpsmax 4 (64 KiB)"),
+        "{text}"
+    );
+    assert!(text.contains("rdy 1 cfs 0"), "{text}");
+}
+
+#[test]
+fn snapshot_of_removed_device_is_gone() {
+    let regs = RegFile::gone(0x2000);
+    assert_eq!(RegisterSnapshot::read(&regs), Err(CtrlError::Gone));
+}
+
+#[test]
+fn snapshot_out_of_range_is_platform_error() {
+    let regs = RegFile::new(0x10);
+    assert_eq!(
+        RegisterSnapshot::read(&regs),
+        Err(CtrlError::Platform(ErrorKind::OutOfRange))
+    );
 }

@@ -6,18 +6,20 @@
 //! [`Controller::read_log_clearing`], and the namespaces rescanned with
 //! [`Controller::for_each_namespace`].
 
-use crate::orion::command::{build_prps, ListPages, Segment};
-use crate::orion::controller::{Controller, CtrlError, Enabled, NamespaceInfo};
-use crate::orion::passthru::{self, Caller, Direction, Limits, Node, PassthruCmd, QueueKind};
-use crate::orion::spec::cqe::{notice_info, AsyncEvent, AsyncEventType};
-use crate::orion::spec::identify::{self, Flbas};
-use crate::orion::spec::log::{Effects, LogId};
-use crate::orion::spec::opcode::Admin;
-use crate::orion::spec::sqe::{NsAttachSel, NsMgmtSel, NSID_ALL};
-use crate::orion::spec::status::{cmd, generic, Sct, Status};
-use crate::orion_compat::dma::{CoherentMem, Dma};
-use crate::orion_compat::time::Duration;
-use crate::tests::SimPlatform;
+mod common;
+
+use common::{up, SimPlatform};
+use orion_compat::dma::{CoherentMem, Dma};
+use orion_compat::time::Duration;
+use orion_nvme::command::{build_prps, ListPages, Segment};
+use orion_nvme::controller::{Controller, CtrlError, Enabled, NamespaceInfo};
+use orion_nvme::passthru::{self, Caller, Direction, Limits, Node, PassthruCmd, QueueKind};
+use orion_nvme::spec::cqe::{notice_info, AsyncEvent, AsyncEventType};
+use orion_nvme::spec::identify::{self, Flbas};
+use orion_nvme::spec::log::{Effects, LogId};
+use orion_nvme::spec::opcode::Admin;
+use orion_nvme::spec::sqe::{NsAttachSel, NsMgmtSel, NSID_ALL};
+use orion_nvme::spec::status::{cmd, generic, Sct, Status};
 use orion_sim::dma::SimCoherent;
 use orion_sim::nvme::{NvmeBuilder, SimNvme};
 use orion_sim::Sim;
@@ -41,7 +43,7 @@ struct Rig {
 }
 
 fn probe(b: NvmeBuilder) -> Rig {
-    let (crate::tests::Rig { sim, nvme }, mut c) = crate::tests::up(b);
+    let (common::Rig { sim, nvme }, mut c) = up(b);
     c.identify().unwrap();
     let mut effects = Box::new(Effects::new_zeroed());
     assert!(c.command_effects(&mut effects).unwrap());
