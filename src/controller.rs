@@ -4,11 +4,12 @@ use crate::orion::command::CidSlot;
 use crate::orion::queue::{QueueError, QueuePair, Reaped, ShadowDoorbells, SQE_SIZE};
 use crate::orion::spec::cqe::AsyncEvent;
 use crate::orion::spec::cqe::CQE_SIZE;
-use crate::orion::spec::features::{Fid, NumberOfQueues};
+use crate::orion::spec::features::{AsyncEventConfig, Fid, NumberOfQueues};
 use crate::orion::spec::identify::{self, Cns};
 use crate::orion::spec::log::{Effects, LogId};
 use crate::orion::spec::regs::{
-    Aqa, Cap, Cc, Csts, Offset, Shutdown, Vs, CSS_ADMIN_ONLY, CSS_IO_SETS, CSS_NVM,
+    Aqa, Cap, Cc, Csts, Offset, Shutdown, Vs, CC_CSS_ALL_IO_SETS, CC_CSS_NVM, CSS_ADMIN_ONLY,
+    CSS_IO_SETS, CSS_NVM,
 };
 use crate::orion::spec::sqe::{numd_of, Qprio, Sqe};
 use crate::orion::spec::status::Status;
@@ -475,9 +476,9 @@ impl<P: Platform> Controller<P, Disabled> {
                 .map_err(plat)?;
             // Step 3-4: command set, page size, arbitration, entry sizes; then enable.
             let css = if self.cap.css() & CSS_IO_SETS != 0 {
-                0b110
+                CC_CSS_ALL_IO_SETS
             } else {
-                0b000
+                CC_CSS_NVM
             };
             let mps = (self.page_size.trailing_zeros() - 12) as u8;
             let cc = Cc(0)
@@ -653,9 +654,9 @@ impl<P: Platform> Controller<P, Enabled> {
     /// many).
     pub fn start_async_events(&mut self) -> Result<(), CtrlError> {
         let nan = self.info.as_ref().is_some_and(|i| i.oaes.nan());
-        let config = 0xff | if nan { 1 << 8 } else { 0 };
+        let config = AsyncEventConfig::ALL_CRITICAL_WARNINGS.with_nan(nan);
         let _ = self.admin_command(
-            Sqe::set_features(Fid::ASYNC_EVENT_CONFIG, config, false),
+            Sqe::set_features(Fid::ASYNC_EVENT_CONFIG, config.0, false),
             false,
         );
         self.arm_async_event()
@@ -792,20 +793,18 @@ impl<P: Platform> Controller<P, Enabled> {
             max_write_zeroes: None,
         };
         // The NVM Command Set's own Identify Controller (CNS 06h, CSI 00h, NVM Cmd Set 1.0
-        // §4.1.5.2) limits Write Zeroes (WZSL, byte 1) and Dataset Management ranges (DMRSL,
-        // bytes 7:4). Older controllers refuse the CNS: then there are no such limits.
+        // §4.1.5.2) limits Write Zeroes (WZSL) and Dataset Management ranges (DMRSL). Older
+        // controllers refuse the CNS: then there are no such limits.
         if self
-            .admin_command(Sqe::identify_with(Cns::CsController, 0, 0, 0), true)
+            .admin_command(
+                Sqe::identify_with(Cns::CsController, 0, 0, identify::CSI_NVM),
+                true,
+            )
             .is_ok()
         {
-            let b = self.scratch.as_bytes();
-            let wzsl = b[1];
-            let dmrsl = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-            if wzsl != 0 && wzsl < 32 {
-                info.max_write_zeroes = Some(self.cap.min_page_size() << wzsl);
-            }
-            if dmrsl != 0 {
-                info.max_dealloc_blocks = Some(dmrsl);
+            if let Ok(nvm) = identify::NvmController::ref_from_bytes(self.scratch.as_bytes()) {
+                info.max_write_zeroes = nvm.max_write_zeroes_bytes(self.cap.min_page_size());
+                info.max_dealloc_blocks = nvm.max_dealloc_blocks();
             }
         }
         Ok(self.info.insert(info))

@@ -19,10 +19,11 @@
 
 use zerocopy_derive::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use crate::orion::spec::features::Fid;
 use crate::orion::spec::identify::Cns;
 use crate::orion::spec::log::{Effect, Effects};
-use crate::orion::spec::opcode::{Admin, DataTransfer};
-use crate::orion::spec::sqe::Sqe;
+use crate::orion::spec::opcode::{Admin, DataTransfer, ADMIN_VENDOR_FIRST, IO_VENDOR_FIRST};
+use crate::orion::spec::sqe::{IdentifyCdw10, Qword, RwCdw12, RwCdw15, SetFeaturesCdw10, Sqe};
 
 /// `struct nvme_passthru_cmd` (`nvme_admin_cmd`): 32-bit result.
 #[repr(C)]
@@ -417,8 +418,8 @@ pub struct Checked {
 /// Whether `opcode` on `queue` is vendor specific.
 pub const fn is_vendor(queue: QueueKind, opcode: u8) -> bool {
     match queue {
-        QueueKind::Admin => opcode >= 0xc0,
-        QueueKind::Io => opcode >= 0x80,
+        QueueKind::Admin => opcode >= ADMIN_VENDOR_FIRST,
+        QueueKind::Io => opcode >= IO_VENDOR_FIRST,
     }
 }
 
@@ -442,9 +443,8 @@ pub fn check_vendor_list(queue: QueueKind, list: u64) -> Result<(), u8> {
 
 /// Identify CNS values an unprivileged caller may ask for: what forming I/O commands needs.
 fn unprivileged_identify(cdw10: u32) -> bool {
-    // CAST: CNS is CDW10 bits 7:0.
     matches!(
-        Cns::from_raw(cdw10 as u8),
+        Cns::from_raw(IdentifyCdw10(cdw10).cns()),
         Some(
             Cns::Namespace
                 | Cns::Controller
@@ -551,8 +551,7 @@ pub fn check(
         return Err(Refusal::Invalid("timeout"));
     }
     if queue == QueueKind::Admin && cmd.opcode == Admin::SetFeatures.raw() {
-        // CAST: the Feature Identifier is CDW10 bits 7:0.
-        if let Some(what) = driver_owned_feature(cmd.cdw10 as u8) {
+        if let Some(what) = driver_owned_feature(Fid(SetFeaturesCdw10(cmd.cdw10).fid())) {
             return Err(Refusal::DriverOwned(what));
         }
     }
@@ -663,11 +662,11 @@ pub fn check_vectored(
 /// Features the driver sets itself, which passthrough may not change (the reference driver
 /// refuses the same three): Number of Queues, Autonomous Power State Transition, Keep Alive
 /// Timer.
-fn driver_owned_feature(fid: u8) -> Option<&'static str> {
+fn driver_owned_feature(fid: Fid) -> Option<&'static str> {
     match fid {
-        0x07 => Some("Number of Queues"),
-        0x0c => Some("Autonomous Power State Transition"),
-        0x0f => Some("Keep Alive Timer"),
+        Fid::NUMBER_OF_QUEUES => Some("Number of Queues"),
+        Fid::APST => Some("Autonomous Power State Transition"),
+        Fid::KEEP_ALIVE_TIMER => Some("Keep Alive Timer"),
         _ => None,
     }
 }
@@ -707,13 +706,13 @@ pub fn user_io(io: &UserIo, nsid: u32, lba_shift: u32) -> Result<PassthruCmd64, 
         addr: io.addr,
         metadata: io.metadata,
         data_len,
-        // CAST: the low and high dwords of the starting LBA.
-        cdw10: io.slba as u32,
-        cdw11: (io.slba >> 32) as u32,
-        cdw12: u32::from(io.nblocks) | (u32::from(io.control) << 16),
+        // SLBA in CDW10-11, low dword first.
+        cdw10: Qword(io.slba).lo(),
+        cdw11: Qword(io.slba).hi(),
+        cdw12: RwCdw12(0).with_nlb(io.nblocks).with_control(io.control).0,
         cdw13: io.dsmgmt,
         cdw14: io.reftag,
-        cdw15: u32::from(io.apptag) | (u32::from(io.appmask) << 16),
+        cdw15: RwCdw15(0).with_elbat(io.apptag).with_elbatm(io.appmask).0,
         ..Default::default()
     })
 }
@@ -1081,6 +1080,19 @@ mod tests {
         assert_eq!(
             (c.nsid, c.data_len, c.cdw10, c.cdw11, c.cdw12),
             (3, 4096, 2, 1, 0x4000_0007)
+        );
+        let tagged = UserIo {
+            control: 0xffff,
+            dsmgmt: 0x8765_4321,
+            reftag: 0xdead_beef,
+            apptag: 0x1234,
+            appmask: 0xff00,
+            ..io
+        };
+        let c = user_io(&tagged, 3, 9).unwrap();
+        assert_eq!(
+            (c.cdw12, c.cdw13, c.cdw14, c.cdw15),
+            (0xffff_0007, 0x8765_4321, 0xdead_beef, 0xff00_1234)
         );
         assert!(user_io(&UserIo { opcode: 0x09, ..io }, 3, 9).is_err());
         assert!(user_io(&UserIo { flags: 1, ..io }, 3, 9).is_err());

@@ -209,7 +209,7 @@ pub const fn shadow_needs_mmio(event_idx: u16, new: u16, old: u16) -> bool {
 }
 
 use crate::orion::command::{CidError, CidSlot, CidTable};
-use crate::orion::spec::cqe::{Cqe, CQE_SIZE};
+use crate::orion::spec::cqe::{Cqe, CQE_SIZE, CQE_STATUS_OFFSET};
 use crate::orion::spec::regs::{Cap, DOORBELL_BASE};
 use crate::orion::spec::sqe::Sqe;
 use crate::orion::spec::status::{PhaseStatus, Status};
@@ -413,7 +413,9 @@ impl<C: CoherentMem, S: AsRef<[CidSlot]> + AsMut<[CidSlot]>> QueuePair<C, S> {
         while n < budget {
             let off = self.cq.head() as usize * CQE_SIZE;
             let mut ps = [0u8; 2];
-            self.cq_mem.read_bytes(off + 14, &mut ps).map_err(plat)?;
+            self.cq_mem
+                .read_bytes(off + CQE_STATUS_OFFSET, &mut ps)
+                .map_err(plat)?;
             if !self.cq.is_new(PhaseStatus(u16::from_le_bytes(ps)).p()) {
                 break;
             }

@@ -9,6 +9,8 @@
 //! never complete on their own: block I/O is resubmitted up to [`MAX_RETRIES`] times,
 //! passthrough commands fail at once (their caller decides whether to retry).
 
+use crate::orion::spec::cqe::AbortResult;
+
 /// How many times a request interrupted by controller resets is resubmitted before it fails
 /// (the reference driver's default).
 pub const MAX_RETRIES: u8 = 5;
@@ -89,7 +91,7 @@ pub const fn after_reset(retries: u8, passthrough: bool) -> Interrupted {
 /// Whether Abort's completion (DW0 bit 0 clear, NVMe Base 2.0 §5.1.1) says the command was
 /// aborted; when set, the controller did not abort it.
 pub const fn abort_succeeded(dw0: u32) -> bool {
-    dw0 & 1 == 0
+    AbortResult(dw0).aborted()
 }
 
 #[cfg(test)]

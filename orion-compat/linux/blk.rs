@@ -23,6 +23,7 @@ use crate::orion::queue::ShadowDoorbells;
 use crate::orion::recovery::{self, Expiry, Interrupted, TimeoutStep};
 use crate::orion::spec::regs::Offset;
 use crate::orion::spec::sqe::Sqe;
+use crate::orion::spec::status::Status;
 use crate::orion_compat::block::BlockStatus;
 use crate::orion_compat::irq::{IrqHandler, IrqKind, IrqKinds, IrqReturn, VectorRequest};
 use crate::orion_compat::Error as _;
@@ -817,10 +818,6 @@ pub(crate) struct Interruptions {
     pub(crate) failed: u32,
 }
 
-/// The NVMe status a passthrough caller sees for a command a reset ended: Host Aborted
-/// Command (SCT 3h, SC 71h), as the reference driver reports it.
-const HOST_ABORTED: u16 = 0x371;
-
 impl<'b> Io<'b> {
     /// Reset step 1: no new dispatch (requests wait in blk-mq), then what the controller has
     /// already completed is reaped and ended normally.
@@ -921,7 +918,9 @@ impl<'b> Io<'b> {
             Interrupted::Fail => {
                 n.failed += 1;
                 p.status = BLK_STS_IOERR;
-                p.nvme_status = HOST_ABORTED;
+                // What a passthrough caller sees for a command a reset ended, as the
+                // reference driver reports it.
+                p.nvme_status = Status::ABORTED_BY_HOST.0;
                 p.result = 0;
                 // SAFETY: ours to end, once.
                 unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };
@@ -1128,7 +1127,7 @@ impl Io<'_> {
         } else {
             self.orphans.lock(|o| o.failed += 1);
             p.status = BLK_STS_IOERR;
-            p.nvme_status = HOST_ABORTED;
+            p.nvme_status = Status::ABORTED_BY_HOST.0;
             p.result = 0;
             // SAFETY: as above.
             unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };

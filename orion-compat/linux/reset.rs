@@ -29,7 +29,7 @@
 use crate::blk::{Interruptions, Io};
 use crate::mgmt::Shared;
 use crate::orion::controller::{Controller, CtrlError, Disabled};
-use crate::orion::spec::regs::Offset;
+use crate::orion::spec::regs::{Offset, NSSR_RESET};
 use crate::orion::spec::sqe::Sqe;
 use crate::orion_compat::time::Duration;
 use crate::orion_compat::{Lock as _, Mmio as _};
@@ -45,9 +45,6 @@ pub(crate) type DeadCtrl<'b> = Controller<LinuxPlatform<'b>, Disabled>;
 
 /// How long the timeout handler waits for an Abort to complete.
 const ABORT_TIMEOUT: Duration = Duration::from_millis(5_000);
-
-/// NSSR's value that starts an NVM Subsystem Reset: "NVMe" in ASCII (NVMe Base 2.0 §3.1.4.6).
-const NSSR_RESET: u32 = 0x4e56_4d65;
 
 kernel::impl_has_work! {
     impl HasWork<Self, 1> for Shared { self.reset_work }

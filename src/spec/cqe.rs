@@ -35,6 +35,11 @@ pub struct Cqe {
 /// Size of a completion queue entry in bytes (CC.IOCQES = 4).
 pub const CQE_SIZE: usize = 16;
 
+/// Byte offset of the phase tag and Status Field ([`PhaseStatus`], the upper half of DW3) in
+/// a completion queue entry, NVMe Base 2.0 §4.6: what a reaper reads first, to see whether
+/// the entry is new.
+pub const CQE_STATUS_OFFSET: usize = core::mem::offset_of!(Cqe, status);
+
 const _: () = {
     use core::mem::{offset_of, size_of};
     assert!(size_of::<Cqe>() == CQE_SIZE);
@@ -44,6 +49,7 @@ const _: () = {
     assert!(offset_of!(Cqe, sqid) == 10);
     assert!(offset_of!(Cqe, cid) == 12);
     assert!(offset_of!(Cqe, status) == 14);
+    assert!(CQE_STATUS_OFFSET + size_of::<PhaseStatus>() == CQE_SIZE);
 };
 
 impl Cqe {
@@ -60,6 +66,22 @@ impl Cqe {
     /// DW0 and DW1 as one 64-bit result (DW0 low).
     pub const fn result64(&self) -> u64 {
         Qword::from_dwords(self.dw0, self.dw1).0
+    }
+}
+
+bitfield! {
+    /// Abort completion DW0, NVMe Base 2.0 §5.1.1, Figure "Abort – Completion Queue Entry
+    /// Dword 0".
+    pub struct AbortResult(u32) {
+        /// Bit 0: set when the controller did not abort the command; clear when it did.
+        0:0 not_aborted / with_not_aborted: bool;
+    }
+}
+
+impl AbortResult {
+    /// True when the completion says the command was aborted (bit 0 clear).
+    pub const fn aborted(self) -> bool {
+        !self.not_aborted()
     }
 }
 
@@ -199,6 +221,24 @@ mod tests {
         assert_eq!(ev.event_type(), Ok(AsyncEventType::SmartHealth));
         assert_eq!(ev.aei(), smart_info::TEMPERATURE);
         assert_eq!(AsyncEvent(5).event_type(), Err(5));
+    }
+
+    #[test]
+    fn abort_result_and_status_offset() {
+        assert!(AbortResult(0).aborted());
+        assert!(!AbortResult(0).not_aborted());
+        assert!(!AbortResult(1).aborted());
+        // Only bit 0 counts; the rest is reserved.
+        assert!(AbortResult(0xffff_fffe).aborted());
+        assert!(!AbortResult(u32::MAX).aborted());
+        assert_eq!(AbortResult(0).with_not_aborted(true).0, 1);
+        assert_eq!(AbortResult(1).with_not_aborted(false).0, 0);
+        // The status half-word is the last two bytes of the entry.
+        assert_eq!(CQE_STATUS_OFFSET, 14);
+        let raw: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x05, 0x80];
+        let ps = PhaseStatus::read_from_bytes(&raw[CQE_STATUS_OFFSET..]).unwrap();
+        assert_eq!(ps, Cqe::read_from_bytes(&raw).unwrap().status);
+        assert!(ps.p());
     }
 
     #[test]

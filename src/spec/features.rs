@@ -256,6 +256,13 @@ bitfield! {
     }
 }
 
+impl AsyncEventConfig {
+    /// Every SMART / Health critical warning event enabled (bits 7:0 all set, the reserved
+    /// bits 7:6 included, as established host drivers set them) and no notices,
+    /// NVMe Base 2.0 §5.27.1 (Asynchronous Event Configuration).
+    pub const ALL_CRITICAL_WARNINGS: Self = Self(0).with_smart(u8::MAX);
+}
+
 bitfield! {
     /// Autonomous Power State Transition CDW11 (FID 0Ch), NVMe Base 2.0 §5.27.1. The
     /// transition table is the data buffer ([`ApstTable`]).
@@ -418,6 +425,13 @@ mod tests {
             .with_fan(true);
         assert_eq!(aec.0, 0x031f);
         assert!(AsyncEventConfig(0x8000_0000).dlpcn());
+        // What the driver enables: every critical warning, plus NAN when OAES has it.
+        let all = AsyncEventConfig::ALL_CRITICAL_WARNINGS;
+        assert_eq!(all.0, 0xff);
+        assert_eq!(all.with_nan(false).0, 0xff);
+        assert_eq!(all.with_nan(true).0, 0x1ff);
+        assert!(all.with_nan(true).nan() && !all.nan());
+        assert_eq!(AsyncEventConfig(0x1ff).smart(), 0xff);
         let caps = Capabilities(0b101);
         assert!(caps.saveable() && !caps.ns_specific() && caps.changeable());
         assert_eq!(Apst(0).with_apste(true).0, 1);

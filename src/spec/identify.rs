@@ -760,6 +760,68 @@ impl Controller {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Identify Controller (NVM Command Set).
+
+/// The I/O Command Set specific Identify Controller data structure for the NVM Command Set
+/// (CNS 06h, CSI 00h), NVM Cmd Set 1.0 §4.1.5.2, Figure "Identify – I/O Command Set Specific
+/// Identify Controller Data Structure for the NVM Command Set".
+///
+/// The size limits are powers of two in units of the minimum memory page size (CAP.MPSMIN);
+/// 0 means no limit.
+#[repr(C)]
+#[derive(Clone, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct NvmController {
+    /// Verify Size Limit (VSL): `2 ^ vsl` minimum pages, 0 for no limit.
+    pub vsl: u8,
+    /// Write Zeroes Size Limit (WZSL): `2 ^ wzsl` minimum pages, 0 for no limit.
+    pub wzsl: u8,
+    /// Write Uncorrectable Size Limit (WUSL): `2 ^ wusl` minimum pages, 0 for no limit.
+    pub wusl: u8,
+    /// Dataset Management Ranges Limit (DMRL): ranges per command, 0 for no limit.
+    pub dmrl: u8,
+    /// Dataset Management Range Size Limit (DMRSL): logical blocks per range, 0 for no limit.
+    pub dmrsl: u32,
+    /// Dataset Management Size Limit (DMSL): logical blocks per command, 0 for no limit.
+    pub dmsl: u64,
+    /// Reserved.
+    pub rsvd16: [u8; 4080],
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<NvmController>() == IDENTIFY_SIZE);
+    assert!(offset_of!(NvmController, vsl) == 0);
+    assert!(offset_of!(NvmController, wzsl) == 1);
+    assert!(offset_of!(NvmController, wusl) == 2);
+    assert!(offset_of!(NvmController, dmrl) == 3);
+    assert!(offset_of!(NvmController, dmrsl) == 4);
+    assert!(offset_of!(NvmController, dmsl) == 8);
+    assert!(offset_of!(NvmController, rsvd16) == 16);
+};
+
+impl NvmController {
+    /// The largest Write Zeroes in bytes, given CAP.MPSMIN in bytes: `None` when WZSL sets no
+    /// limit (0) or is implausibly large (32 or more).
+    pub const fn max_write_zeroes_bytes(&self, min_page_size: u64) -> Option<u64> {
+        if self.wzsl != 0 && self.wzsl < 32 {
+            Some(min_page_size << self.wzsl)
+        } else {
+            None
+        }
+    }
+
+    /// The largest Dataset Management range in logical blocks, or `None` when DMRSL sets no
+    /// limit.
+    pub const fn max_dealloc_blocks(&self) -> Option<u32> {
+        if self.dmrsl != 0 {
+            Some(self.dmrsl)
+        } else {
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Identify Namespace (NVM Command Set).
 
 bitfield! {
@@ -1568,6 +1630,36 @@ mod tests {
         assert!(!ns.is_active());
         assert_eq!(ns.lba_formats().len(), 1);
         assert_eq!(ns.block_size(), None);
+    }
+
+    #[test]
+    fn nvm_controller_limits() {
+        // WZSL 5 (32 pages), DMRSL 0x1_0000 blocks, DMSL 0x1_0000_0000 blocks.
+        let mut p = Page([0; 4096]);
+        let b = &mut p.0;
+        b[0] = 3; // VSL
+        b[1] = 5; // WZSL
+        b[2] = 4; // WUSL
+        b[3] = 255; // DMRL
+        put(b, 4, &0x0001_0000u32.to_le_bytes()); // DMRSL
+        put(b, 8, &0x1_0000_0000u64.to_le_bytes()); // DMSL
+        let id = NvmController::ref_from_bytes(&p.0).unwrap();
+        assert_eq!((id.vsl, id.wzsl, id.wusl, id.dmrl), (3, 5, 4, 255));
+        assert_eq!(id.dmrsl, 0x1_0000);
+        assert_eq!(id.dmsl, 0x1_0000_0000);
+        assert_eq!(id.max_write_zeroes_bytes(4096), Some(128 * 1024));
+        assert_eq!(id.max_dealloc_blocks(), Some(0x1_0000));
+        assert_eq!(id.as_bytes(), &p.0[..]);
+        // No limits: all zeroes; an implausible WZSL is no limit either.
+        let none = NvmController::new_zeroed();
+        assert_eq!(none.max_write_zeroes_bytes(4096), None);
+        assert_eq!(none.max_dealloc_blocks(), None);
+        let mut big = NvmController::new_zeroed();
+        big.wzsl = 32;
+        assert_eq!(big.max_write_zeroes_bytes(4096), None);
+        big.wzsl = 31;
+        assert_eq!(big.max_write_zeroes_bytes(4096), Some(4096 << 31));
+        assert!(NvmController::ref_from_bytes(&p.0[..4095]).is_err());
     }
 
     #[test]

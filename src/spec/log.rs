@@ -182,6 +182,27 @@ bitfield! {
     }
 }
 
+/// Names the set warning bits, each as ` [name]` in bit order (bits 0-5; the reserved bits
+/// 7:6 are not shown), e.g. ` [temperature] [reliability degraded]`; nothing when no bit is
+/// set. Bits as in NVMe Base 2.0 §5.16.1, Figure "SMART / Health Information Log Page".
+impl core::fmt::Display for CriticalWarning {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (set, name) in [
+            (self.spare(), "spare below threshold"),
+            (self.temperature(), "temperature"),
+            (self.reliability(), "reliability degraded"),
+            (self.read_only(), "read-only"),
+            (self.volatile_backup(), "volatile memory backup failed"),
+            (self.pmr_read_only(), "persistent memory region unreliable"),
+        ] {
+            if set {
+                write!(f, " [{name}]")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The SMART / Health Information log (LID 02h), NVMe Base 2.0 §5.16.1, Figure "SMART /
 /// Health Information Log Page".
 #[repr(C)]
@@ -474,6 +495,44 @@ mod tests {
         assert_eq!(s.temperature_sensor(0), None);
         assert_eq!(s.temperature_sensor(9), None);
         assert_eq!(s.thm_temp1_trans_count, 5);
+        assert_eq!(
+            std::format!("{}", s.critical_warning),
+            " [temperature] [reliability degraded]"
+        );
+    }
+
+    #[test]
+    fn critical_warning_names() {
+        use std::string::String;
+        assert_eq!(std::format!("{}", CriticalWarning(0)), "");
+        assert_eq!(
+            std::format!("{}", CriticalWarning(0x3f)),
+            " [spare below threshold] [temperature] [reliability degraded] [read-only] \
+             [volatile memory backup failed] [persistent memory region unreliable]"
+        );
+        // The reserved bits 7:6 are not named.
+        assert_eq!(
+            std::format!("{}", CriticalWarning(0xc1)),
+            " [spare below threshold]"
+        );
+        // Every value reads as the names of bits 0-5 in order.
+        const NAMES: [&str; 6] = [
+            "spare below threshold",
+            "temperature",
+            "reliability degraded",
+            "read-only",
+            "volatile memory backup failed",
+            "persistent memory region unreliable",
+        ];
+        for v in 0..=u8::MAX {
+            let mut want = String::new();
+            for (i, n) in NAMES.iter().enumerate() {
+                if v & (1 << i) != 0 {
+                    want.push_str(&std::format!(" [{n}]"));
+                }
+            }
+            assert_eq!(std::format!("{}", CriticalWarning(v)), want);
+        }
     }
 
     #[test]

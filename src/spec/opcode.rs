@@ -187,6 +187,13 @@ wire_enum! {
     }
 }
 
+/// The first vendor specific admin opcode: C0h-FFh are vendor specific, NVMe Base 2.0 §5
+/// (Figure "Opcodes for Admin Commands").
+pub const ADMIN_VENDOR_FIRST: u8 = 0xc0;
+/// The first vendor specific I/O opcode: 80h-FFh are vendor specific, NVMe Base 2.0 §7
+/// (Figure "Opcodes for I/O Commands") and NVM Cmd Set 1.0 §3.
+pub const IO_VENDOR_FIRST: u8 = 0x80;
+
 bitfield! {
     /// The structure every opcode follows, NVMe Base 2.0 §5 (Figure "Opcodes for Admin
     /// Commands"): the low two bits give the data transfer direction.
@@ -237,6 +244,14 @@ mod tests {
         assert_eq!(Admin::try_from(0x03), Err(UnknownCode(0x03)));
         assert_eq!(Admin::try_from(0xff), Err(UnknownCode(0xff)));
         assert_eq!(Admin::FormatNvm.raw(), 0x80);
+    }
+
+    #[test]
+    fn vendor_ranges() {
+        assert_eq!((ADMIN_VENDOR_FIRST, IO_VENDOR_FIRST), (0xc0, 0x80));
+        // No standard opcode the driver knows lies in a vendor range.
+        assert!(Admin::ALL.iter().all(|op| op.raw() < ADMIN_VENDOR_FIRST));
+        assert!(Nvm::ALL.iter().all(|op| op.raw() < IO_VENDOR_FIRST));
     }
 
     #[test]

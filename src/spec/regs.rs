@@ -42,7 +42,8 @@ impl Offset {
 /// Offset of the first doorbell register, NVMe Base 2.0 §3.1.4.
 pub const DOORBELL_BASE: usize = 0x1000;
 
-/// The value written to NSSR to start an NVM Subsystem Reset ("NVMe" in ASCII).
+/// The value written to NSSR to start an NVM Subsystem Reset ("NVMe" in ASCII),
+/// NVMe Base 2.0 §3.1.4.7.
 pub const NSSR_RESET: u32 = 0x4e56_4d65;
 
 bitfield! {
@@ -200,6 +201,16 @@ bitfield! {
     }
 }
 
+/// CC.CSS value 000b: the NVM Command Set, NVMe Base 2.0 §3.1.4.5 (for a controller whose
+/// CAP.CSS has [`CSS_NVM`]).
+pub const CC_CSS_NVM: u8 = 0b000;
+/// CC.CSS value 110b: all supported I/O Command Sets, NVMe Base 2.0 §3.1.4.5 (for a
+/// controller whose CAP.CSS has [`CSS_IO_SETS`]).
+pub const CC_CSS_ALL_IO_SETS: u8 = 0b110;
+/// CC.CSS value 111b: Admin Command Set only, no I/O command set, NVMe Base 2.0 §3.1.4.5
+/// (for a controller whose CAP.CSS has [`CSS_ADMIN_ONLY`]).
+pub const CC_CSS_ADMIN_ONLY: u8 = 0b111;
+
 bitfield! {
     /// Controller Status (CSTS), NVMe Base 2.0 §3.1.4.6.
     pub struct Csts(u32) {
@@ -321,6 +332,15 @@ mod tests {
         assert_eq!(cc.with_en(false).0, 0x0046_4000);
         // Out-of-range values are masked to the field, never spill into neighbours.
         assert_eq!(Cc(0).with_css(0xff).0, 0x70);
+    }
+
+    #[test]
+    fn cc_css_values() {
+        assert_eq!(Cc(0).with_css(CC_CSS_NVM).0, 0x00);
+        assert_eq!(Cc(0).with_css(CC_CSS_ALL_IO_SETS).0, 0x60);
+        assert_eq!(Cc(0).with_css(CC_CSS_ADMIN_ONLY).0, 0x70);
+        assert_eq!(Cc(0x60).css(), CC_CSS_ALL_IO_SETS);
+        assert_eq!(Cc(0x70).css(), CC_CSS_ADMIN_ONLY);
     }
 
     #[test]

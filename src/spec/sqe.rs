@@ -423,6 +423,20 @@ bitfield! {
         30:30 fua / with_fua: bool;
         /// Limited Retry (LR).
         31:31 lr / with_lr: bool;
+        /// Bits 31:16 as one half-word: the command's flags (DTYPE, STC, DEAC, PRINFO, FUA,
+        /// LR and the reserved bits 19:16) together, as `nvme_user_io.control` carries them.
+        31:16 control / with_control: u16;
+    }
+}
+
+bitfield! {
+    /// CDW15 of Read, Write, Write Zeroes, Compare and Verify, NVM Cmd Set 1.0 §3.2.4,
+    /// §3.2.6 and §3.2.8.
+    pub struct RwCdw15(u32) {
+        /// Expected Logical Block Application Tag (ELBAT).
+        15:0 elbat / with_elbat: u16;
+        /// Expected Logical Block Application Tag Mask (ELBATM).
+        31:16 elbatm / with_elbatm: u16;
     }
 }
 
@@ -863,6 +877,23 @@ mod tests {
         assert_eq!(sqe.cdw0.0, 0xffff_0201);
         assert_eq!(sqe.cdw12, 0x8000_0000);
         assert_eq!(sqe.with_lr(false).with_fua(false).cdw12, 0);
+    }
+
+    #[test]
+    fn rw_control_and_application_tag_dwords() {
+        // NLB 7 with FUA and PRINFO 0101b in the control half-word.
+        let c = RwCdw12(0).with_nlb(7).with_control(0x5400);
+        assert_eq!(c.0, 0x5400_0007);
+        assert!(c.fua() && !c.lr());
+        assert_eq!(c.prinfo(), 0b0101);
+        assert_eq!(c.control(), 0x5400);
+        assert_eq!(c.nlb(), 7);
+        // Reserved bits of the half-word pass through; NLB is untouched.
+        assert_eq!(RwCdw12(0xffff).with_control(0xffff).0, u32::MAX);
+        assert_eq!(RwCdw12(u32::MAX).with_control(0).0, 0xffff);
+        let t = RwCdw15(0).with_elbat(0x1234).with_elbatm(0xff00);
+        assert_eq!(t.0, 0xff00_1234);
+        assert_eq!((t.elbat(), t.elbatm()), (0x1234, 0xff00));
     }
 
     #[test]

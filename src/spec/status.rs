@@ -322,6 +322,11 @@ impl Status {
     /// Successful Completion, with no other bits set.
     pub const SUCCESS: Self = Self(0);
 
+    /// Command Aborted By Host (SCT 3h Path Related Status, SC 71h), NVMe Base 2.0
+    /// §4.6.1.2.4, with CRD, More and DNR clear: the status a host driver reports for a
+    /// command it ended itself (for example one a controller reset interrupted).
+    pub const ABORTED_BY_HOST: Self = Self::new(Sct::Path, path::ABORTED_BY_HOST);
+
     /// A status of the given type and code, with CRD, More and DNR clear.
     pub const fn new(sct: Sct, sc: u8) -> Self {
         Self(0).with_sct(sct.bits()).with_sc(sc)
@@ -577,6 +582,20 @@ mod tests {
         );
         let st = Status::new(Sct::Generic, generic::LBA_OUT_OF_RANGE);
         assert_eq!(st.name(), Some("LBA Out of Range"));
+    }
+
+    #[test]
+    fn aborted_by_host_constant() {
+        // SCT 3h in bits 10:8, SC 71h in bits 7:0 of the (phase-less) Status Field.
+        assert_eq!(Status::ABORTED_BY_HOST.0, 0x371);
+        assert_eq!(Status::ABORTED_BY_HOST.kind(), Sct::Path);
+        assert!(Status::ABORTED_BY_HOST.is(Sct::Path, path::ABORTED_BY_HOST));
+        assert!(!Status::ABORTED_BY_HOST.dnr() && !Status::ABORTED_BY_HOST.more());
+        assert_eq!(Status(0x371), Status::ABORTED_BY_HOST);
+        assert_eq!(
+            Status::ABORTED_BY_HOST.to_string(),
+            "Host Aborted Command (sct 0x3 / sc 0x71)"
+        );
     }
 
     #[test]
