@@ -25,6 +25,8 @@ use crate::orion::spec::log::{Effect, Effects};
 use crate::orion::spec::opcode::{Admin, DataTransfer, ADMIN_VENDOR_FIRST, IO_VENDOR_FIRST};
 use crate::orion::spec::sqe::{IdentifyCdw10, Qword, RwCdw12, RwCdw15, SetFeaturesCdw10, Sqe};
 
+pub mod bounce;
+
 /// `struct nvme_passthru_cmd` (`nvme_admin_cmd`): 32-bit result.
 #[repr(C)]
 #[derive(

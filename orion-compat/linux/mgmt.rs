@@ -13,18 +13,22 @@
 //! A command whose wait ends in a timeout may still be written by the device later: its
 //! bounce buffer is kept (quarantined) until the controller has been shut down.
 
-use crate::orion::command::{ListPages, Segment};
-use crate::orion::controller::{ControllerInfo, NamespaceInfo, PageBuf};
+use crate::orion::command::Segment;
+use crate::orion::controller::{ControllerInfo, CtrlError, NamespaceInfo, PageBuf};
+use crate::orion::passthru::bounce::{AdminError, BounceError};
 use crate::orion::passthru::{
     self, ioctl, Caller, Checked, Direction, Limits, Node, PassthruCmd, PassthruCmd64, QueueKind,
     Refusal, UserIo,
 };
 use crate::orion::spec::cqe::{notice_info, AsyncEventType};
 use crate::orion::spec::identify::NsIds;
+use crate::orion::spec::log::CriticalWarning;
 use crate::orion::spec::log::Effects;
 use crate::orion::spec::log::LogId;
+use crate::orion::spec::log::Smart;
+use crate::orion::spec::sqe::NSID_ALL;
 use crate::orion_compat::time::Duration;
-use crate::orion_compat::{CoherentMem as _, Dma as _, Lock as _};
+use crate::orion_compat::{ErrorKind, Lock as _};
 use crate::platform::LinuxCoherent;
 use crate::sync::LinuxMutex;
 use crate::Ctrl;
@@ -42,11 +46,12 @@ use zerocopy::{FromBytes, IntoBytes};
 mod generic;
 pub(crate) use generic::{GenericNode, UserBuf};
 
-/// Bounce buffers are built from coherent chunks of this size (page aligned, so PRPs can
-/// describe them back to back).
-const CHUNK: usize = 64 * 1024;
-/// The NVMe memory page size the driver sets (CC.MPS 0).
-const PAGE: u64 = 4096;
+/// The core's bounce buffer for passthrough data, in coherent memory (its chunks in a
+/// vector: the buffer itself stays small on the kernel stack).
+pub(crate) type Bounce =
+    crate::orion::passthru::bounce::Bounce<LinuxCoherent, KVec<Option<LinuxCoherent>>>;
+/// The most bytes copied between the caller and a bounce buffer at a time.
+const COPY_CHUNK: usize = crate::orion::passthru::bounce::CHUNK;
 /// The longest timeout a passthrough caller may ask for: one hour.
 const MAX_TIMEOUT_MS: u32 = 3_600_000;
 /// The admin default when the caller gives none (the reference driver's admin timeout).
@@ -112,28 +117,6 @@ pub(crate) fn queue() -> &'static workqueue::Queue {
 /// How often the admin queue is polled for asynchronous events (about a second).
 // CAST: HZ is at most 1000.
 const EVENT_POLL_JIFFIES: usize = kernel::bindings::HZ as usize;
-
-/// The set bits of a SMART critical warning, named.
-struct CriticalWarning(u8);
-
-impl core::fmt::Display for CriticalWarning {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        const NAMES: [&str; 6] = [
-            "spare below threshold",
-            "temperature",
-            "reliability degraded",
-            "read-only",
-            "volatile memory backup failed",
-            "persistent memory region unreliable",
-        ];
-        for (i, n) in NAMES.iter().enumerate() {
-            if self.0 & (1 << i) != 0 {
-                write!(f, " [{n}]")?;
-            }
-        }
-        Ok(())
-    }
-}
 
 kernel::impl_has_delayed_work! {
     impl HasDelayedWork<Self> for Shared { self.events }
@@ -319,7 +302,8 @@ impl Shared {
         let r = self.with_ctrl(|c| -> Result<(), crate::orion::controller::CtrlError> {
             match ev.event_type() {
                 Ok(AsyncEventType::SmartHealth) => {
-                    let smart = c.read_log_clearing(LogId::SMART, u32::MAX, 512)?;
+                    let len = core::mem::size_of::<Smart>();
+                    let smart = c.read_log_clearing(LogId::SMART, NSID_ALL, len)?;
                     let cw = smart.first().copied().unwrap_or(0);
                     pr_crit!(
                         "orion_nvme: onvme{}: SMART/Health event (information {:#04x}): critical warning {:#04x}{}\n",
@@ -342,7 +326,7 @@ impl Shared {
                         ev.lid()
                     );
                     if ev.lid() != 0 {
-                        c.read_log_clearing(LogId(ev.lid()), u32::MAX, 64)?;
+                        c.read_log_clearing(LogId(ev.lid()), NSID_ALL, 64)?;
                     }
                 }
             }
@@ -538,106 +522,67 @@ fn ids_of(namespaces: &[NamespaceInfo]) -> Result<KVec<(u32, NsIds)>> {
     Ok(v)
 }
 
-/// A command's data in coherent memory, with a PRP list page when it needs one.
-pub(crate) struct Bounce {
-    chunks: KVec<LinuxCoherent>,
-    list: Option<LinuxCoherent>,
-    len: usize,
-}
-
-impl Bounce {
-    /// A zeroed buffer of `len` bytes (0: none).
-    fn new(ctrl: &Ctrl<'_>, len: usize) -> Result<Self> {
-        let mut chunks = KVec::new();
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(CHUNK);
-            // CAST: PAGE is 4096.
-            let c = ctrl
-                .dma()
-                .alloc_coherent(n.next_multiple_of(PAGE as usize), PAGE as usize)
-                .map_err(|e| e.0)?;
-            chunks.push(c, GFP_KERNEL)?;
-            left -= n;
-        }
-        let list = if len > 2 * PAGE as usize {
-            Some(
-                ctrl.dma()
-                    .alloc_coherent(PAGE as usize, PAGE as usize)
-                    .map_err(|e| e.0)?,
-            )
-        } else {
-            None
-        };
-        Ok(Self { chunks, list, len })
-    }
-
-    /// The buffer as DMA segments (full chunks, then the remainder).
-    fn segments(&self) -> Result<KVec<Segment>> {
-        let mut segs = KVec::with_capacity(self.chunks.len(), GFP_KERNEL)?;
-        let mut left = self.len;
-        for c in &self.chunks {
-            let n = left.min(CHUNK);
-            // CAST: at most CHUNK.
-            segs.push(
-                Segment {
-                    addr: c.bus_addr().as_u64(),
-                    len: n as u32,
-                },
-                GFP_KERNEL,
-            )?;
-            left -= n;
-        }
-        Ok(segs)
-    }
-
-    /// Copies the caller's `len` bytes at `addr` in.
-    fn copy_in(&self, addr: u64) -> Result {
-        let mut tmp = KVec::from_elem(0u8, CHUNK.min(self.len), GFP_KERNEL)?;
-        let mut r = UserSlice::new(user_ptr(addr)?, self.len).reader();
-        let mut left = self.len;
-        for c in &self.chunks {
-            let n = left.min(CHUNK);
-            let t = tmp.get_mut(..n).ok_or(EINVAL)?;
-            r.read_slice(t)?;
-            c.write_bytes(0, t).map_err(|e| e.0)?;
-            left -= n;
-        }
-        Ok(())
-    }
-
-    /// Copies the buffer out to the caller's `addr`.
-    fn copy_out(&self, addr: u64) -> Result {
-        let mut tmp = KVec::from_elem(0u8, CHUNK.min(self.len), GFP_KERNEL)?;
-        let mut w = UserSlice::new(user_ptr(addr)?, self.len).writer();
-        let mut left = self.len;
-        for c in &self.chunks {
-            let n = left.min(CHUNK);
-            let t = tmp.get_mut(..n).ok_or(EINVAL)?;
-            c.read_bytes(0, t).map_err(|e| e.0)?;
-            w.write_slice(t)?;
-            left -= n;
-        }
-        Ok(())
+/// The errno for a bounce buffer that could not be built or filled.
+fn bounce_errno(e: BounceError) -> Error {
+    match e {
+        BounceError::Platform(ErrorKind::NoMemory) => ENOMEM,
+        BounceError::Platform(ErrorKind::Gone) => ENODEV,
+        BounceError::Platform(_) | BounceError::Prp(_) => EIO,
+        BounceError::TooLong | BounceError::OutOfRange => EINVAL,
     }
 }
 
-/// The PRP list page of an admin passthrough command: none for a transfer of at most two
-/// pages, else one.
-struct ListPage<'a>(Option<&'a LinuxCoherent>);
+/// A bounce buffer of `len` bytes for a command on `ctrl`.
+pub(crate) fn bounce(ctrl: &Ctrl<'_>, len: usize) -> Result<Bounce> {
+    let n = Bounce::chunks_for(len);
+    let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
+    for _ in 0..n {
+        slots.push(None, GFP_KERNEL)?;
+    }
+    ctrl.bounce(len, slots).map_err(bounce_errno)
+}
 
-impl ListPages for ListPage<'_> {
-    fn pages(&self) -> usize {
-        usize::from(self.0.is_some())
+/// The bounce buffer's segments as the block layer's passthrough request takes them.
+pub(crate) fn segments_of(b: &Bounce) -> Result<KVec<Segment>> {
+    let s = b.segments();
+    let mut v = KVec::with_capacity(s.as_slice().len(), GFP_KERNEL)?;
+    for seg in s.as_slice() {
+        v.push(*seg, GFP_KERNEL)?;
     }
-    fn bus_addr(&self, _page: usize) -> u64 {
-        self.0.map_or(0, |l| l.bus_addr().as_u64())
+    Ok(v)
+}
+
+/// Copies `len` bytes from the caller's `addr` into `b` at `off`, through `tmp`.
+pub(crate) fn fill(b: &Bounce, off: usize, addr: u64, len: usize, tmp: &mut [u8]) -> Result {
+    let mut r = UserSlice::new(user_ptr(addr)?, len).reader();
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(tmp.len());
+        let t = tmp.get_mut(..n).filter(|t| !t.is_empty()).ok_or(EINVAL)?;
+        r.read_slice(t)?;
+        b.write(off + done, t).map_err(bounce_errno)?;
+        done += n;
     }
-    fn write(&mut self, _page: usize, offset: usize, bytes: &[u8]) {
-        if let Some(l) = self.0 {
-            let _ = l.write_bytes(offset, bytes);
-        }
+    Ok(())
+}
+
+/// Copies `len` bytes of `b` at `off` out to the caller's `addr`, through `tmp`.
+pub(crate) fn drain(b: &Bounce, off: usize, addr: u64, len: usize, tmp: &mut [u8]) -> Result {
+    let mut w = UserSlice::new(user_ptr(addr)?, len).writer();
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(tmp.len());
+        let t = tmp.get_mut(..n).filter(|t| !t.is_empty()).ok_or(EINVAL)?;
+        b.read(off + done, t).map_err(bounce_errno)?;
+        w.write_slice(t)?;
+        done += n;
     }
+    Ok(())
+}
+
+/// A scratch buffer for copying to and from `b`.
+pub(crate) fn scratch(b: &Bounce) -> Result<KVec<u8>> {
+    Ok(KVec::from_elem(0u8, COPY_CHUNK.min(b.len()), GFP_KERNEL)?)
 }
 
 fn user_ptr(addr: u64) -> Result<UserPtr> {
@@ -694,29 +639,21 @@ fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Done> {
     }));
     let mut guard_out: Option<Bounce> = None;
     let r = shared.with_ctrl(|ctrl| -> Result<Done> {
-        let b = Bounce::new(ctrl, k.len as usize)?;
+        let b = bounce(ctrl, k.len as usize)?;
         if k.dir == Direction::ToDevice {
             buf.copy_in(&b)?;
         }
-        let segs = b.segments()?;
-        let sqe = if segs.is_empty() {
-            k.sqe
-        } else {
-            let prps =
-                crate::orion::command::build_prps(&segs, PAGE, &mut ListPage(b.list.as_ref()))
-                    .map_err(|_| EINVAL)?;
-            k.sqe.with_prp(prps.prp1, prps.prp2)
-        };
-        let r = ctrl.admin_raw(sqe, timeout);
+        let r = ctrl.admin_passthru(k.sqe, &b, timeout);
         let out = match r {
             Ok(result) => Ok(Done { status: 0, result }),
-            Err(crate::orion::controller::CtrlError::Status(s)) => Ok(Done {
+            Err(AdminError::Ctrl(CtrlError::Status(s))) => Ok(Done {
                 status: s.0,
                 result: 0,
             }),
-            Err(crate::orion::controller::CtrlError::Timeout(_)) => Err(ETIMEDOUT),
-            Err(crate::orion::controller::CtrlError::Gone) => Err(ENODEV),
-            Err(_) => Err(EIO),
+            Err(AdminError::Ctrl(CtrlError::Timeout(_))) => Err(ETIMEDOUT),
+            Err(AdminError::Ctrl(CtrlError::Gone)) => Err(ENODEV),
+            Err(AdminError::Bounce(e)) => Err(bounce_errno(e)),
+            Err(AdminError::Ctrl(_)) => Err(EIO),
         };
         guard_out = Some(b);
         out
@@ -764,11 +701,11 @@ fn run_io(
     k: &Checked,
     buf: &UserBuf,
 ) -> Result<Done> {
-    let b = shared.with_ctrl(|ctrl| Bounce::new(ctrl, k.len as usize))??;
+    let b = shared.with_ctrl(|ctrl| bounce(ctrl, k.len as usize))??;
     if k.dir == Direction::ToDevice {
         buf.copy_in(&b)?;
     }
-    let segs = b.segments()?;
+    let segs = segments_of(&b)?;
     match crate::blk::execute_passthru(q, k.sqe, &segs, k.dir == Direction::ToDevice, k.timeout_ms)
     {
         Ok((status, result)) => {

@@ -24,13 +24,14 @@
 //! io_uring admin commands (controller node) run synchronously, from io_uring's worker thread.
 
 use super::{
-    nvme_ioctl, refused, run_admin, sys_admin, user_ptr, Bounce, Ctrl, Shared, Via, CHUNK,
+    bounce, drain, fill, nvme_ioctl, refused, run_admin, scratch, segments_of, sys_admin, user_ptr,
+    Bounce, Ctrl, Shared, Via,
 };
 use crate::blk::nowait;
 use crate::orion::passthru::{
     self, ioctl, Caller, Checked, Direction, IoVec, Node, PassthruCmd64, QueueKind, UringCmd,
 };
-use crate::orion_compat::{CoherentMem as _, Lock as _};
+use crate::orion_compat::Lock as _;
 use core::ffi::{c_int, c_uint, c_void};
 use core::marker::PhantomPinned;
 use core::ptr;
@@ -79,8 +80,8 @@ impl UserBuf {
     pub(crate) fn copy_in(&self, b: &Bounce) -> Result {
         match self {
             Self::Flat(0) => Ok(()),
-            Self::Flat(addr) => b.copy_in(*addr),
-            Self::Vectored(v) => b.scatter(v, |b, off, addr, len, tmp| b.fill(off, addr, len, tmp)),
+            Self::Flat(addr) => fill(b, 0, *addr, b.len(), &mut scratch(b)?),
+            Self::Vectored(v) => scatter(b, v, fill),
         }
     }
 
@@ -88,82 +89,34 @@ impl UserBuf {
     pub(crate) fn copy_out(&self, b: &Bounce) -> Result {
         match self {
             Self::Flat(0) => Ok(()),
-            Self::Flat(addr) => b.copy_out(*addr),
-            Self::Vectored(v) => {
-                b.scatter(v, |b, off, addr, len, tmp| b.drain(off, addr, len, tmp))
-            }
+            Self::Flat(addr) => drain(b, 0, *addr, b.len(), &mut scratch(b)?),
+            Self::Vectored(v) => scatter(b, v, drain),
         }
     }
 }
 
-impl Bounce {
-    /// Runs `f(self, offset, addr, len, tmp)` for each piece of `v` at its offset in the
-    /// buffer, with a scratch buffer of at most a chunk.
-    fn scatter(
-        &self,
-        v: &[IoVec],
-        mut f: impl FnMut(&Self, usize, u64, usize, &mut [u8]) -> Result,
-    ) -> Result {
-        let mut tmp = KVec::from_elem(0u8, CHUNK.min(self.len), GFP_KERNEL)?;
-        let mut off = 0usize;
-        for piece in v {
-            let len = usize::try_from(piece.len).map_err(|_| EINVAL)?;
-            if len == 0 {
-                continue;
-            }
-            let end = off
-                .checked_add(len)
-                .filter(|&e| e <= self.len)
-                .ok_or(EINVAL)?;
-            f(self, off, piece.base, len, &mut tmp)?;
-            off = end;
+/// Runs `f(offset, addr, len, tmp)` for each piece of `v` at its offset in `b`, with a
+/// scratch buffer of at most a copy chunk.
+fn scatter(
+    b: &Bounce,
+    v: &[IoVec],
+    mut f: impl FnMut(&Bounce, usize, u64, usize, &mut [u8]) -> Result,
+) -> Result {
+    let mut tmp = scratch(b)?;
+    let mut off = 0usize;
+    for piece in v {
+        let len = usize::try_from(piece.len).map_err(|_| EINVAL)?;
+        if len == 0 {
+            continue;
         }
-        Ok(())
+        let end = off
+            .checked_add(len)
+            .filter(|&e| e <= b.len())
+            .ok_or(EINVAL)?;
+        f(b, off, piece.base, len, &mut tmp)?;
+        off = end;
     }
-
-    /// Copies `len` bytes from the caller's `addr` into the buffer at `off`.
-    fn fill(&self, off: usize, addr: u64, len: usize, tmp: &mut [u8]) -> Result {
-        let mut r = UserSlice::new(user_ptr(addr)?, len).reader();
-        self.pieces(off, len, tmp.len(), |c, at, n| {
-            let t = tmp.get_mut(..n).ok_or(EINVAL)?;
-            r.read_slice(t)?;
-            c.write_bytes(at, t).map_err(|e| e.0)
-        })
-    }
-
-    /// Copies `len` bytes of the buffer at `off` out to the caller's `addr`.
-    fn drain(&self, off: usize, addr: u64, len: usize, tmp: &mut [u8]) -> Result {
-        let mut w = UserSlice::new(user_ptr(addr)?, len).writer();
-        self.pieces(off, len, tmp.len(), |c, at, n| {
-            let t = tmp.get_mut(..n).ok_or(EINVAL)?;
-            c.read_bytes(at, t).map_err(|e| e.0)?;
-            w.write_slice(t)
-        })
-    }
-
-    /// Splits `len` bytes at `off` into runs inside one chunk of at most `max` bytes each and
-    /// runs `f(chunk, offset in chunk, length)` on them in order.
-    fn pieces(
-        &self,
-        off: usize,
-        len: usize,
-        max: usize,
-        mut f: impl FnMut(&crate::platform::LinuxCoherent, usize, usize) -> Result,
-    ) -> Result {
-        let mut done = 0;
-        while done < len {
-            let at = off + done;
-            let c = self.chunks.get(at / CHUNK).ok_or(EINVAL)?;
-            let within = at % CHUNK;
-            let n = (len - done).min(CHUNK - within).min(max);
-            if n == 0 {
-                return Err(EINVAL);
-            }
-            f(c, within, n)?;
-            done += n;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// Checks a vectored command (`data_len` is its iovec count) and reads its iovecs from the
@@ -589,11 +542,11 @@ fn start_io(
     let qp = q.0;
     let bounce = of
         .shared
-        .ctrl_do(nowait, |ctrl| Bounce::new(ctrl, k.len as usize))??;
+        .ctrl_do(nowait, |ctrl| bounce(ctrl, k.len as usize))??;
     if k.dir == Direction::ToDevice {
         buf.copy_in(&bounce)?;
     }
-    let segs = bounce.segments()?;
+    let segs = segments_of(&bounce)?;
     let st = KBox::new(
         InFlight {
             shared: of.shared.clone(),

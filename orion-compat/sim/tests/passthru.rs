@@ -1,0 +1,156 @@
+//! The core's admin passthrough service against the simulated controller: bounce buffers
+//! built through the platform's `Dma` and described with PRPs at the controller's memory
+//! page size, whatever CAP.MPSMIN says.
+
+use orion_compat::pci::Pci;
+use orion_compat::time::Duration;
+use orion_nvme::controller::{Controller, CtrlError, Enabled, PageBuf, Platform, Settings};
+use orion_nvme::passthru::bounce::{AdminError, Bounce};
+use orion_nvme::spec::log::LogId;
+use orion_nvme::spec::sqe::Sqe;
+use orion_nvme::spec::status::Sct;
+use orion_sim::dma::SimCoherent;
+use orion_sim::nvme::{generic, NvmeBuilder, SimNvme};
+use orion_sim::pci::SimBar;
+use orion_sim::{Sim, SimDma, VirtualClock};
+
+struct SimPlatform;
+
+impl Platform for SimPlatform {
+    type Mmio = SimBar;
+    type Dma = SimDma;
+    type Clock = VirtualClock;
+    type Scratch = Box<PageBuf>;
+}
+
+fn up(b: NvmeBuilder) -> (Sim, SimNvme, Controller<SimPlatform, Enabled>) {
+    let sim = Sim::new();
+    let (pci, nvme) = b.build_pci(&sim);
+    pci.set_bus_master(true).unwrap();
+    let bar = pci.map_bar(0).unwrap();
+    let ctrl = Controller::<SimPlatform, _>::new(
+        bar,
+        sim.dma.clone(),
+        sim.clock.clone(),
+        Box::new([0u64; 512]),
+        Settings::default(),
+    )
+    .unwrap()
+    .enable()
+    .map_err(|(e, _)| e)
+    .unwrap();
+    (sim, nvme, ctrl)
+}
+
+/// The chunk slots a bounce buffer keeps its memory in.
+type Slots = Vec<Option<SimCoherent>>;
+
+/// Empty chunk slots for a buffer of `len` bytes.
+fn slots(len: usize) -> Slots {
+    (0..Bounce::<SimCoherent, Slots>::chunks_for(len))
+        .map(|_| None)
+        .collect()
+}
+
+/// 16 KiB of the SMART log: 512 bytes of page, then zeroes (§5.16: reading past a page's
+/// end returns zeroes).
+const LEN: usize = 16 * 1024;
+
+fn smart_16k() -> Sqe {
+    // CAST: LEN / 4 - 1 dwords fits NUMD.
+    Sqe::get_log_page(LogId::SMART, 0xffff_ffff, (LEN / 4 - 1) as u32, 0)
+}
+
+/// Fills `b` with a byte the device never writes, so bytes it did not write show.
+fn poison(b: &Bounce<SimCoherent, Slots>) {
+    b.write(0, &[0xa5; LEN]).unwrap();
+}
+
+fn check_smart(b: &Bounce<SimCoherent, Slots>) {
+    let mut got = vec![0u8; LEN];
+    b.read(0, &mut got).unwrap();
+    // Available Spare 100 %, threshold 10 % (the model's SMART page).
+    assert_eq!((got[3], got[4]), (100, 10));
+    let tail = got[512..].iter().position(|&x| x != 0);
+    assert_eq!(
+        tail, None,
+        "bytes past the SMART page were not written by the device"
+    );
+}
+
+/// The bug this guards: admin passthrough built its PRPs with a fixed 4 KiB page while the
+/// core enables the controller with max(MPSMIN, 4 KiB). With 8 KiB pages the controller
+/// took the PRP list page for data.
+#[test]
+fn admin_passthru_prps_follow_8k_memory_pages() {
+    let (sim, _nvme, mut c) = up(NvmeBuilder::new().mps(1, 4));
+    assert_eq!(c.page_size(), 8192);
+    let b = c.bounce(LEN, slots(LEN)).unwrap();
+    poison(&b);
+    c.admin_passthru(smart_16k(), &b, Duration::from_secs(1))
+        .unwrap();
+    check_smart(&b);
+    assert!(
+        sim.dma.space().faults().is_empty(),
+        "{:?}",
+        sim.dma.space().faults()
+    );
+
+    // The same command described at 4 KiB pages (what the old code did) is wrong on this
+    // controller: PRP2 names the 4 KiB-aligned list page as the second data page, whose
+    // offset into an 8 KiB page is not zero.
+    let wrong = Bounce::new(&sim.dma, 4096, LEN, slots(LEN)).unwrap();
+    wrong.write(0, &[0xa5; LEN]).unwrap();
+    match c.admin_passthru(smart_16k(), &wrong, Duration::from_secs(1)) {
+        Err(AdminError::Ctrl(CtrlError::Status(s))) => {
+            assert!(s.is(Sct::Generic, generic::PRP_OFFSET_INVALID.sc), "{s:?}")
+        }
+        r => panic!("4 KiB PRPs on an 8 KiB-page controller: {r:?}"),
+    }
+}
+
+/// Transfers of one page, two pages and a PRP list, at 4, 8 and 64 KiB memory pages, and
+/// across bounce chunks: every byte the device wrote arrives.
+#[test]
+fn admin_passthru_sizes_and_page_sizes() {
+    for mps in [0u8, 1, 4] {
+        let (sim, _nvme, mut c) = up(NvmeBuilder::new().mps(mps, 4));
+        assert_eq!(c.page_size(), 4096 << mps);
+        for len in [512usize, 8192, 12 * 1024, LEN, 192 * 1024] {
+            let b = c.bounce(len, slots(len)).unwrap();
+            b.write(0, &vec![0xa5; len]).unwrap();
+            // CAST: small.
+            let sqe = Sqe::get_log_page(LogId::SMART, 0xffff_ffff, (len / 4 - 1) as u32, 0);
+            c.admin_passthru(sqe, &b, Duration::from_secs(1))
+                .unwrap_or_else(|e| panic!("mps {mps} len {len}: {e:?}"));
+            let mut got = vec![0u8; len];
+            b.read(0, &mut got).unwrap();
+            assert_eq!((got[3], got[4]), (100, 10), "mps {mps} len {len}");
+            assert!(got[512..].iter().all(|&x| x == 0), "mps {mps} len {len}");
+        }
+        assert!(sim.dma.space().faults().is_empty());
+    }
+}
+
+/// A buffer is bounded and its accessors refuse what lies outside it.
+#[test]
+fn bounce_bounds() {
+    let (sim, _nvme, c) = up(NvmeBuilder::new());
+    assert!(c.bounce(4 << 20, slots(4 << 20)).is_err());
+    let b = c.bounce(100, slots(100)).unwrap();
+    assert!(b.write(90, &[0; 11]).is_err());
+    assert!(b.read(101, &mut [0; 0]).is_err());
+    let mut one = [0u8; 100];
+    b.read(0, &mut one).unwrap();
+    assert!(one.iter().all(|&x| x == 0), "a new buffer is zeroed");
+    assert!(
+        Bounce::new(&sim.dma, 6144, 10, slots(10)).is_err(),
+        "page size must be a power of two"
+    );
+    assert!(
+        c.bounce(200 * 1024, slots(64 * 1024)).is_err(),
+        "too few chunk slots"
+    );
+    let empty = c.bounce(0, slots(0)).unwrap();
+    assert!(empty.is_empty());
+}
