@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds (or finds in the cache) the orion-nvme test kernel.
-#   kernel.sh [--debug] [--print-dir]
+#   kernel.sh [--debug|--alt] [--print-dir]
+# --alt prepares a second configuration (kconfig/alt.config on top of orion.config) for
+# building the module only: `modules_prepare`, which builds the kernel crate, no kernel image.
 # The build lives outside the checkout, keyed by kernel version, config fragments and toolchain,
 # so a warm run never rebuilds it. --print-dir prints the build dir without building.
 set -euo pipefail
@@ -12,12 +14,14 @@ print_only=0
 for a in "$@"; do
     case $a in
         --debug) variant=debug ;;
+        --alt) variant=alt ;;
         --print-dir) print_only=1 ;;
         *) die "kernel.sh: unknown argument $a" ;;
     esac
 done
 frags=("$here/kconfig/orion.config")
 [ "$variant" = debug ] && frags+=("$here/kconfig/debug.config")
+[ "$variant" = alt ] && frags+=("$here/kconfig/alt.config")
 
 key_input() {
     cat "${frags[@]}"
@@ -45,20 +49,30 @@ log "building kernel ($variant) in $out; this takes 10-15 minutes on 2 cores"
 kmake -s tinyconfig >/dev/null
 KCONFIG_CONFIG="$out/.config" "$KSRC/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "${frags[@]}" >/dev/null
 kmake -s olddefconfig >/dev/null
-# Every option we asked for must have survived olddefconfig (a missing dependency drops it silently).
-bad=0
+# Every option we asked for must have survived olddefconfig (a missing dependency drops it
+# silently). A later fragment overrides an earlier one, as in merge_config.
+declare -A want_line=()
+names=()
 for f in "${frags[@]}"; do
     while IFS= read -r line; do
         case $line in ''|'#'*) continue ;; esac
-        name=${line%%=*}; want=${line#*=}
-        if [ "$want" = n ]; then
-            grep -qx "$name=[ym]" "$out/.config" && { log "config: $name wanted n, got $(grep "^$name=" "$out/.config")"; bad=1; }
-        else
-            grep -qx "$line" "$out/.config" || { log "config: $line wanted, got '$(grep -E "^(# )?$name[= ]" "$out/.config" || echo unset)'"; bad=1; }
-        fi
+        name=${line%%=*}
+        [ -n "${want_line[$name]:-}" ] || names+=("$name")
+        want_line[$name]=$line
     done < "$f"
 done
+bad=0
+for name in "${names[@]}"; do
+    line=${want_line[$name]}; want=${line#*=}
+    if [ "$want" = n ]; then
+        grep -qx "$name=[ym]" "$out/.config" && { log "config: $name wanted n, got $(grep "^$name=" "$out/.config")"; bad=1; }
+    else
+        grep -qx "$line" "$out/.config" || { log "config: $line wanted, got '$(grep -E "^(# )?$name[= ]" "$out/.config" || echo unset)'"; bad=1; }
+    fi
+done
 [ "$bad" = 0 ] || die "kernel config fragment not satisfied (see above)"
-kmake -j"$(nproc)" bzImage modules >"$out/build.log" 2>&1 || { tail -n 40 "$out/build.log" >&2; die "kernel build failed; log: $out/build.log"; }
+targets=(bzImage modules)
+[ "$variant" = alt ] && targets=(modules_prepare)
+kmake -j"$(nproc)" "${targets[@]}" >"$out/build.log" 2>&1 || { tail -n 40 "$out/build.log" >&2; die "kernel build failed; log: $out/build.log"; }
 touch "$out/.orion-built"
 log "kernel ($variant) built in $(( $(date +%s) - start )) s"

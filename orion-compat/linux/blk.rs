@@ -1762,6 +1762,9 @@ struct Fops(bindings::block_device_operations);
 // SAFETY: the table is never written; the module it names lives as long as the table.
 unsafe impl Sync for Fops {}
 
+/// The blk-mq callbacks. Fields that only some configurations have (`show_rq` exists only
+/// with `CONFIG_BLK_DEBUG_FS`) are never named: they start zeroed.
+#[allow(clippy::needless_update)]
 static OPS: bindings::blk_mq_ops = bindings::blk_mq_ops {
     queue_rq: Some(queue_rq),
     commit_rqs: Some(commit_rqs),
@@ -1780,5 +1783,5 @@ static OPS: bindings::blk_mq_ops = bindings::blk_mq_ops {
     cleanup_rq: None,
     busy: None,
     map_queues: Some(map_queues),
-    show_rq: None,
+    ..pin_init::zeroed()
 };
