@@ -866,10 +866,14 @@ pub(crate) struct CtrlNode {
 }
 
 impl CtrlNode {
-    /// Registers `/dev/onvme<instance>` with its sysfs attributes.
-    pub(crate) fn register(shared: Arc<Shared>) -> Result<Pin<KBox<Self>>> {
+    /// Registers `/dev/onvme<instance>`, a child of the PCI device `pdev`, with its sysfs
+    /// attributes.
+    pub(crate) fn register(
+        shared: Arc<Shared>,
+        pdev: *mut bindings::pci_dev,
+    ) -> Result<Pin<KBox<Self>>> {
         let instance = shared.instance;
-        let node = GenericNode::controller(shared)?;
+        let node = GenericNode::controller(shared, pdev)?;
         // The attributes go with the device: `misc_deregister` removes them. (They follow
         // the add event; libnvme reads them when it scans, not from the event.)
         // SAFETY: the node is registered, so its device is.

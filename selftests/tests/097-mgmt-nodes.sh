@@ -99,6 +99,14 @@ else
     for a in model serial firmware_rev cntlid transport address subsysnqn numa_node state queue_count sqsize; do
         tap_same "mgmt: sysfs $a of /dev/$c is the C driver's" "$(cat "/sys/class/misc/$c/$a")" "$(cat "/tmp/c-$a")"
     done
+    # The node is a child of its PCI device, as the C driver's /dev/nvmeX: a tool starting
+    # from the PCI device finds it and its attributes there.
+    tap_same "mgmt: /sys/class/misc/$c/device is the controller's PCI device" \
+        "$(basename "$(readlink -f "/sys/class/misc/$c/device")")" "$bdf"
+    tap_same "mgmt: $bdf/misc/$c is the node, with its attributes" \
+        "$(cat "/sys/bus/pci/devices/$bdf/misc/$c/state" 2>/dev/null)" live
+    tap_check "mgmt: $bdf/misc/$c/reset_controller is there (write-only)" \
+        test -f "/sys/bus/pci/devices/$bdf/misc/$c/reset_controller"
     for b in /sys/block/${c}n*; do
         [ -e "$b" ] || continue
         nsid=${b##*n}

@@ -242,10 +242,14 @@ impl GenericNode {
         Self::new(shared.clone(), Kind::Namespace(nsid), name, parent)
     }
 
-    /// Registers the controller node `/dev/onvme<C>` (no parent, as before the generic nodes).
-    pub(crate) fn controller(shared: Arc<Shared>) -> Result<Self> {
+    /// Registers the controller node `/dev/onvme<C>` under the PCI device `pdev`, as the
+    /// reference driver's `/dev/nvmeX` is a child of its PCI device: a tool that starts from
+    /// the PCI device finds the node (`<pci device>/misc/onvme<C>`) and its attributes.
+    pub(crate) fn controller(shared: Arc<Shared>, pdev: *mut bindings::pci_dev) -> Result<Self> {
         let name = CString::try_from_fmt(fmt!("onvme{}", shared.instance))?;
-        Self::new(shared, Kind::Controller, name, ptr::null_mut())
+        // SAFETY: `pdev` is the bound PCI device of the caller's controller.
+        let parent = unsafe { &raw mut (*pdev).dev };
+        Self::new(shared, Kind::Controller, name, parent)
     }
 
     /// The node's device (`/sys/class/misc/<name>`).
