@@ -79,7 +79,7 @@ kbuild_alt() {
     [ "$rc" = 0 ] && [ -f "$src/orion_nvme.ko" ] && ! grep -q 'warning:' "$alog"
 }
 stage kernel-alt "$here/kernel.sh" --alt || fatal_stage
-stage module-alt one module-alt kbuild_alt || fatal_stage
+stage module-alt kbuild_alt || fatal_stage
 # The kernel's own clippy lints (undocumented_unsafe_blocks among them) over the module crate.
 stage module-clippy kbuild_module CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver || fatal_stage
 stage module kbuild_module || fatal_stage
