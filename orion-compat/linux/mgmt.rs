@@ -17,8 +17,7 @@ use crate::orion::command::Segment;
 use crate::orion::controller::{ControllerInfo, CtrlError, NamespaceInfo, PageBuf};
 use crate::orion::passthru::bounce::{AdminError, BounceError};
 use crate::orion::passthru::{
-    self, ioctl, Caller, Checked, Direction, Limits, Node, PassthruCmd, PassthruCmd64, QueueKind,
-    Refusal, UserIo,
+    self, Caller, Checked, Completion, Direction, Limits, Node, QueueKind, Refusal,
 };
 use crate::orion::spec::cqe::{notice_info, AsyncEventType};
 use crate::orion::spec::identify::NsIds;
@@ -44,7 +43,9 @@ use kernel::{
 use zerocopy::{FromBytes, IntoBytes};
 
 mod generic;
+mod uapi;
 pub(crate) use generic::{GenericNode, UserBuf};
+use uapi::{ioctl, PassthruCmd, PassthruCmd64, UserIo};
 
 /// The core's bounce buffer for passthrough data, in coherent memory (its chunks in a
 /// vector: the buffer itself stays small on the kernel stack).
@@ -622,14 +623,8 @@ fn sys_admin() -> bool {
 
 use core::ffi::c_int;
 
-/// The outcome of a command that reached the device: NVMe status (0 success) and result.
-struct Done {
-    status: u16,
-    result: u64,
-}
-
 /// Runs a checked admin command with its data in the caller's `buf`.
-fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Done> {
+fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Completion> {
     // A caller's timeout is at least MIN_TIMEOUT_MS: the reference driver's is whole
     // jiffies, so a 1 ms timeout is never shorter than a tick there either.
     let timeout = Duration::from_millis(u64::from(if k.timeout_ms == 0 {
@@ -638,15 +633,15 @@ fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Done> {
         k.timeout_ms.max(MIN_TIMEOUT_MS)
     }));
     let mut guard_out: Option<Bounce> = None;
-    let r = shared.with_ctrl(|ctrl| -> Result<Done> {
+    let r = shared.with_ctrl(|ctrl| -> Result<Completion> {
         let b = bounce(ctrl, k.len as usize)?;
         if k.dir == Direction::ToDevice {
             buf.copy_in(&b)?;
         }
         let r = ctrl.admin_passthru(k.sqe, &b, timeout);
         let out = match r {
-            Ok(result) => Ok(Done { status: 0, result }),
-            Err(AdminError::Ctrl(CtrlError::Status(s))) => Ok(Done {
+            Ok(result) => Ok(Completion { status: 0, result }),
+            Err(AdminError::Ctrl(CtrlError::Status(s))) => Ok(Completion {
                 status: s.0,
                 result: 0,
             }),
@@ -700,7 +695,7 @@ fn run_io(
     q: *mut bindings::request_queue,
     k: &Checked,
     buf: &UserBuf,
-) -> Result<Done> {
+) -> Result<Completion> {
     let b = shared.with_ctrl(|ctrl| bounce(ctrl, k.len as usize))??;
     if k.dir == Direction::ToDevice {
         buf.copy_in(&b)?;
@@ -712,7 +707,7 @@ fn run_io(
             if status == 0 && k.dir == Direction::FromDevice {
                 buf.copy_out(&b)?;
             }
-            Ok(Done { status, result })
+            Ok(Completion { status, result })
         }
         Err(e) => {
             if e == ETIMEDOUT {
@@ -773,8 +768,14 @@ pub(crate) fn nvme_ioctl(
             } else {
                 PassthruCmd64::from(&read_arg::<PassthruCmd>(arg)?)
             };
-            let k = passthru::check(&c, QueueKind::Admin, node, caller, &shared.limits())
-                .map_err(refused)?;
+            let k = passthru::check(
+                &c.command(),
+                QueueKind::Admin,
+                node,
+                caller,
+                &shared.limits(),
+            )
+            .map_err(refused)?;
             let d = run_admin(shared, &k, &UserBuf::Flat(c.addr))?;
             write_result(arg, wide, d.result)?;
             // CAST: a 15-bit status.
@@ -793,22 +794,37 @@ pub(crate) fn nvme_ioctl(
                 return Err(ENOTTY);
             };
             let wide = cmd == ioctl::IO64_CMD || cmd == ioctl::IO64_CMD_VEC;
-            let c = match cmd {
-                ioctl::IO64_CMD | ioctl::IO64_CMD_VEC => read_arg::<PassthruCmd64>(arg)?,
-                ioctl::IO_CMD => PassthruCmd64::from(&read_arg::<PassthruCmd>(arg)?),
-                _ => {
+            let (k, buf) = match cmd {
+                ioctl::IO64_CMD_VEC => {
+                    let c = read_arg::<PassthruCmd64>(arg)?;
+                    generic::import_vectored(shared, &c, QueueKind::Io, node, caller)?
+                }
+                ioctl::SUBMIT_IO => {
                     let io = read_arg::<UserIo>(arg)?;
                     // SAFETY: `q` is the live queue of the disk the ioctl came through.
                     let lbs = unsafe { (*q).limits.logical_block_size };
-                    passthru::user_io(&io, nsid, lbs.trailing_zeros()).map_err(refused)?
+                    let b = io.block_io().map_err(refused)?;
+                    let n = passthru::block_io(&b, nsid, lbs.trailing_zeros()).map_err(refused)?;
+                    let k = passthru::check(&n, QueueKind::Io, node, caller, &shared.limits())
+                        .map_err(refused)?;
+                    (k, UserBuf::Flat(io.addr))
                 }
-            };
-            let (k, buf) = if cmd == ioctl::IO64_CMD_VEC {
-                generic::import_vectored(shared, &c, QueueKind::Io, node, caller)?
-            } else {
-                let k = passthru::check(&c, QueueKind::Io, node, caller, &shared.limits())
+                _ => {
+                    let c = if cmd == ioctl::IO64_CMD {
+                        read_arg::<PassthruCmd64>(arg)?
+                    } else {
+                        PassthruCmd64::from(&read_arg::<PassthruCmd>(arg)?)
+                    };
+                    let k = passthru::check(
+                        &c.command(),
+                        QueueKind::Io,
+                        node,
+                        caller,
+                        &shared.limits(),
+                    )
                     .map_err(refused)?;
-                (k, UserBuf::Flat(c.addr))
+                    (k, UserBuf::Flat(c.addr))
+                }
             };
             let d = run_io(shared, q, &k, &buf)?;
             if cmd != ioctl::SUBMIT_IO {

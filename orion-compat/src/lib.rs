@@ -21,6 +21,7 @@ pub mod conformance;
 pub mod dma;
 pub mod irq;
 pub mod mmio;
+pub mod passthru;
 pub mod pci;
 pub mod sync;
 pub mod time;

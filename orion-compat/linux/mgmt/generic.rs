@@ -23,14 +23,13 @@
 //! the completion: the NVMe status in the CQE's `res`, the result in its second (big CQE) word.
 //! io_uring admin commands (controller node) run synchronously, from io_uring's worker thread.
 
+use super::uapi::{ioctl, IoVec, PassthruCmd64, UringCmd, MAX_IOVECS};
 use super::{
     bounce, drain, fill, nvme_ioctl, refused, run_admin, scratch, segments_of, sys_admin, user_ptr,
     Bounce, Ctrl, Shared, Via,
 };
 use crate::blk::nowait;
-use crate::orion::passthru::{
-    self, ioctl, Caller, Checked, Direction, IoVec, Node, PassthruCmd64, QueueKind, UringCmd,
-};
+use crate::orion::passthru::{self, Caller, Checked, Direction, Node, QueueKind};
 use crate::orion_compat::Lock as _;
 use core::ffi::{c_int, c_uint, c_void};
 use core::marker::PhantomPinned;
@@ -130,7 +129,16 @@ pub(crate) fn import_vectored(
     caller: Caller,
 ) -> Result<(Checked, UserBuf)> {
     let lim = shared.limits();
-    let n = passthru::check_vector_count(c, queue, node, caller, &lim).map_err(refused)?;
+    let n = passthru::check_vector_count(
+        &c.command(),
+        c.data_len,
+        MAX_IOVECS,
+        queue,
+        node,
+        caller,
+        &lim,
+    )
+    .map_err(refused)?;
     let mut vecs = KVec::from_elem(IoVec::default(), n, GFP_KERNEL)?;
     if n > 0 {
         let bytes = vecs.as_mut_slice().as_mut_bytes();
@@ -138,7 +146,9 @@ pub(crate) fn import_vectored(
             .reader()
             .read_slice(bytes)?;
     }
-    let k = passthru::check_vectored(c, &vecs, queue, node, caller, &lim).map_err(refused)?;
+    let lens = vecs.iter().map(|v| v.len);
+    let k =
+        passthru::check_vectored(&c.command(), lens, queue, node, caller, &lim).map_err(refused)?;
     Ok((k, UserBuf::Vectored(vecs)))
 }
 
@@ -494,7 +504,8 @@ fn issue(
     let (k, buf) = if vectored {
         import_vectored(&of.shared, &c, queue, node, caller)?
     } else {
-        let k = passthru::check(&c, queue, node, caller, &of.shared.limits()).map_err(refused)?;
+        let k = passthru::check(&c.command(), queue, node, caller, &of.shared.limits())
+            .map_err(refused)?;
         // As the reference driver maps it: a length needs a buffer.
         if k.len != 0 && c.addr == 0 {
             return Err(EFAULT);

@@ -9,11 +9,10 @@
 mod common;
 
 use common::{up, SimPlatform};
-use orion_compat::dma::{CoherentMem, Dma};
 use orion_compat::time::Duration;
-use orion_nvme::command::{build_prps, ListPages, Segment};
 use orion_nvme::controller::{Controller, CtrlError, Enabled, NamespaceInfo};
-use orion_nvme::passthru::{self, Caller, Direction, Limits, Node, PassthruCmd, QueueKind};
+use orion_nvme::passthru::bounce::{AdminError, Bounce};
+use orion_nvme::passthru::{self, Caller, Command, Direction, Limits, Node, QueueKind};
 use orion_nvme::spec::cqe::{notice_info, AsyncEvent, AsyncEventType};
 use orion_nvme::spec::identify::{self, Flbas};
 use orion_nvme::spec::log::{Effects, LogId};
@@ -36,7 +35,8 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// The sim, the controller model and the core's controller, enabled and identified, with the
 /// driver's asynchronous events started (as at probe).
 struct Rig {
-    sim: Sim,
+    /// Keeps the simulator (its memory and clock) alive.
+    _sim: Sim,
     nvme: SimNvme,
     c: Ctrl,
     effects: Box<Effects>,
@@ -49,36 +49,20 @@ fn probe(b: NvmeBuilder) -> Rig {
     assert!(c.command_effects(&mut effects).unwrap());
     c.start_async_events().unwrap();
     Rig {
-        sim,
+        _sim: sim,
         nvme,
         c,
         effects,
     }
 }
 
-/// One list page for the bounce buffer's PRPs, as the glue keeps one per buffer.
-struct ListPage(SimCoherent);
-
-impl ListPages for ListPage {
-    fn pages(&self) -> usize {
-        1
-    }
-    fn bus_addr(&self, _page: usize) -> u64 {
-        self.0.bus_addr().as_u64()
-    }
-    fn write(&mut self, _page: usize, offset: usize, bytes: &[u8]) {
-        self.0.write_bytes(offset, bytes).unwrap();
-    }
-}
-
 impl Rig {
-    /// An admin passthrough ioctl from root on the controller node, run as the glue runs it:
-    /// checked, `user`'s data copied into a page-aligned bounce buffer for a host-to-device
-    /// command (and back out for device-to-host), the PRPs built over it, `admin_raw` with
-    /// the caller's timeout. `Ok` carries the result the ioctl writes back (DW0), `Err` the
-    /// NVMe status it returns.
-    fn admin_ioctl(&mut self, cmd: &PassthruCmd, user: &mut [u8]) -> Result<u32, Status> {
-        let wide = passthru::PassthruCmd64::from(cmd);
+    /// An admin passthrough command from root on the controller node, run through the
+    /// core's passthrough service as a platform's front end runs it: checked, `user`'s data
+    /// copied into the core's bounce buffer for a host-to-device command (and back out for
+    /// device-to-host), `admin_passthru` with the caller's timeout. `Ok` carries the result
+    /// written back (DW0), `Err` the NVMe status returned.
+    fn admin_ioctl(&mut self, cmd: &Command, user: &mut [u8]) -> Result<u32, Status> {
         let max_data = self
             .c
             .info()
@@ -95,46 +79,33 @@ impl Rig {
             sys_admin: true,
             writable: true,
         };
-        let k = passthru::check(&wide, QueueKind::Admin, Node::Controller, root, &limits)
+        let k = passthru::check(cmd, QueueKind::Admin, Node::Controller, root, &limits)
             .expect("root may send it");
         let len = k.len as usize;
         assert!(
             user.len() >= len,
             "the caller's buffer holds data_len bytes"
         );
-        let page = self.c.page_size() as usize;
-        let bounce = self
-            .sim
-            .dma
-            .alloc_coherent(len.max(1).next_multiple_of(page), page)
-            .unwrap();
-        let mut list = ListPage(self.sim.dma.alloc_coherent(page, page).unwrap());
+        let slots: Vec<Option<SimCoherent>> = (0..Bounce::<SimCoherent, Vec<_>>::chunks_for(len))
+            .map(|_| None)
+            .collect();
+        let bounce = self.c.bounce(len, slots).unwrap();
         if k.dir == Direction::ToDevice {
-            bounce.write_bytes(0, &user[..len]).unwrap();
+            bounce.write(0, &user[..len]).unwrap();
         }
-        let sqe = if len == 0 {
-            k.sqe
-        } else {
-            let segs = [Segment {
-                addr: bounce.bus_addr().as_u64(),
-                len: k.len,
-            }];
-            let prps = build_prps(&segs, self.c.page_size(), &mut list).unwrap();
-            k.sqe.with_prp(prps.prp1, prps.prp2)
-        };
         let timeout = match k.timeout_ms {
             0 => ADMIN_TIMEOUT,
             ms => Duration::from_millis(u64::from(ms)),
         };
-        match self.c.admin_raw(sqe, timeout) {
+        match self.c.admin_passthru(k.sqe, &bounce, timeout) {
             Ok(result) => {
                 if k.dir == Direction::FromDevice {
-                    bounce.read_bytes(0, &mut user[..len]).unwrap();
+                    bounce.read(0, &mut user[..len]).unwrap();
                 }
                 // CAST: the 32-bit ioctl writes back DW0.
                 Ok(result as u32)
             }
-            Err(CtrlError::Status(s)) => Err(s),
+            Err(AdminError::Ctrl(CtrlError::Status(s))) => Err(s),
             Err(e) => panic!("not a device status: {e:?}"),
         }
     }
@@ -146,10 +117,9 @@ impl Rig {
         id.nsze = blocks;
         id.ncap = blocks;
         id.flbas = Flbas::from_index(format);
-        let cmd = PassthruCmd {
+        let cmd = Command {
             opcode: Admin::NsManagement.raw(),
             data_len: PAGE as u32,
-            addr: 0x7f00_0000_1000, // the caller's buffer; the copy is `user` below
             cdw10: NsMgmtSel::Create as u32,
             cdw11: 0, // CSI 00h: NVM
             ..Default::default()
@@ -161,11 +131,10 @@ impl Rig {
     fn attachment(&mut self, nsid: u32, sel: NsAttachSel) -> Result<u32, Status> {
         let cntlid = self.c.info().unwrap().cntlid;
         let mut list = identify::CtrlList::new(&[cntlid]);
-        let cmd = PassthruCmd {
+        let cmd = Command {
             opcode: Admin::NsAttachment.raw(),
             nsid,
             data_len: PAGE as u32,
-            addr: 0x7f00_0000_2000,
             cdw10: sel as u32,
             ..Default::default()
         };
@@ -174,7 +143,7 @@ impl Rig {
 
     /// `nvme delete-ns --namespace-id=nsid`.
     fn delete_ns(&mut self, nsid: u32) -> Result<u32, Status> {
-        let cmd = PassthruCmd {
+        let cmd = Command {
             opcode: Admin::NsManagement.raw(),
             nsid,
             cdw10: NsMgmtSel::Delete as u32,
