@@ -15,7 +15,9 @@
 
 use crate::orion::command::Segment;
 use crate::orion::controller::{ControllerInfo, CtrlError, NamespaceInfo, PageBuf};
-use crate::orion::passthru::bounce::{AdminError, BounceError};
+use crate::orion::passthru::bounce::{
+    admin_followup, admin_timeout, AdminError, AdminFollowup, BounceError, MAX_TIMEOUT_MS,
+};
 use crate::orion::passthru::{
     self, Caller, Checked, Completion, Direction, Limits, Node, QueueKind, Refusal,
 };
@@ -26,7 +28,6 @@ use crate::orion::spec::log::Effects;
 use crate::orion::spec::log::LogId;
 use crate::orion::spec::log::Smart;
 use crate::orion::spec::sqe::NSID_ALL;
-use crate::orion_compat::time::Duration;
 use crate::orion_compat::{ErrorKind, Lock as _};
 use crate::platform::LinuxCoherent;
 use crate::sync::LinuxMutex;
@@ -53,12 +54,6 @@ pub(crate) type Bounce =
     crate::orion::passthru::bounce::Bounce<LinuxCoherent, KVec<Option<LinuxCoherent>>>;
 /// The most bytes copied between the caller and a bounce buffer at a time.
 const COPY_CHUNK: usize = crate::orion::passthru::bounce::CHUNK;
-/// The longest timeout a passthrough caller may ask for: one hour.
-const MAX_TIMEOUT_MS: u32 = 3_600_000;
-/// The admin default when the caller gives none (the reference driver's admin timeout).
-const ADMIN_TIMEOUT_MS: u32 = 60_000;
-/// The shortest admin timeout honoured.
-const MIN_TIMEOUT_MS: u32 = 10;
 
 /// Controller state shared by the probe, the controller node, the disks and teardown.
 #[pin_data]
@@ -623,70 +618,54 @@ fn sys_admin() -> bool {
 
 use core::ffi::c_int;
 
-/// Runs a checked admin command with its data in the caller's `buf`.
+/// Runs a checked admin command with its data in the caller's `buf`, then what the core says
+/// follows (a rescan, or a reset after a timeout).
 fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Completion> {
-    // A caller's timeout is at least MIN_TIMEOUT_MS: the reference driver's is whole
-    // jiffies, so a 1 ms timeout is never shorter than a tick there either.
-    let timeout = Duration::from_millis(u64::from(if k.timeout_ms == 0 {
-        ADMIN_TIMEOUT_MS
-    } else {
-        k.timeout_ms.max(MIN_TIMEOUT_MS)
-    }));
-    let mut guard_out: Option<Bounce> = None;
-    let r = shared.with_ctrl(|ctrl| -> Result<Completion> {
+    let (r, b) = shared.with_ctrl(|ctrl| -> Result<_> {
         let b = bounce(ctrl, k.len as usize)?;
         if k.dir == Direction::ToDevice {
             buf.copy_in(&b)?;
         }
-        let r = ctrl.admin_passthru(k.sqe, &b, timeout);
-        let out = match r {
-            Ok(result) => Ok(Completion { status: 0, result }),
-            Err(AdminError::Ctrl(CtrlError::Status(s))) => Ok(Completion {
-                status: s.0,
-                result: 0,
-            }),
-            Err(AdminError::Ctrl(CtrlError::Timeout(_))) => Err(ETIMEDOUT),
-            Err(AdminError::Ctrl(CtrlError::Gone)) => Err(ENODEV),
-            Err(AdminError::Bounce(e)) => Err(bounce_errno(e)),
-            Err(AdminError::Ctrl(_)) => Err(EIO),
-        };
-        guard_out = Some(b);
-        out
-    })?;
-    let b = guard_out.ok_or(EIO)?;
-    match r {
-        Ok(d) => {
-            if d.status == 0 && k.dir == Direction::FromDevice {
-                buf.copy_out(&b)?;
-            }
-            // A format, namespace management or attachment (or what the effects log says
-            // changes namespaces) takes effect on the disks now, as with the reference
-            // driver; the command's own answer stands whatever the rescan finds.
-            if d.status == 0
-                && crate::orion::passthru::changes_namespaces(
-                    k.sqe.opcode(),
-                    shared.limits().effects,
-                )
-            {
-                shared.rescan_and_log(format_args!("admin command {:#04x}", k.sqe.opcode()));
-            }
-            Ok(d)
-        }
-        Err(e) => {
-            if e == ETIMEDOUT {
-                shared.quarantine(b);
-                // The reference driver's rule: an admin command that times out means the
-                // controller is not well; it is reset (a reset that fails leaves it disabled).
-                pr_warn!(
-                    "orion_nvme: onvme{}: admin command {:#04x} timed out; resetting the controller\n",
-                    shared.instance,
-                    k.sqe.opcode()
-                );
-                shared.schedule_reset();
-            }
-            Err(e)
+        Ok((
+            ctrl.admin_passthru(k.sqe, &b, admin_timeout(k.timeout_ms)),
+            b,
+        ))
+    })??;
+    let opcode = k.sqe.opcode();
+    let followup = admin_followup(&r, opcode, shared.limits().effects);
+    let out = match r {
+        Ok(result) => Ok(Completion { status: 0, result }),
+        Err(AdminError::Ctrl(CtrlError::Status(s))) => Ok(Completion {
+            status: s.0,
+            result: 0,
+        }),
+        Err(AdminError::Ctrl(CtrlError::Timeout(_))) => Err(ETIMEDOUT),
+        Err(AdminError::Ctrl(CtrlError::Gone)) => Err(ENODEV),
+        Err(AdminError::Bounce(e)) => Err(bounce_errno(e)),
+        Err(AdminError::Ctrl(_)) => Err(EIO),
+    };
+    if let Ok(d) = &out {
+        if d.status == 0 && k.dir == Direction::FromDevice {
+            buf.copy_out(&b)?;
         }
     }
+    match followup {
+        AdminFollowup::Rescan => {
+            shared.rescan_and_log(format_args!("admin command {:#04x}", opcode));
+        }
+        AdminFollowup::Reset => {
+            // The device may still write the buffer: kept until the controller is shut down.
+            shared.quarantine(b);
+            pr_warn!(
+                "orion_nvme: onvme{}: admin command {:#04x} timed out; resetting the controller\n",
+                shared.instance,
+                opcode
+            );
+            shared.schedule_reset();
+        }
+        AdminFollowup::None => {}
+    }
+    out
 }
 
 /// Runs a checked I/O command on the namespace behind `q` with its data in the caller's `buf`.

@@ -13,6 +13,8 @@
 use crate::orion::command::{build_prps, ListPages, PrpError, Segment};
 use crate::orion::controller::{Controller, CtrlError, Enabled, Platform};
 use crate::orion::io::MAX_TRANSFER_CAP;
+use crate::orion::passthru::changes_namespaces;
+use crate::orion::spec::log::Effects;
 use crate::orion::spec::sqe::Sqe;
 use crate::orion_compat::dma::{CoherentMem, Dma};
 use crate::orion_compat::time::Duration;
@@ -272,5 +274,50 @@ impl<P: Platform> Controller<P, Enabled> {
     {
         let sqe = data.describe(sqe).map_err(AdminError::Bounce)?;
         self.admin_raw(sqe, timeout).map_err(AdminError::Ctrl)
+    }
+}
+
+/// The longest timeout a passthrough caller may ask for: one hour.
+pub const MAX_TIMEOUT_MS: u32 = 3_600_000;
+/// The admin timeout when the caller gives none (the reference driver's admin timeout).
+pub const ADMIN_TIMEOUT_MS: u32 = 60_000;
+/// The shortest admin timeout honoured: the reference driver's timeouts are whole ticks, so
+/// a 1 ms timeout is never shorter than a tick there either.
+pub const MIN_TIMEOUT_MS: u32 = 10;
+
+/// How long an admin passthrough command with the caller's `timeout_ms` (0: the default) is
+/// waited for.
+pub fn admin_timeout(timeout_ms: u32) -> Duration {
+    Duration::from_millis(u64::from(if timeout_ms == 0 {
+        ADMIN_TIMEOUT_MS
+    } else {
+        timeout_ms.max(MIN_TIMEOUT_MS)
+    }))
+}
+
+/// What the driver does once an admin passthrough command has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminFollowup {
+    /// Nothing.
+    None,
+    /// Rescan the namespaces: the command succeeded and may have changed them (a format,
+    /// namespace management or attachment, or what the effects log says changes
+    /// namespaces). The command's own answer stands whatever the rescan finds.
+    Rescan,
+    /// Reset the controller: the command timed out, so the controller is not well (the
+    /// reference driver's rule; a reset that fails leaves it dead).
+    Reset,
+}
+
+/// The follow-up to an admin passthrough command with `opcode` that ended with `r`.
+pub fn admin_followup(
+    r: &Result<u64, AdminError>,
+    opcode: u8,
+    effects: Option<&Effects>,
+) -> AdminFollowup {
+    match r {
+        Ok(_) if changes_namespaces(opcode, effects) => AdminFollowup::Rescan,
+        Err(AdminError::Ctrl(CtrlError::Timeout(_))) => AdminFollowup::Reset,
+        _ => AdminFollowup::None,
     }
 }

@@ -154,3 +154,65 @@ fn bounce_bounds() {
     let empty = c.bounce(0, slots(0)).unwrap();
     assert!(empty.is_empty());
 }
+
+/// After an admin passthrough command: a lost completion times out, and the core asks for a
+/// reset (the buffer must then be kept); a successful Format NVM asks for a rescan; a
+/// failed one, or an Identify, for nothing. The caller's timeout is clamped.
+#[test]
+fn admin_followup_after_timeout_format_and_identify() {
+    use orion_nvme::passthru::bounce::{
+        admin_followup, admin_timeout, AdminFollowup, ADMIN_TIMEOUT_MS, MIN_TIMEOUT_MS,
+    };
+    use orion_nvme::spec::identify::Cns;
+    use orion_nvme::spec::opcode::Admin;
+    use orion_sim::nvme::CmdMatch;
+
+    let (_sim, nvme, mut c) = up(NvmeBuilder::new());
+    let identify = Sqe::identify(Cns::Controller, 0);
+    let b = c.bounce(4096, slots(4096)).unwrap();
+    nvme.faults()
+        .drop_completions(CmdMatch::admin(Admin::Identify.raw()), 1);
+    let r = c.admin_passthru(identify, &b, admin_timeout(50));
+    assert!(
+        matches!(r, Err(AdminError::Ctrl(CtrlError::Timeout(_)))),
+        "{r:?}"
+    );
+    assert_eq!(
+        admin_followup(&r, Admin::Identify.raw(), None),
+        AdminFollowup::Reset
+    );
+    let r = c.admin_passthru(identify, &b, admin_timeout(0));
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(
+        admin_followup(&r, Admin::Identify.raw(), None),
+        AdminFollowup::None
+    );
+    // Format NVM of namespace 1 to its current format (LBA format 0).
+    let format = Sqe::new(Admin::FormatNvm.raw()).with_nsid(1);
+    let none = c.bounce(0, slots(0)).unwrap();
+    let r = c.admin_passthru(format, &none, admin_timeout(0));
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(
+        admin_followup(&r, Admin::FormatNvm.raw(), None),
+        AdminFollowup::Rescan
+    );
+    let bad = Sqe::new(Admin::FormatNvm.raw()).with_nsid(77);
+    let r = c.admin_passthru(bad, &none, admin_timeout(0));
+    assert!(
+        matches!(r, Err(AdminError::Ctrl(CtrlError::Status(_)))),
+        "{r:?}"
+    );
+    assert_eq!(
+        admin_followup(&r, Admin::FormatNvm.raw(), None),
+        AdminFollowup::None
+    );
+    assert_eq!(
+        admin_timeout(0),
+        Duration::from_millis(u64::from(ADMIN_TIMEOUT_MS))
+    );
+    assert_eq!(
+        admin_timeout(1),
+        Duration::from_millis(u64::from(MIN_TIMEOUT_MS))
+    );
+    assert_eq!(admin_timeout(1234), Duration::from_millis(1234));
+}
