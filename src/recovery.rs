@@ -9,6 +9,7 @@
 //! never complete on their own: block I/O is resubmitted up to [`MAX_RETRIES`] times,
 //! passthrough commands fail at once (their caller decides whether to retry).
 
+use crate::orion::controller::{Controller, CtrlError, Disabled, Enabled, Platform};
 use crate::orion::spec::cqe::AbortResult;
 
 /// How many times a request interrupted by controller resets is resubmitted before it fails
@@ -92,6 +93,85 @@ pub const fn after_reset(retries: u8, passthrough: bool) -> Interrupted {
 /// aborted; when set, the controller did not abort it.
 pub const fn abort_succeeded(dw0: u32) -> bool {
     AbortResult(dw0).aborted()
+}
+
+/// The steps of bringing a controller back after a reset (NVMe Base 2.0 §3.7.2, reset step
+/// 3), named for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BringBackStep {
+    /// CC.EN = 1 and the bounded wait for CSTS.RDY.
+    Enable,
+    /// Identify Controller again (a firmware activation may have changed it).
+    Identify,
+    /// Set Features (Number of Queues): as many as probe created are asked for.
+    QueueCount,
+    /// The platform's re-creation of the queues granted.
+    Queues,
+}
+
+impl BringBackStep {
+    /// What the step is called in the log.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BringBackStep::Enable => "enabling",
+            BringBackStep::Identify => "Identify Controller",
+            BringBackStep::QueueCount => "Set Features (Number of Queues)",
+            BringBackStep::Queues => "re-creating the I/O queues",
+        }
+    }
+}
+
+/// What the platform does for [`bring_back`]: its side of the queues.
+pub trait QueueRestore<P: Platform> {
+    /// The controller is enabled again (before any command: a platform on pin-based
+    /// interrupts masks them here).
+    fn enabled(&mut self, ctrl: &Controller<P, Enabled>);
+
+    /// Re-creates the I/O queues the controller now grants (`granted`, which may differ from
+    /// what was asked for) over the memory they kept. An error fails the bring-back.
+    fn restore(&mut self, ctrl: &mut Controller<P, Enabled>, granted: u16)
+        -> Result<(), CtrlError>;
+}
+
+/// Reset step 3: enables the disabled controller, identifies it again, asks for `want` I/O
+/// queues and has the platform re-create the queues granted. `Ok` is the controller back in
+/// service with the number of queues granted; on any failure the controller is disabled
+/// again (best effort) and handed back with the step that failed: the caller keeps it as
+/// dead.
+#[expect(
+    clippy::result_large_err,
+    reason = "a failed bring-back hands the controller back, as the core's transitions do"
+)]
+#[expect(
+    clippy::type_complexity,
+    reason = "the transition's two outcomes, spelled out"
+)]
+pub fn bring_back<P: Platform, R: QueueRestore<P>>(
+    disabled: Controller<P, Disabled>,
+    want: u16,
+    platform: &mut R,
+) -> Result<(Controller<P, Enabled>, u16), (BringBackStep, CtrlError, Controller<P, Disabled>)> {
+    let mut c = match disabled.enable() {
+        Ok(c) => c,
+        Err((e, d)) => return Err((BringBackStep::Enable, e, d)),
+    };
+    platform.enabled(&c);
+    let r = (|| -> Result<u16, (BringBackStep, CtrlError)> {
+        c.identify().map_err(|e| (BringBackStep::Identify, e))?;
+        let granted = c
+            .set_queue_count(want)
+            .map_err(|e| (BringBackStep::QueueCount, e))?;
+        platform
+            .restore(&mut c, granted)
+            .map_err(|e| (BringBackStep::Queues, e))?;
+        Ok(granted)
+    })();
+    match r {
+        Ok(granted) => Ok((c, granted)),
+        Err((step, e)) => match c.reset() {
+            Ok(d) | Err((_, d)) => Err((step, e, d)),
+        },
+    }
 }
 
 #[cfg(test)]

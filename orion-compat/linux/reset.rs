@@ -29,6 +29,7 @@
 use crate::blk::{Interruptions, Io};
 use crate::mgmt::Shared;
 use crate::orion::controller::{Controller, CtrlError, Disabled};
+use crate::orion::recovery;
 use crate::orion::spec::regs::{Offset, NSSR_RESET};
 use crate::orion::spec::sqe::Sqe;
 use crate::orion_compat::time::Duration;
@@ -397,59 +398,67 @@ impl Shared {
     }
 }
 
-/// Step 3: enable, identify, queue count, shadow doorbells, queues. On failure the
-/// controller is handed back disabled.
-#[expect(
-    clippy::result_large_err,
-    reason = "a failed bring-up hands the controller back, as the core's transitions do"
-)]
+/// The block layer's side of reset step 3 ([`recovery::bring_back`]): pin interrupts masked
+/// once the controller is enabled, the queues granted re-created over what they kept.
+struct Restore<'a> {
+    io: &'a Io<'static>,
+    kept: Option<KVec<Option<crate::blk::Kept>>>,
+    want: u16,
+    instance: u32,
+}
+
+impl recovery::QueueRestore<LinuxPlatform<'static>> for Restore<'_> {
+    fn enabled(&mut self, c: &Ctrl<'static>) {
+        self.io.mask_pins(c);
+    }
+
+    fn restore(
+        &mut self,
+        c: &mut Ctrl<'static>,
+        granted: u16,
+    ) -> core::result::Result<(), CtrlError> {
+        if granted != self.io.live_queues() {
+            pr_warn!(
+                "orion_nvme: onvme{}: reset: the controller grants {} I/O queues (probe made {}, {} were in service)\n",
+                self.instance,
+                granted,
+                self.want,
+                self.io.live_queues()
+            );
+        }
+        let kept = self
+            .kept
+            .take()
+            .ok_or(CtrlError::Invalid("queues restored twice"))?;
+        self.io.restore_queues(c, kept, granted)
+    }
+}
+
+/// Step 3 through the core: enable, identify, queue count, queues. On failure the
+/// controller is handed back disabled, and what failed is logged.
 fn bring_back(
     disabled: DeadCtrl<'static>,
     io: &Io<'static>,
     kept: KVec<Option<crate::blk::Kept>>,
     instance: u32,
 ) -> core::result::Result<Ctrl<'static>, DeadCtrl<'static>> {
-    let fail = |what: &str, e: CtrlError| {
-        pr_err!(
-            "orion_nvme: onvme{}: reset: {} failed: {:?}\n",
-            instance,
-            what,
-            e
-        );
-    };
-    let mut c = match disabled.enable() {
-        Ok(c) => c,
-        Err((e, d)) => {
-            fail("enabling", e);
-            return Err(d);
-        }
-    };
-    io.mask_pins(&c);
     let want = io.queue_count();
-    let r = (|| -> core::result::Result<(), (&str, CtrlError)> {
-        c.identify().map_err(|e| ("Identify Controller", e))?;
-        let granted = c
-            .set_queue_count(want)
-            .map_err(|e| ("Set Features (Number of Queues)", e))?;
-        if granted != io.live_queues() {
-            pr_warn!(
-                "orion_nvme: onvme{}: reset: the controller grants {} I/O queues (probe made {}, {} were in service)\n",
+    let mut r = Restore {
+        io,
+        kept: Some(kept),
+        want,
+        instance,
+    };
+    match recovery::bring_back(disabled, want, &mut r) {
+        Ok((c, _granted)) => Ok(c),
+        Err((step, e, d)) => {
+            pr_err!(
+                "orion_nvme: onvme{}: reset: {} failed: {:?}\n",
                 instance,
-                granted,
-                want,
-                io.live_queues()
+                step.name(),
+                e
             );
-        }
-        io.restore_queues(&mut c, kept, granted)
-            .map_err(|e| ("re-creating the I/O queues", e))
-    })();
-    match r {
-        Ok(()) => Ok(c),
-        Err((what, e)) => {
-            fail(what, e);
-            match c.reset() {
-                Ok(d) | Err((_, d)) => Err(d),
-            }
+            Err(d)
         }
     }
 }
