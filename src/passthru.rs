@@ -812,7 +812,7 @@ mod tests {
         }
     }
 
-    /// The front end's limit on pieces in the tests (Linux's UIO_MAXIOV).
+    /// The front end's limit on pieces in the tests (a 1024-entry iovec limit).
     const MAX_PIECES: u32 = 1024;
 
     /// A command decoded from arbitrary bytes, every field free.
