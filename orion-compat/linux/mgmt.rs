@@ -530,7 +530,7 @@ fn bounce_errno(e: BounceError) -> Error {
 
 /// A bounce buffer of `len` bytes for a command on `ctrl`.
 pub(crate) fn bounce(ctrl: &Ctrl<'_>, len: usize) -> Result<Bounce> {
-    let n = Bounce::chunks_for(len);
+    let n = Bounce::chunks_for(len, ctrl.page_size());
     let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
     for _ in 0..n {
         slots.push(None, GFP_KERNEL)?;

@@ -1,9 +1,10 @@
 //! Bounce buffers for passthrough data, and running an admin passthrough command through one.
 //!
 //! The device never sees the caller's memory: a command's data lives in coherent memory the
-//! core allocates through the platform's [`Dma`], built from chunks of [`CHUNK`] bytes (large
-//! contiguous blocks are hard to come by in a running kernel). Each chunk is aligned to the
-//! controller's memory page size, so PRPs can describe the chunks back to back; the PRP list,
+//! core allocates through the platform's [`Dma`], built from chunks of [`CHUNK`] bytes, or of
+//! one memory page if the controller's is larger (large contiguous blocks are hard to come by
+//! in a running kernel). Each chunk is aligned to the controller's memory page size and is a
+//! whole number of pages, so PRPs can describe the chunks back to back; the PRP list,
 //! when one is needed, is one more memory page. The platform copies the caller's bytes in and
 //! out with [`Bounce::write`] and [`Bounce::read`].
 //!
@@ -21,7 +22,8 @@ use crate::orion_compat::time::Duration;
 use crate::orion_compat::{Error as _, ErrorKind};
 use core::ops::DerefMut;
 
-/// The size of the coherent chunks a bounce buffer is built from.
+/// The size of the coherent chunks a bounce buffer is built from (or the memory page size,
+/// when that is larger).
 pub const CHUNK: usize = 64 * 1024;
 
 /// The most chunks one buffer needs: the largest transfer the core issues.
@@ -48,25 +50,27 @@ pub enum BounceError {
 ///
 /// # Invariants
 ///
-/// The first `len.div_ceil(CHUNK)` slots of `chunks` are `Some` and the rest `None`; each
-/// chunk is at least [`CHUNK`] bytes (the last at least the remainder) and aligned to `page`;
-/// `list` is `Some` when `len > 2 * page`.
+/// `chunk` is max([`CHUNK`], `page`); the first `len.div_ceil(chunk)` slots of `chunks` are
+/// `Some` and the rest `None`; each chunk is at least `chunk` bytes (the last at least the
+/// remainder) and aligned to `page`; `list` is `Some` when `len > 2 * page`.
 pub struct Bounce<C: CoherentMem, S> {
     chunks: S,
+    chunk: usize,
     list: Option<C>,
     len: usize,
     page: u64,
 }
 
 impl<C: CoherentMem, S: DerefMut<Target = [Option<C>]>> Bounce<C, S> {
-    /// How many chunk slots a buffer of `len` bytes needs.
-    pub const fn chunks_for(len: usize) -> usize {
-        len.div_ceil(CHUNK)
+    /// How many chunk slots a buffer of `len` bytes needs at memory page size `page`.
+    pub fn chunks_for(len: usize, page: u64) -> usize {
+        len.div_ceil(chunk_size(page))
     }
 
     /// A zeroed buffer of `len` bytes (0: none) for a controller whose memory page size is
     /// `page` (a power of two of at least 4 KiB), its chunks kept in `slots`: at least
-    /// [`Bounce::chunks_for`]`(len)` slots, all `None` ([`BounceError::OutOfRange`] else).
+    /// [`Bounce::chunks_for`]`(len, page)` slots, all `None` ([`BounceError::OutOfRange`]
+    /// else).
     pub fn new<D: Dma<Coherent = C>>(
         dma: &D,
         page: u64,
@@ -76,19 +80,20 @@ impl<C: CoherentMem, S: DerefMut<Target = [Option<C>]>> Bounce<C, S> {
         if len > MAX_CHUNKS * CHUNK {
             return Err(BounceError::TooLong);
         }
-        if slots.len() < Self::chunks_for(len) || slots.iter().any(Option::is_some) {
+        if slots.len() < Self::chunks_for(len, page) || slots.iter().any(Option::is_some) {
             return Err(BounceError::OutOfRange);
         }
         let align = usize::try_from(page).map_err(|_| BounceError::Prp(PrpError::BadPageSize))?;
         if align < 4096 || !align.is_power_of_two() {
             return Err(BounceError::Prp(PrpError::BadPageSize));
         }
+        let chunk = chunk_size(page);
         let mut left = len;
         for slot in slots.iter_mut() {
             if left == 0 {
                 break;
             }
-            let k = left.min(CHUNK);
+            let k = left.min(chunk);
             let c = dma
                 .alloc_coherent(k.next_multiple_of(align), align)
                 .map_err(|e| BounceError::Platform(e.kind()))?;
@@ -104,10 +109,11 @@ impl<C: CoherentMem, S: DerefMut<Target = [Option<C>]>> Bounce<C, S> {
         } else {
             None
         };
-        // INVARIANT: the leading chunks of CHUNK bytes cover len, each page aligned; the list
+        // INVARIANT: the leading chunks of `chunk` bytes cover len, each page aligned; the list
         // exists when the data spans more than two pages.
         Ok(Self {
             chunks: slots,
+            chunk,
             list,
             len,
             page,
@@ -126,8 +132,9 @@ impl<C: CoherentMem, S: DerefMut<Target = [Option<C>]>> Bounce<C, S> {
 
     /// The chunk holding byte `offset`, and the offset within it.
     fn at(&self, offset: usize) -> Option<(&C, usize)> {
-        let c = self.chunks.get(offset / CHUNK)?.as_ref()?;
-        Some((c, offset % CHUNK))
+        // Checked: no division-by-zero panic path (the chunk size is never zero).
+        let c = self.chunks.get(offset.checked_div(self.chunk)?)?.as_ref()?;
+        Some((c, offset.checked_rem(self.chunk)?))
     }
 
     /// Copies `data` into the buffer at `offset`.
@@ -137,7 +144,7 @@ impl<C: CoherentMem, S: DerefMut<Target = [Option<C>]>> Bounce<C, S> {
         }
         while !data.is_empty() {
             let (c, o) = self.at(offset).ok_or(BounceError::OutOfRange)?;
-            let k = data.len().min(CHUNK - o);
+            let k = data.len().min(self.chunk - o);
             let (head, rest) = data.split_at(k);
             c.write_bytes(o, head)
                 .map_err(|e| BounceError::Platform(e.kind()))?;
@@ -154,7 +161,7 @@ impl<C: CoherentMem, S: DerefMut<Target = [Option<C>]>> Bounce<C, S> {
         }
         while !buf.is_empty() {
             let (c, o) = self.at(offset).ok_or(BounceError::OutOfRange)?;
-            let k = buf.len().min(CHUNK - o);
+            let k = buf.len().min(self.chunk - o);
             let (head, rest) = core::mem::take(&mut buf).split_at_mut(k);
             c.read_bytes(o, head)
                 .map_err(|e| BounceError::Platform(e.kind()))?;
@@ -173,10 +180,10 @@ impl<C: CoherentMem, S: DerefMut<Target = [Option<C>]>> Bounce<C, S> {
         };
         let mut left = self.len;
         for (c, s) in self.chunks.iter().flatten().zip(out.segs.iter_mut()) {
-            let k = left.min(CHUNK);
+            let k = left.min(self.chunk);
             *s = Segment {
                 addr: c.bus_addr().as_u64(),
-                // CAST: at most CHUNK.
+                // CAST: at most one chunk, at most the 2 MiB transfer cap.
                 len: k as u32,
             };
             left -= k;
@@ -200,6 +207,11 @@ impl<C: CoherentMem, S: DerefMut<Target = [Option<C>]>> Bounce<C, S> {
         .map_err(BounceError::Prp)?;
         Ok(sqe.with_prp(prps.prp1, prps.prp2))
     }
+}
+
+/// The chunk size at memory page size `page`: [`CHUNK`], or one page if that is larger.
+fn chunk_size(page: u64) -> usize {
+    usize::try_from(page).map_or(CHUNK, |p| p.max(CHUNK))
 }
 
 /// A bounce buffer's DMA segments, in order.

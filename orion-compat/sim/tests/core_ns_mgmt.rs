@@ -86,9 +86,10 @@ impl Rig {
             user.len() >= len,
             "the caller's buffer holds data_len bytes"
         );
-        let slots: Vec<Option<SimCoherent>> = (0..Bounce::<SimCoherent, Vec<_>>::chunks_for(len))
-            .map(|_| None)
-            .collect();
+        let slots: Vec<Option<SimCoherent>> =
+            (0..Bounce::<SimCoherent, Vec<_>>::chunks_for(len, self.c.page_size()))
+                .map(|_| None)
+                .collect();
         let bounce = self.c.bounce(len, slots).unwrap();
         if k.dir == Direction::ToDevice {
             bounce.write(0, &user[..len]).unwrap();

@@ -45,9 +45,10 @@ fn up(b: NvmeBuilder) -> (Sim, SimNvme, Controller<SimPlatform, Enabled>) {
 /// The chunk slots a bounce buffer keeps its memory in.
 type Slots = Vec<Option<SimCoherent>>;
 
-/// Empty chunk slots for a buffer of `len` bytes.
+/// Empty chunk slots for a buffer of `len` bytes (enough at any page size: chunks are never
+/// smaller than at 4 KiB pages).
 fn slots(len: usize) -> Slots {
-    (0..Bounce::<SimCoherent, Slots>::chunks_for(len))
+    (0..Bounce::<SimCoherent, Slots>::chunks_for(len, 4096))
         .map(|_| None)
         .collect()
 }
@@ -109,12 +110,13 @@ fn admin_passthru_prps_follow_8k_memory_pages() {
     }
 }
 
-/// Transfers of one page, two pages and a PRP list, at 4, 8 and 64 KiB memory pages, and
+/// Transfers of one page, two pages and a PRP list, at 4, 8, 64 and 128 KiB memory pages, and
 /// across bounce chunks: every byte the device wrote arrives.
 #[test]
 fn admin_passthru_sizes_and_page_sizes() {
-    for mps in [0u8, 1, 4] {
-        let (sim, _nvme, mut c) = up(NvmeBuilder::new().mps(mps, 4));
+    // 128 KiB pages (MPSMIN 5) are larger than a bounce chunk: chunks are then one page.
+    for mps in [0u8, 1, 4, 5] {
+        let (sim, _nvme, mut c) = up(NvmeBuilder::new().mps(mps, mps.max(4)));
         assert_eq!(c.page_size(), 4096 << mps);
         for len in [512usize, 8192, 12 * 1024, LEN, 192 * 1024] {
             let b = c.bounce(len, slots(len)).unwrap();
