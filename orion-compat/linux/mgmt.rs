@@ -483,6 +483,18 @@ impl Shared {
         })
     }
 
+    /// The core's verdict on `cmd` from `caller` through `node` for `queue`, a refusal as its
+    /// errno.
+    pub(crate) fn check(
+        &self,
+        cmd: &passthru::Command,
+        queue: QueueKind,
+        node: Node,
+        caller: Caller,
+    ) -> Result<Checked> {
+        passthru::check(cmd, queue, node, caller, &self.limits()).map_err(refused)
+    }
+
     fn limits(&self) -> Limits<'_> {
         Limits {
             max_data: self.max_data,
@@ -747,14 +759,7 @@ pub(crate) fn nvme_ioctl(
             } else {
                 PassthruCmd64::from(&read_arg::<PassthruCmd>(arg)?)
             };
-            let k = passthru::check(
-                &c.command(),
-                QueueKind::Admin,
-                node,
-                caller,
-                &shared.limits(),
-            )
-            .map_err(refused)?;
+            let k = shared.check(&c.command(), QueueKind::Admin, node, caller)?;
             let d = run_admin(shared, &k, &UserBuf::Flat(c.addr))?;
             write_result(arg, wide, d.result)?;
             // CAST: a 15-bit status.
@@ -784,8 +789,7 @@ pub(crate) fn nvme_ioctl(
                     let lbs = unsafe { (*q).limits.logical_block_size };
                     let b = io.block_io().map_err(refused)?;
                     let n = passthru::block_io(&b, nsid, lbs.trailing_zeros()).map_err(refused)?;
-                    let k = passthru::check(&n, QueueKind::Io, node, caller, &shared.limits())
-                        .map_err(refused)?;
+                    let k = shared.check(&n, QueueKind::Io, node, caller)?;
                     (k, UserBuf::Flat(io.addr))
                 }
                 _ => {
@@ -794,14 +798,7 @@ pub(crate) fn nvme_ioctl(
                     } else {
                         PassthruCmd64::from(&read_arg::<PassthruCmd>(arg)?)
                     };
-                    let k = passthru::check(
-                        &c.command(),
-                        QueueKind::Io,
-                        node,
-                        caller,
-                        &shared.limits(),
-                    )
-                    .map_err(refused)?;
+                    let k = shared.check(&c.command(), QueueKind::Io, node, caller)?;
                     (k, UserBuf::Flat(c.addr))
                 }
             };

@@ -504,8 +504,7 @@ fn issue(
     let (k, buf) = if vectored {
         import_vectored(&of.shared, &c, queue, node, caller)?
     } else {
-        let k = passthru::check(&c.command(), queue, node, caller, &of.shared.limits())
-            .map_err(refused)?;
+        let k = of.shared.check(&c.command(), queue, node, caller)?;
         // As the reference driver maps it: a length needs a buffer.
         if k.len != 0 && c.addr == 0 {
             return Err(EFAULT);
