@@ -2,44 +2,23 @@
 //! built through the platform's `Dma` and described with PRPs at the controller's memory
 //! page size, whatever CAP.MPSMIN says.
 
-use orion_compat::pci::Pci;
+mod common;
+
+use common::SimPlatform;
 use orion_compat::time::Duration;
-use orion_nvme::controller::{Controller, CtrlError, Enabled, PageBuf, Platform, Settings};
+use orion_nvme::controller::{Controller, CtrlError, Enabled};
 use orion_nvme::passthru::bounce::{AdminError, Bounce};
 use orion_nvme::spec::log::LogId;
 use orion_nvme::spec::sqe::Sqe;
 use orion_nvme::spec::status::Sct;
 use orion_sim::dma::SimCoherent;
 use orion_sim::nvme::{generic, NvmeBuilder, SimNvme};
-use orion_sim::pci::SimBar;
-use orion_sim::{Sim, SimDma, VirtualClock};
+use orion_sim::Sim;
 
-struct SimPlatform;
-
-impl Platform for SimPlatform {
-    type Mmio = SimBar;
-    type Dma = SimDma;
-    type Clock = VirtualClock;
-    type Scratch = Box<PageBuf>;
-}
-
+/// The shared rig's bring-up, unpacked as these tests use it.
 fn up(b: NvmeBuilder) -> (Sim, SimNvme, Controller<SimPlatform, Enabled>) {
-    let sim = Sim::new();
-    let (pci, nvme) = b.build_pci(&sim);
-    pci.set_bus_master(true).unwrap();
-    let bar = pci.map_bar(0).unwrap();
-    let ctrl = Controller::<SimPlatform, _>::new(
-        bar,
-        sim.dma.clone(),
-        sim.clock.clone(),
-        Box::new([0u64; 512]),
-        Settings::default(),
-    )
-    .unwrap()
-    .enable()
-    .map_err(|(e, _)| e)
-    .unwrap();
-    (sim, nvme, ctrl)
+    let (common::Rig { sim, nvme }, c) = common::up(b);
+    (sim, nvme, c)
 }
 
 /// The chunk slots a bounce buffer keeps its memory in.
