@@ -9,6 +9,8 @@
 //! never complete on their own: block I/O is resubmitted up to [`MAX_RETRIES`] times,
 //! passthrough commands fail at once (their caller decides whether to retry).
 
+pub mod reset;
+
 use crate::orion::controller::{Controller, CtrlError, Disabled, Enabled, Platform};
 use crate::orion::spec::cqe::AbortResult;
 

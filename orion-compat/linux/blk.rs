@@ -19,7 +19,9 @@ use crate::mmio::Bar0;
 use crate::orion::command::{CidSlot, IoOp, IoRequest, Segment};
 use crate::orion::controller::{Controller, ControllerInfo, Enabled, NamespaceInfo};
 use crate::orion::io::{self, IoQueue};
+use crate::orion::namespace::{self, Change, Present, RescanCount};
 use crate::orion::queue::ShadowDoorbells;
+use crate::orion::recovery::reset::{Interruptions, Remapped, ResetIo, ResetNote};
 use crate::orion::recovery::{self, Expiry, Interrupted, TimeoutStep};
 use crate::orion::spec::regs::Offset;
 use crate::orion::spec::sqe::Sqe;
@@ -248,14 +250,6 @@ struct Disk {
 
 // SAFETY: a gendisk may be managed from any thread.
 unsafe impl Send for Disk {}
-
-/// What a rescan changed.
-#[derive(Default)]
-pub(crate) struct Rescan {
-    pub(crate) added: u32,
-    pub(crate) removed: u32,
-    pub(crate) resized: u32,
-}
 
 /// What the probe asks for.
 pub(crate) struct IoParams {
@@ -524,64 +518,79 @@ impl<'b> Io<'b> {
         Ok(())
     }
 
-    /// Adds a disk for namespace `ns`, unless its format is one the driver cannot serve.
+    /// Adds a disk for namespace `ns`, unless the core says its format cannot be served.
     fn add_namespace(&self, info: &ControllerInfo, ns: &NamespaceInfo) -> Result {
-        if ns.metadata != 0 {
-            dev_warn!(
-                self.dev,
-                "orion_nvme: namespace {}: {} bytes of metadata per block are not supported; no disk\n",
-                ns.nsid,
-                ns.metadata
-            );
-            return Ok(());
+        match namespace::disk_for(info, ns, self.page) {
+            Ok(g) => self.add_disk(ns, &g),
+            Err(why) => {
+                dev_warn!(
+                    self.dev,
+                    "orion_nvme: namespace {}: {}; no disk\n",
+                    ns.nsid,
+                    crate::Show(&why)
+                );
+                Ok(())
+            }
         }
-        self.add_disk(ns, &io::disk_geometry(info, ns, self.page))
     }
 
-    /// Brings the disks in line with the namespaces found by a rescan: disks of namespaces
-    /// that are gone (or whose block size changed) are removed, new namespaces get disks,
-    /// changed capacities are announced.
-    pub(crate) fn rescan(&self, info: &ControllerInfo, found: &[NamespaceInfo]) -> Result<Rescan> {
-        let mut r = Rescan::default();
-        let current: KVec<(u32, *mut bindings::gendisk, u32)> = {
-            let mut v = KVec::new();
-            let mut oom = false;
-            self.disks.lock(|d| {
-                for x in d.iter() {
-                    oom |= v.push((x.nsid, x.disk, x.lbs), GFP_KERNEL).is_err();
-                }
-            });
-            if oom {
-                return Err(ENOMEM);
+    /// Brings the disks in line with the namespaces found by a rescan, as the core's
+    /// [`namespace::diff`] says: disks of namespaces that are gone (or were reformatted) are
+    /// removed, new namespaces get disks, changed capacities are announced.
+    pub(crate) fn rescan(
+        &self,
+        info: &ControllerInfo,
+        found: &[NamespaceInfo],
+    ) -> Result<RescanCount> {
+        let mut r = RescanCount::default();
+        let mut present: KVec<Present> = KVec::new();
+        let mut oom = false;
+        self.disks.lock(|d| {
+            for x in d.iter() {
+                let shift = x.lbs.trailing_zeros().saturating_sub(9);
+                // SAFETY: the disk is ours and live (removal happens only here and in
+                // teardown, both under the shared state's I/O lock).
+                let sectors = unsafe { (*(*x.disk).part0).bd_nr_sectors };
+                let p = Present {
+                    nsid: x.nsid,
+                    block_size: x.lbs,
+                    blocks: sectors >> shift,
+                };
+                oom |= present.push(p, GFP_KERNEL).is_err();
             }
-            v
-        };
-        for &(nsid, disk, lbs) in current.iter() {
-            match found.iter().find(|n| n.nsid == nsid) {
-                Some(ns) if ns.block_size == lbs && ns.metadata == 0 => {
-                    let shift = lbs.trailing_zeros() - 9;
-                    let sectors = ns.blocks.min(u64::MAX >> shift) << shift;
-                    // SAFETY: the disk is ours and live (removal happens only here and in
-                    // teardown, both under the shared state's I/O lock).
-                    if unsafe { (*(*disk).part0).bd_nr_sectors } != sectors {
-                        // SAFETY: as above.
-                        unsafe { bindings::set_capacity_and_notify(disk, sectors) };
-                        r.resized += 1;
-                    }
-                }
-                _ => {
+        });
+        if oom {
+            return Err(ENOMEM);
+        }
+        for change in namespace::diff(&present, found) {
+            match change {
+                Change::Remove { nsid, .. } => {
                     self.remove_disk(nsid);
                     r.removed += 1;
                 }
-            }
-        }
-        for ns in found {
-            let have = self.disks.lock(|d| d.iter().any(|x| x.nsid == ns.nsid));
-            if !have {
-                let before = self.disks.lock(|d| d.len());
-                self.add_namespace(info, ns)?;
-                if self.disks.lock(|d| d.len()) > before {
-                    r.added += 1;
+                Change::Resize { nsid, blocks } => {
+                    let disk = self
+                        .disks
+                        .lock(|d| d.iter().find(|x| x.nsid == nsid).map(|x| (x.disk, x.lbs)));
+                    if let Some((disk, lbs)) = disk {
+                        let shift = lbs.trailing_zeros().saturating_sub(9);
+                        // A lying NSZE must not wrap the capacity (nor resize it again at
+                        // every rescan once capped).
+                        let sectors = blocks.min(u64::MAX >> shift) << shift;
+                        // SAFETY: as above.
+                        if unsafe { (*(*disk).part0).bd_nr_sectors } != sectors {
+                            // SAFETY: as above.
+                            unsafe { bindings::set_capacity_and_notify(disk, sectors) };
+                            r.resized += 1;
+                        }
+                    }
+                }
+                Change::Add(ns) => {
+                    let before = self.disks.lock(|d| d.len());
+                    self.add_namespace(info, ns)?;
+                    if self.disks.lock(|d| d.len()) > before {
+                        r.added += 1;
+                    }
                 }
             }
         }
@@ -803,21 +812,6 @@ struct Orphans {
 // again; any thread may do that.
 unsafe impl Send for Orphans {}
 
-/// What a change in the number of queues at a reset did (see [`Io::remap`]).
-pub(crate) struct Remapped {
-    pub(crate) from: u32,
-    pub(crate) to: u32,
-    pub(crate) resubmitted: u32,
-    pub(crate) failed: u32,
-}
-
-/// Requests a reset interrupted, by fate.
-#[derive(Default)]
-pub(crate) struct Interruptions {
-    pub(crate) retried: u32,
-    pub(crate) failed: u32,
-}
-
 impl<'b> Io<'b> {
     /// Reset step 1: no new dispatch (requests wait in blk-mq), then what the controller has
     /// already completed is reaped and ended normally.
@@ -1021,7 +1015,7 @@ impl Io<'_> {
     /// request end (it kills the controller); the remap then goes on, on a dead controller.
     /// While a reset runs, the timeout handler leaves stuck commands to it, so without this
     /// bound a controller that stops completing here would hang the reset for good.
-    pub(crate) fn remap(&self, stuck: impl FnOnce(u32)) -> Option<Remapped> {
+    pub(crate) fn remap(&self, stuck: &mut dyn FnMut(u32)) -> Option<Remapped> {
         let to = self.live.load(Relaxed);
         // SAFETY: the tag set is live while `self` is; `nr_hw_queues` only changes here.
         let from = unsafe { (*self.set_ptr).nr_hw_queues };
@@ -1133,6 +1127,89 @@ impl Io<'_> {
             unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };
         }
         BLK_STS_OK
+    }
+}
+
+/// The block side of the core's reset state machine ([`recovery::reset`]).
+impl<'b> ResetIo<LinuxPlatform<'b>> for Io<'b> {
+    type Kept = KVec<Option<Kept>>;
+
+    fn quiesce(&self) {
+        Io::quiesce(self);
+    }
+
+    fn mask(&self, ctrl: &Ctrl<'b>) {
+        self.mask_pins(ctrl);
+    }
+
+    fn take(&self) -> (Self::Kept, Interruptions) {
+        self.take_queues()
+    }
+
+    fn queue_count(&self) -> u16 {
+        Io::queue_count(self)
+    }
+
+    fn live_queues(&self) -> u16 {
+        Io::live_queues(self)
+    }
+
+    fn restore(
+        &self,
+        ctrl: &mut Ctrl<'b>,
+        kept: Self::Kept,
+        granted: u16,
+    ) -> core::result::Result<(), crate::orion::controller::CtrlError> {
+        self.restore_queues(ctrl, kept, granted)
+    }
+
+    fn resume(&self, dead: bool) {
+        Io::resume(self, dead);
+    }
+
+    fn remap(&self, stuck: &mut dyn FnMut(u32)) -> Option<Remapped> {
+        Io::remap(self, stuck)
+    }
+
+    fn note(&self, note: ResetNote) {
+        let c = self.instance;
+        match note {
+            ResetNote::DisableFailed(e) => {
+                pr_warn!("orion_nvme: onvme{}: disabling for the reset: {:?}\n", c, e)
+            }
+            ResetNote::Granted {
+                granted,
+                asked,
+                in_service,
+            } => pr_warn!(
+                "orion_nvme: onvme{}: reset: the controller grants {} I/O queues (probe made {}, {} were in service)\n",
+                c,
+                granted,
+                asked,
+                in_service
+            ),
+            ResetNote::StepFailed(step, e) => {
+                pr_err!("orion_nvme: onvme{}: reset: {} failed: {:?}\n", c, step.name(), e)
+            }
+            ResetNote::Remapped(m) => pr_info!(
+                "orion_nvme: onvme{}: I/O queues in service: {} -> {}; {} bios given back and resubmitted, {} requests failed\n",
+                c,
+                m.from,
+                m.to,
+                m.resubmitted,
+                m.failed
+            ),
+            ResetNote::Stuck(ms) => pr_err!(
+                "orion_nvme: onvme{}: reset: requests still in flight {} ms after dispatch resumed; the controller is not working\n",
+                c,
+                ms
+            ),
+            ResetNote::NoEvents(e) => pr_warn!(
+                "orion_nvme: onvme{}: no asynchronous events after reset: {:?}\n",
+                c,
+                e
+            ),
+        }
     }
 }
 

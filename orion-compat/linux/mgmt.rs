@@ -15,19 +15,16 @@
 
 use crate::orion::command::Segment;
 use crate::orion::controller::{ControllerInfo, CtrlError, NamespaceInfo, PageBuf};
+use crate::orion::events::{self, Event, Poll};
+use crate::orion::namespace::RescanCount;
 use crate::orion::passthru::bounce::{
     admin_followup, admin_timeout, AdminError, AdminFollowup, BounceError, MAX_TIMEOUT_MS,
 };
 use crate::orion::passthru::{
     self, Caller, Checked, Completion, Direction, Limits, Node, QueueKind, Refusal,
 };
-use crate::orion::spec::cqe::{notice_info, AsyncEventType};
 use crate::orion::spec::identify::NsIds;
-use crate::orion::spec::log::CriticalWarning;
 use crate::orion::spec::log::Effects;
-use crate::orion::spec::log::LogId;
-use crate::orion::spec::log::Smart;
-use crate::orion::spec::sqe::NSID_ALL;
 use crate::orion_compat::{ErrorKind, Lock as _};
 use crate::platform::LinuxCoherent;
 use crate::sync::LinuxMutex;
@@ -274,68 +271,53 @@ impl Shared {
         }
     }
 
-    /// One poll: handles a completed event (reading its log page clears it), re-arms the
-    /// request, and reports what it saw.
+    /// One poll through the core ([`events::poll`]): a controller that failed (CSTS.CFS)
+    /// or vanished is reset (the reset decides whether it comes back); a completed event is
+    /// serviced (its log page read, which clears it, the request re-armed) and reported, and
+    /// a namespace change rescans.
     fn poll_events(self: &Arc<Self>) {
-        // A controller that failed (CSTS.CFS) or vanished is reset; the reset decides whether
-        // it comes back.
-        use crate::orion::controller::CtrlError;
-        let why = match self.with_ctrl(|c| c.check_alive()) {
-            Ok(Err(CtrlError::Fatal)) => Some("controller fatal status (CSTS.CFS)"),
-            Ok(Err(CtrlError::Gone)) => Some("controller registers read all ones (device gone?)"),
-            _ => None,
-        };
-        if let Some(why) = why {
-            pr_err!("orion_nvme: onvme{}: {}; resetting\n", self.instance, why);
-            self.schedule_reset();
-            return;
-        }
-        let ev = match self.with_ctrl(|c| c.poll_async_event()) {
-            Ok(Ok(Some(ev))) => ev,
+        let polled = match self.with_ctrl(events::poll) {
+            Ok(Ok(p)) => p,
             _ => return,
         };
-        let mut rescan = false;
-        let r = self.with_ctrl(|c| -> Result<(), crate::orion::controller::CtrlError> {
-            match ev.event_type() {
-                Ok(AsyncEventType::SmartHealth) => {
-                    let len = core::mem::size_of::<Smart>();
-                    let smart = c.read_log_clearing(LogId::SMART, NSID_ALL, len)?;
-                    let cw = smart.first().copied().unwrap_or(0);
-                    pr_crit!(
-                        "orion_nvme: onvme{}: SMART/Health event (information {:#04x}): critical warning {:#04x}{}\n",
-                        self.instance,
-                        ev.aei(),
-                        cw,
-                        crate::Show(&CriticalWarning(cw))
-                    );
-                }
-                Ok(AsyncEventType::Notice) if ev.aei() == notice_info::NS_ATTRIBUTE_CHANGED => {
-                    c.read_log_clearing(LogId::CHANGED_NS_LIST, 0, 4096)?;
-                    rescan = true;
-                }
-                t => {
-                    pr_info!(
-                        "orion_nvme: onvme{}: asynchronous event {:?} information {:#04x} log {:#04x}\n",
-                        self.instance,
-                        t,
-                        ev.aei(),
-                        ev.lid()
-                    );
-                    if ev.lid() != 0 {
-                        c.read_log_clearing(LogId(ev.lid()), NSID_ALL, 64)?;
-                    }
-                }
+        let s = match polled {
+            Poll::Quiet => return,
+            Poll::Reset(why) => {
+                pr_err!(
+                    "orion_nvme: onvme{}: {}; resetting\n",
+                    self.instance,
+                    why.describe()
+                );
+                self.schedule_reset();
+                return;
             }
-            c.arm_async_event()
-        });
-        if let Ok(Err(e)) = r {
+            Poll::Event(s) => s,
+        };
+        match s.event {
+            Event::Smart { info, warning } => pr_crit!(
+                "orion_nvme: onvme{}: SMART/Health event (information {:#04x}): critical warning {:#04x}{}\n",
+                self.instance,
+                info,
+                warning.0,
+                crate::Show(&warning)
+            ),
+            Event::NamespacesChanged => {}
+            Event::Other { kind, info, log } => pr_info!(
+                "orion_nvme: onvme{}: asynchronous event {:?} information {:#04x} log {:#04x}\n",
+                self.instance,
+                kind,
+                info,
+                log
+            ),
+        }
+        if let Some(e) = s.failed {
             pr_warn!(
                 "orion_nvme: onvme{}: handling an asynchronous event: {:?}\n",
                 self.instance,
                 e
             );
         }
-        if rescan {
+        if s.event.needs_rescan() {
             match self.rescan() {
                 Ok(x) => pr_info!(
                     "orion_nvme: onvme{}: namespaces changed: {} disks added, {} removed, {} resized\n",
@@ -353,7 +335,7 @@ impl Shared {
     /// disks did, if anything, or why the rescan failed.
     pub(crate) fn rescan_and_log(&self, why: core::fmt::Arguments<'_>) {
         match self.rescan() {
-            Ok(x) if x.added + x.removed + x.resized > 0 => pr_info!(
+            Ok(x) if x.any() => pr_info!(
                 "orion_nvme: onvme{}: after {}: {} disks added, {} removed, {} resized\n",
                 self.instance,
                 why,
@@ -426,7 +408,7 @@ impl Shared {
 
     /// Rescans the namespaces: disks appear for new ones, go for gone ones, and follow
     /// capacity and format changes.
-    pub(crate) fn rescan(&self) -> Result<crate::blk::Rescan> {
+    pub(crate) fn rescan(&self) -> Result<RescanCount> {
         let mut found = KVec::new();
         let mut oom = false;
         let info = self.with_ctrl(|ctrl| -> Result<ControllerInfo> {

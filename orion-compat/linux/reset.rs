@@ -4,32 +4,23 @@
 //! sysfs `reset_controller`, the timeout ladder and the event poll (CSTS.CFS, a vanished
 //! device).
 //!
-//! A reset runs with the block layer's lock held (so the device cannot be torn down under
-//! it); the controller's lock is held while the controller is taken down (steps 1-2) and
-//! while it is brought back (step 3), so admin passthrough and the event poll wait for those
-//! (between them the controller is out of its slot and they answer ENODEV). A function reset
-//! by the PCI core runs the same two halves from `reset_prepare` and `reset_done`:
-//! 1. dispatch stops (`blk_mq_quiesce_tagset`) and completions already posted are reaped;
-//! 2. the controller is disabled, which drops every queue; the commands still in flight are
-//!    unmapped and resubmitted later or failed ([`crate::orion::recovery::after_reset`]);
-//! 3. the controller is enabled and identified again, as many I/O queues as probe created
-//!    are asked for, the shadow doorbells are handed back and the queues granted are created
-//!    again over their old CID slots and PRP list memory; events are re-armed;
-//! 4. dispatch resumes and the interrupted requests go out again;
-//! 5. if the controller now grants a different number of queues (fewer, or more again after
-//!    fewer, up to probe's), blk-mq remaps its hardware contexts to the queues in service;
-//!    requests held by a context that goes away give their bios back, which are submitted
-//!    again afterwards (a cache flush or passthrough command there fails); then the
-//!    namespaces are rescanned (capacity and format changes, namespaces that came or went).
+//! The sequence itself (quiesce, disable, take the commands in flight, bring back, resume,
+//! remap with a bounded wait, give up to dead) is the core's
+//! ([`crate::orion::recovery::reset`]); the block layer's side of it is [`Io`]'s
+//! `ResetIo`. Here the platform's part: which work item runs a reset, the lock that pins
+//! the block layer while it runs, the function-reset halves the PCI core calls, and the log.
 //!
-//! If the controller does not come back (it never gets ready, fails Identify, grants no I/O
-//! queue), it is kept disabled as [`DeadCtrl`], its disks are marked dead and every request
+//! A reset runs with the block layer's lock held (so the device cannot be torn down under
+//! it); the controller's lock is held while the controller is taken down and while it is
+//! brought back, so admin passthrough and the event poll wait for those (between them the
+//! controller is out of its slot and they answer ENODEV). If the controller does not come
+//! back, it is kept disabled as [`DeadCtrl`], its disks are marked dead and every request
 //! fails with an I/O error until the device is unbound.
 
-use crate::blk::{Interruptions, Io};
+use crate::blk::Io;
 use crate::mgmt::Shared;
-use crate::orion::controller::{Controller, CtrlError, Disabled};
-use crate::orion::recovery;
+use crate::orion::controller::{Controller, Disabled};
+use crate::orion::recovery::reset::{self as core_reset, NoController, Outcome, Slots};
 use crate::orion::spec::regs::{Offset, NSSR_RESET};
 use crate::orion::spec::sqe::Sqe;
 use crate::orion_compat::time::Duration;
@@ -64,18 +55,10 @@ impl WorkItem<1> for Shared {
 }
 
 /// A reset between its halves: the controller disabled and what its queues keep.
-pub(crate) struct Parked {
-    ctrl: DeadCtrl<'static>,
-    kept: KVec<Option<crate::blk::Kept>>,
-    counts: crate::blk::Interruptions,
-}
+pub(crate) type Parked = core_reset::Parked<LinuxPlatform<'static>, KVec<Option<crate::blk::Kept>>>;
 
-/// What the interrupted requests became, for the log.
-struct Outcome {
-    dead: bool,
-    retried: u32,
-    failed: u32,
-}
+type LiveSlot = crate::sync::LinuxMutex<Option<Ctrl<'static>>>;
+type DeadSlot = crate::sync::LinuxMutex<Option<DeadCtrl<'static>>>;
 
 impl Shared {
     /// The controller's state as sysfs `state` shows it (the reference driver's words).
@@ -163,8 +146,8 @@ impl Shared {
                 "orion_nvme: onvme{}: controller did not come back from reset ({}); {} requests failed, {} will fail\n",
                 self.instance,
                 why,
-                o.failed,
-                o.retried
+                o.interrupted.failed,
+                o.interrupted.retried
             );
             return Err(EIO);
         }
@@ -173,8 +156,8 @@ impl Shared {
             self.instance,
             n,
             why,
-            o.retried,
-            o.failed
+            o.interrupted.retried,
+            o.interrupted.failed
         );
         // Revalidate the namespaces: a format or capacity change, or namespaces that came or
         // went while the controller was down.
@@ -195,123 +178,19 @@ impl Shared {
         self.reset("NVM subsystem reset")
     }
 
-    /// Steps 1-4, with the block layer pinned.
+    /// The controller's slots, for the core's reset state machine.
+    fn slots(&self) -> Slots<'_, LinuxPlatform<'static>, LiveSlot, DeadSlot> {
+        Slots::new(&self.ctrl, &self.dead)
+    }
+
+    /// A whole reset, with the block layer pinned.
     fn reset_locked(&self, io: &Io<'static>, why: &str) -> Result<Outcome> {
         pr_warn!(
             "orion_nvme: onvme{}: resetting the controller ({})\n",
             self.instance,
             why
         );
-        let p = self.park(io)?;
-        Ok(self.unpark(io, p))
-    }
-
-    /// Steps 1 and 2: dispatch stopped, the controller disabled, what was in flight taken
-    /// off the queues (resubmitted later or failed), the queues' state kept. With no
-    /// controller (dead, or being unbound) dispatch resumes and nothing else happens.
-    fn park(&self, io: &Io<'static>) -> Result<Parked> {
-        io.quiesce();
-        let r = self.ctrl.lock(|slot| -> Result<Parked> {
-            let ctrl = slot.take().ok_or(ENODEV)?;
-            io.mask_pins(&ctrl);
-            let disabled = match ctrl.reset() {
-                Ok(d) => d,
-                Err((e, d)) => {
-                    pr_warn!(
-                        "orion_nvme: onvme{}: disabling for the reset: {:?}\n",
-                        self.instance,
-                        e
-                    );
-                    d
-                }
-            };
-            let (kept, counts) = io.take_queues();
-            Ok(Parked {
-                ctrl: disabled,
-                kept,
-                counts,
-            })
-        });
-        if r.is_err() {
-            io.resume(false);
-        }
-        r
-    }
-
-    /// Steps 3 and 4: the controller back with its queues (or dead), dispatch resumed,
-    /// events re-armed.
-    fn unpark(&self, io: &Io<'static>, p: Parked) -> Outcome {
-        let up = self
-            .ctrl
-            .lock(|slot| match bring_back(p.ctrl, io, p.kept, self.instance) {
-                Ok(c) => {
-                    *slot = Some(c);
-                    true
-                }
-                Err(d) => {
-                    self.dead.lock(|x| *x = Some(d));
-                    false
-                }
-            });
-        io.resume(!up);
-        let mut stuck = None;
-        let remapped = if up {
-            io.remap(|ms| stuck = Some(self.give_up_stuck(io, ms)))
-        } else {
-            None
-        };
-        if let Some(m) = remapped {
-            pr_info!(
-                "orion_nvme: onvme{}: I/O queues in service: {} -> {}; {} bios given back and resubmitted, {} requests failed\n",
-                self.instance,
-                m.from,
-                m.to,
-                m.resubmitted,
-                m.failed
-            );
-        }
-        let up = up && stuck.is_none();
-        if up {
-            let _ = self.with_ctrl(|c| {
-                if let Err(e) = c.start_async_events() {
-                    pr_warn!(
-                        "orion_nvme: onvme{}: no asynchronous events after reset: {:?}\n",
-                        self.instance,
-                        e
-                    );
-                }
-            });
-        }
-        let more = stuck.unwrap_or_default();
-        Outcome {
-            dead: !up,
-            retried: p.counts.retried + more.retried,
-            failed: p.counts.failed + more.failed,
-        }
-    }
-
-    /// Reset step 5 found requests still in flight an I/O timeout (`ms`) after dispatch
-    /// resumed: the controller is not working after all. It is taken down again (steps 1
-    /// and 2) and kept as dead, and every request fails.
-    fn give_up_stuck(&self, io: &Io<'static>, ms: u32) -> Interruptions {
-        pr_err!(
-            "orion_nvme: onvme{}: reset: requests still in flight {} ms after dispatch resumed; the controller is not working\n",
-            self.instance,
-            ms
-        );
-        match self.park(io) {
-            Ok(p) => self.give_up(io, p),
-            Err(_) => Interruptions::default(),
-        }
-    }
-
-    /// Keeps a parked controller as dead: what was taken off its queues fails, and so does
-    /// every request from now on. What the interrupted requests became.
-    fn give_up(&self, io: &Io<'static>, p: Parked) -> Interruptions {
-        self.dead.lock(|x| *x = Some(p.ctrl));
-        drop(p.kept);
-        io.resume(true);
-        p.counts
+        self.slots().reset(io).map_err(|NoController| ENODEV)
     }
 
     /// The PCI core is about to reset the function (`reset_prepare`: a function-level reset
@@ -340,7 +219,7 @@ impl Shared {
         let parked = self.io.lock(|io| match io {
             // SAFETY: as in `reset`; the pointer stays valid until `function_reset_done`
             // because the device cannot be unbound while the PCI core holds its lock.
-            Some(p) if !self.stopping.load(Relaxed) => self.park(unsafe { &*p.0 }).ok(),
+            Some(p) if !self.stopping.load(Relaxed) => self.slots().park(unsafe { &*p.0 }).ok(),
             _ => None,
         });
         match parked {
@@ -357,7 +236,8 @@ impl Shared {
         };
         let o = self.io.lock(|io| {
             // SAFETY: as in `function_reset_prepare`.
-            io.as_ref().map(|ptr| self.unpark(unsafe { &*ptr.0 }, p))
+            io.as_ref()
+                .map(|ptr| self.slots().unpark(unsafe { &*ptr.0 }, p))
         });
         self.resetting.store(false, Release);
         if let Some(o) = o {
@@ -374,11 +254,8 @@ impl Shared {
         };
         let counts = self.io.lock(|io| match io {
             // SAFETY: as in `function_reset_prepare`.
-            Some(ptr) => self.give_up(unsafe { &*ptr.0 }, p),
-            None => {
-                self.dead.lock(|x| *x = Some(p.ctrl));
-                p.counts
-            }
+            Some(ptr) => self.slots().give_up(unsafe { &*ptr.0 }, p),
+            None => self.slots().give_up_without_io(p),
         });
         self.resetting.store(false, Release);
         pr_err!(
@@ -398,75 +275,6 @@ impl Shared {
     }
 }
 
-/// The block layer's side of reset step 3 ([`recovery::bring_back`]): pin interrupts masked
-/// once the controller is enabled, the queues granted re-created over what they kept.
-struct Restore<'a> {
-    io: &'a Io<'static>,
-    kept: Option<KVec<Option<crate::blk::Kept>>>,
-    want: u16,
-    instance: u32,
-}
-
-impl recovery::QueueRestore<LinuxPlatform<'static>> for Restore<'_> {
-    fn enabled(&mut self, c: &Ctrl<'static>) {
-        self.io.mask_pins(c);
-    }
-
-    fn restore(
-        &mut self,
-        c: &mut Ctrl<'static>,
-        granted: u16,
-    ) -> core::result::Result<(), CtrlError> {
-        if granted != self.io.live_queues() {
-            pr_warn!(
-                "orion_nvme: onvme{}: reset: the controller grants {} I/O queues (probe made {}, {} were in service)\n",
-                self.instance,
-                granted,
-                self.want,
-                self.io.live_queues()
-            );
-        }
-        let kept = self
-            .kept
-            .take()
-            .ok_or(CtrlError::Invalid("queues restored twice"))?;
-        self.io.restore_queues(c, kept, granted)
-    }
-}
-
-/// Step 3 through the core: enable, identify, queue count, queues. On failure the
-/// controller is handed back disabled, and what failed is logged.
-#[expect(
-    clippy::result_large_err,
-    reason = "a failed bring-up hands the controller back, as the core's transitions do"
-)]
-fn bring_back(
-    disabled: DeadCtrl<'static>,
-    io: &Io<'static>,
-    kept: KVec<Option<crate::blk::Kept>>,
-    instance: u32,
-) -> core::result::Result<Ctrl<'static>, DeadCtrl<'static>> {
-    let want = io.queue_count();
-    let mut r = Restore {
-        io,
-        kept: Some(kept),
-        want,
-        instance,
-    };
-    match recovery::bring_back(disabled, want, &mut r) {
-        Ok((c, _granted)) => Ok(c),
-        Err((step, e, d)) => {
-            pr_err!(
-                "orion_nvme: onvme{}: reset: {} failed: {:?}\n",
-                instance,
-                step.name(),
-                e
-            );
-            Err(d)
-        }
-    }
-}
-
 impl Shared {
     /// The device's `shutdown` (power-off, reboot, kexec): no new events or resets, dispatch
     /// stops, completions already posted are reaped, then an orderly shutdown (CC.SHN, NVMe
@@ -479,26 +287,7 @@ impl Shared {
             // SAFETY: the pointer is set while the `Io` lives and cleared (under this lock)
             // before it is torn down.
             let io = io.as_ref().map(|p| unsafe { &*p.0 });
-            if let Some(io) = io {
-                io.quiesce();
-            }
-            let r = self.ctrl.lock(|slot| {
-                let ctrl = slot.take()?;
-                if let Some(io) = io {
-                    io.mask_pins(&ctrl);
-                }
-                let (r, d) = match ctrl.shutdown() {
-                    Ok(d) => (Ok(()), d),
-                    Err((e, d)) => (Err(e), d),
-                };
-                self.dead.lock(|x| *x = Some(d));
-                Some(r)
-            });
-            if let Some(io) = io {
-                let _ = io.take_queues();
-                io.resume(true);
-            }
-            r
+            self.slots().power_off(io)
         });
         match done {
             Some(Ok(())) => pr_info!(

@@ -11,6 +11,7 @@ mod common;
 use common::{up, SimPlatform};
 use orion_compat::time::Duration;
 use orion_nvme::controller::{Controller, CtrlError, Enabled, NamespaceInfo};
+use orion_nvme::namespace;
 use orion_nvme::passthru::bounce::{AdminError, Bounce};
 use orion_nvme::passthru::{self, Caller, Command, Direction, Limits, Node, QueueKind};
 use orion_nvme::spec::cqe::{notice_info, AsyncEvent, AsyncEventType};
@@ -343,4 +344,95 @@ fn namespace_management_off_is_invalid_command_opcode() {
             "the default namespace stays"
         );
     }
+}
+
+/// The disks a driver keeps, brought in line after each namespace change by the core's
+/// rescan diff ([`namespace::diff`]) and disk rule ([`namespace::disk_for`]): the platform
+/// part (the disks themselves) is this list.
+struct Disks(Vec<namespace::Present>);
+
+impl Disks {
+    /// Applies one rescan; returns the changes it made, as the core counts them.
+    fn rescan(&mut self, r: &mut Rig) -> namespace::RescanCount {
+        let found = r.scan();
+        let info = r.c.info().unwrap().clone();
+        let page = r.c.page_size();
+        let changes: Vec<_> = namespace::diff(&self.0, &found).collect();
+        let mut n = namespace::RescanCount::default();
+        for c in changes {
+            match c {
+                namespace::Change::Remove { nsid, .. } => {
+                    self.0.retain(|p| p.nsid != nsid);
+                    n.removed += 1;
+                }
+                namespace::Change::Resize { nsid, blocks } => {
+                    let p = self.0.iter_mut().find(|p| p.nsid == nsid).unwrap();
+                    p.blocks = blocks;
+                    n.resized += 1;
+                }
+                namespace::Change::Add(ns) => {
+                    let g = namespace::disk_for(&info, ns, page).unwrap();
+                    assert_eq!(
+                        (g.capacity, g.logical_block_size),
+                        (ns.blocks, ns.block_size)
+                    );
+                    self.0.push(namespace::Present {
+                        nsid: ns.nsid,
+                        block_size: g.logical_block_size,
+                        blocks: g.capacity,
+                    });
+                    n.added += 1;
+                }
+            }
+        }
+        n
+    }
+
+    fn ids(&self) -> Vec<(u32, u32, u64)> {
+        let mut v: Vec<_> = self
+            .0
+            .iter()
+            .map(|p| (p.nsid, p.block_size, p.blocks))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Namespaces created, attached, deleted and created again with another block size under the
+/// same NSID: each rescan adds, removes and re-adds the disks, and a rescan with nothing
+/// changed does nothing.
+#[test]
+fn the_rescan_diff_follows_namespace_management() {
+    let mut r = probe(mgmt());
+    let mut d = Disks(Vec::new());
+    let count = |added, removed, resized| namespace::RescanCount {
+        added,
+        removed,
+        resized,
+    };
+    assert_eq!(d.rescan(&mut r), count(1, 0, 0));
+    assert_eq!(d.ids(), [(1, 512, 2048)]);
+    assert_eq!(d.rescan(&mut r), count(0, 0, 0), "nothing changed");
+
+    let a = r.create_ns(64, 0).unwrap();
+    r.attachment(a, NsAttachSel::Attach).unwrap();
+    assert_eq!(r.take_namespace_event(), [a]);
+    assert_eq!(d.rescan(&mut r), count(1, 0, 0));
+    assert_eq!(d.ids(), [(1, 512, 2048), (a, 512, 64)]);
+
+    // Same NSID, new format: the old disk goes, a 4 KiB one comes.
+    assert_eq!(r.delete_ns(a), Ok(0));
+    assert_eq!(r.take_namespace_event(), [a]);
+    assert_eq!(r.create_ns(32, 1), Ok(a));
+    r.attachment(a, NsAttachSel::Attach).unwrap();
+    assert_eq!(r.take_namespace_event(), [a]);
+    assert_eq!(d.rescan(&mut r), count(1, 1, 0));
+    assert_eq!(d.ids(), [(1, 512, 2048), (a, 4096, 32)]);
+
+    // Everything deleted: every disk goes.
+    assert_eq!(r.delete_ns(NSID_ALL), Ok(0));
+    assert_eq!(r.take_namespace_event(), [1, a]);
+    assert_eq!(d.rescan(&mut r), count(0, 2, 0));
+    assert!(d.ids().is_empty());
 }

@@ -548,7 +548,8 @@ impl Ctrl {
                 if nsqr == 0xffff || ncqr == 0xffff {
                     return Err(generic::INVALID_FIELD);
                 }
-                let max = u32::from(self.cfg.max_io_queues);
+                let limit = self.faults.queue_limit.unwrap_or(u16::MAX);
+                let max = u32::from(self.cfg.max_io_queues.min(limit));
                 // CAST: both are at most max_io_queues, a u16.
                 self.feat.nsq = (nsqr + 1).min(max) as u16;
                 self.feat.ncq = (ncqr + 1).min(max) as u16;

@@ -182,6 +182,8 @@ pub(super) struct FaultState {
     pub(super) force_status: Vec<(CmdMatch, Status)>,
     pub(super) hold: Vec<CmdMatch>,
     pub(super) lose_irqs: u32,
+    /// A lower limit on the I/O queues Number of Queues grants, until changed.
+    pub(super) queue_limit: Option<u16>,
 }
 
 /// Takes the first rule in `rules` matching the command.

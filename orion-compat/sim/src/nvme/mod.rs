@@ -421,6 +421,14 @@ impl Faults {
         self.inner.with(|c| c.faults.never_ready = on);
     }
 
+    /// Limits the I/O queues later Set Features (Number of Queues) grant to `n` (at least 1),
+    /// below the configured maximum, as a controller whose resources changed (a firmware
+    /// update, a virtual function re-provisioned) does; `None` lifts the limit.
+    pub fn grant_io_queues(&self, n: Option<u16>) {
+        self.inner
+            .with(|c| c.faults.queue_limit = n.map(|n| n.max(1)));
+    }
+
     /// Overrides the ready delay for later enables (`None` returns to the configured one);
     /// e.g. longer than CAP.TO to make a driver time out.
     pub fn ready_delay(&self, d: Option<Duration>) {
