@@ -9,7 +9,7 @@ use crate::orion::spec::identify::{self, Cns};
 use crate::orion::spec::log::{Effects, LogId};
 use crate::orion::spec::regs::{
     Aqa, Cap, Cc, Csts, Offset, Shutdown, Vs, CC_CSS_ALL_IO_SETS, CC_CSS_NVM, CSS_ADMIN_ONLY,
-    CSS_IO_SETS, CSS_NVM,
+    CSS_IO_SETS, CSS_NVM, NSSR_RESET,
 };
 use crate::orion::spec::sqe::{numd_of, Qprio, Sqe};
 use crate::orion::spec::status::Status;
@@ -284,6 +284,40 @@ impl<P: Platform, S> Controller<P, S> {
     /// The host memory page size in use (CC.MPS).
     pub fn page_size(&self) -> u64 {
         self.page_size
+    }
+
+    /// Masks every pin-based / MSI interrupt at the controller (INTMS, NVMe Base 2.0
+    /// §3.1.4.4). The admin queue is polled, but its completions still raise them; on a line
+    /// shared with another device's handler, a level interrupt nobody acknowledges storms
+    /// until the platform disables the line. Only meaningful while MSI-X is off.
+    pub fn mask_interrupts(&self) -> Result<(), CtrlError> {
+        self.mmio
+            .write32(Offset::Intms.at(), u32::MAX)
+            .map_err(plat)
+    }
+
+    /// Unmasks them again (INTMC), once the platform's handlers are in place.
+    pub fn unmask_interrupts(&self) -> Result<(), CtrlError> {
+        self.mmio
+            .write32(Offset::Intmc.at(), u32::MAX)
+            .map_err(plat)
+    }
+
+    /// CSTS as it reads now, raw (for the log; all ones when the device is gone).
+    pub fn raw_status(&self) -> u32 {
+        self.mmio.read32(Offset::Csts.at()).unwrap_or(u32::MAX)
+    }
+
+    /// NVM Subsystem Reset (NSSR, NVMe Base 2.0 §3.7.1), where CAP.NSSRS says the
+    /// controller supports it ([`CtrlError::Unsupported`] otherwise). It resets this
+    /// controller too: a controller reset must follow.
+    pub fn subsystem_reset(&self) -> Result<(), CtrlError> {
+        if !self.cap.nssrs() {
+            return Err(CtrlError::Unsupported("NVM subsystem reset (CAP.NSSRS)"));
+        }
+        self.mmio
+            .write32(Offset::Nssr.at(), NSSR_RESET)
+            .map_err(plat)
     }
 
     /// The platform's register window.

@@ -13,6 +13,9 @@ pub mod reset;
 
 use crate::orion::controller::{Controller, CtrlError, Disabled, Enabled, Platform};
 use crate::orion::spec::cqe::AbortResult;
+use crate::orion::spec::sqe::Sqe;
+use crate::orion::spec::status::Status;
+use crate::orion_compat::time::Duration;
 
 /// How many times a request interrupted by controller resets is resubmitted before it fails
 /// (the reference driver's default).
@@ -95,6 +98,27 @@ pub const fn after_reset(retries: u8, passthrough: bool) -> Interrupted {
 /// aborted; when set, the controller did not abort it.
 pub const fn abort_succeeded(dw0: u32) -> bool {
     AbortResult(dw0).aborted()
+}
+
+/// How long the timeout ladder waits for an Abort to complete.
+pub const ABORT_TIMEOUT: Duration = Duration::from_millis(5_000);
+
+/// The status a request's caller sees when a reset ended its command (Command Aborted By
+/// Host, as the reference driver reports it).
+pub const ENDED_BY_RESET: Status = Status::ABORTED_BY_HOST;
+
+/// The ladder's second rung: sends Abort for command `cid` on submission queue `sqid` and
+/// waits for it, at most [`ABORT_TIMEOUT`]. `Ok(true)` when the controller says it aborted
+/// the command, `Ok(false)` when it did not (the command may complete on its own); `Err`
+/// when the Abort itself failed, which [`after_abort`] answers with a reset.
+pub fn abort<P: Platform>(
+    ctrl: &mut Controller<P, Enabled>,
+    sqid: u16,
+    cid: u16,
+) -> Result<bool, CtrlError> {
+    let dw0 = ctrl.admin_raw(Sqe::abort(sqid, cid), ABORT_TIMEOUT)?;
+    // CAST: DW0 is the low half of the result.
+    Ok(abort_succeeded(dw0 as u32))
 }
 
 /// The steps of bringing a controller back after a reset (NVMe Base 2.0 §3.7.2, reset step

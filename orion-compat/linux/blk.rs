@@ -23,13 +23,9 @@ use crate::orion::namespace::{self, Change, Present, RescanCount};
 use crate::orion::queue::ShadowDoorbells;
 use crate::orion::recovery::reset::{Interruptions, Remapped, ResetIo, ResetNote};
 use crate::orion::recovery::{self, Expiry, Interrupted, TimeoutStep};
-use crate::orion::spec::regs::Offset;
 use crate::orion::spec::sqe::Sqe;
-use crate::orion::spec::status::Status;
 use crate::orion_compat::block::BlockStatus;
 use crate::orion_compat::irq::{IrqHandler, IrqKind, IrqKinds, IrqReturn, VectorRequest};
-use crate::orion_compat::Error as _;
-use crate::orion_compat::Mmio as _;
 use crate::orion_compat::{Dma as _, IrqVectors as _, Lock as _, Locks as _, Pci as _};
 use crate::pcidev::{LinuxPci, LinuxRegistration, LinuxVectors};
 use crate::platform::{LinuxCoherent, LinuxPlatform};
@@ -467,9 +463,10 @@ impl<'b> Io<'b> {
         if self.pin_based {
             // The handlers are in place: unmask the controller's interrupts (probe masked
             // them while the admin queue was busy). No admin command runs until teardown.
-            ctrl.mmio()
-                .write32(Offset::Intmc.at(), u32::MAX)
-                .map_err(|e| e.0)?;
+            ctrl.unmask_interrupts().map_err(|e| {
+                dev_err!(pdev, "orion_nvme: unmasking interrupts: {:?}\n", e);
+                EIO
+            })?;
         }
         dev_info!(
             pdev,
@@ -914,7 +911,7 @@ impl<'b> Io<'b> {
                 p.status = BLK_STS_IOERR;
                 // What a passthrough caller sees for a command a reset ended, as the
                 // reference driver reports it.
-                p.nvme_status = Status::ABORTED_BY_HOST.0;
+                p.nvme_status = recovery::ENDED_BY_RESET.0;
                 p.result = 0;
                 // SAFETY: ours to end, once.
                 unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };
@@ -959,9 +956,7 @@ impl<'b> Io<'b> {
         // Before dispatch resumes: `queue_rq` tells the contexts that went away by it.
         self.live.store(n, Relaxed);
         if self.pin_based {
-            ctrl.mmio()
-                .write32(Offset::Intmc.at(), u32::MAX)
-                .map_err(|e| CtrlError::Platform(e.kind()))?;
+            ctrl.unmask_interrupts()?;
         }
         Ok(())
     }
@@ -1121,7 +1116,7 @@ impl Io<'_> {
         } else {
             self.orphans.lock(|o| o.failed += 1);
             p.status = BLK_STS_IOERR;
-            p.nvme_status = Status::ABORTED_BY_HOST.0;
+            p.nvme_status = recovery::ENDED_BY_RESET.0;
             p.result = 0;
             // SAFETY: as above.
             unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };
@@ -1233,7 +1228,7 @@ impl Drop for Io<'_> {
 /// level interrupt nobody acknowledges storms until the kernel disables the line. Only legal
 /// while MSI-X is off.
 pub(crate) fn mask_pin_interrupts(ctrl: &Ctrl<'_>) {
-    let _ = ctrl.mmio().write32(Offset::Intms.at(), u32::MAX);
+    let _ = ctrl.mask_interrupts();
 }
 
 /// The `Io` a hardware context belongs to.

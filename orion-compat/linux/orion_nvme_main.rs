@@ -43,7 +43,6 @@ impl<T: core::fmt::Display> kernel::fmt::Display for Show<'_, T> {
 
 use controller::{Controller, Enabled, Settings};
 use mmio::Bar0;
-use orion_compat::Mmio;
 use platform::{LinuxClock, LinuxDma, LinuxPlatform};
 
 /// The controller, once brought up by the core.
@@ -512,11 +511,7 @@ impl pci::Driver for OrionNvmeDriver {
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
         let csts = this
             .shared
-            .with_ctrl(|c| {
-                c.mmio()
-                    .read32(spec::regs::Offset::Csts.at())
-                    .unwrap_or(u32::MAX)
-            })
+            .with_ctrl(|c| c.raw_status())
             .unwrap_or(u32::MAX);
         dev_info!(pdev, "orion_nvme: unbinding (csts {:#x})\n", csts);
     }

@@ -19,12 +19,9 @@
 
 use crate::blk::Io;
 use crate::mgmt::Shared;
-use crate::orion::controller::{Controller, Disabled};
+use crate::orion::controller::{Controller, CtrlError, Disabled};
 use crate::orion::recovery::reset::{self as core_reset, NoController, Outcome, Slots};
-use crate::orion::spec::regs::{Offset, NSSR_RESET};
-use crate::orion::spec::sqe::Sqe;
-use crate::orion_compat::time::Duration;
-use crate::orion_compat::{Lock as _, Mmio as _};
+use crate::orion_compat::Lock as _;
 use crate::platform::LinuxPlatform;
 use crate::Ctrl;
 use kernel::prelude::*;
@@ -34,9 +31,6 @@ use kernel::workqueue::{Work, WorkItem};
 
 /// A controller that a reset could not bring back, kept (disabled) until unbind.
 pub(crate) type DeadCtrl<'b> = Controller<LinuxPlatform<'b>, Disabled>;
-
-/// How long the timeout handler waits for an Abort to complete.
-const ABORT_TIMEOUT: Duration = Duration::from_millis(5_000);
 
 kernel::impl_has_work! {
     impl HasWork<Self, 1> for Shared { self.reset_work }
@@ -88,11 +82,8 @@ impl Shared {
     /// Sends Abort for command `cid` on submission queue `sqid` and waits for its
     /// completion: `Ok(true)` when the controller says it aborted the command.
     pub(crate) fn abort(&self, sqid: u16, cid: u16) -> Result<bool> {
-        let dw0 = self
-            .with_ctrl(|c| c.admin_raw(Sqe::abort(sqid, cid), ABORT_TIMEOUT))?
-            .map_err(|_| EIO)?;
-        // CAST: DW0 is the low half of the result.
-        Ok(crate::orion::recovery::abort_succeeded(dw0 as u32))
+        self.with_ctrl(|c| crate::orion::recovery::abort(c, sqid, cid))?
+            .map_err(|_| EIO)
     }
 
     /// Queues a reset on the system workqueue (from the timeout handler and the event poll,
@@ -169,12 +160,11 @@ impl Shared {
     /// controller supports it (`ENOTTY` otherwise, as the reference driver); the subsystem
     /// reset resets this controller too, so a controller reset follows.
     pub(crate) fn subsystem_reset(&self) -> Result {
-        let supported = self.with_ctrl(|c| c.cap().nssrs())?;
-        if !supported {
-            return Err(ENOTTY);
+        match self.with_ctrl(|c| c.subsystem_reset())? {
+            Ok(()) => {}
+            Err(CtrlError::Unsupported(_)) => return Err(ENOTTY),
+            Err(_) => return Err(EIO),
         }
-        self.with_ctrl(|c| c.mmio().write32(Offset::Nssr.at(), NSSR_RESET))?
-            .map_err(|e| e.0)?;
         self.reset("NVM subsystem reset")
     }
 

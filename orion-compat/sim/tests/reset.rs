@@ -655,3 +655,29 @@ fn a_vanished_device_is_found_by_the_poll() {
     assert!(o.dead);
     assert!(d.is_dead());
 }
+
+#[test]
+fn a_subsystem_reset_is_followed_by_a_controller_reset() {
+    let d = Driver::probe(NvmeBuilder::new(), 1);
+    let csts = orion_compat::Lock::lock(&d.live, |c| {
+        let c = c.as_ref().unwrap();
+        c.subsystem_reset().unwrap();
+        c.raw_status()
+    });
+    // The subsystem reset took place: CSTS.NSSRO says so.
+    assert!(orion_nvme::spec::regs::Csts(csts).nssro(), "{csts:#x}");
+    let o = d.slots().reset(&d.io).unwrap();
+    assert!(!o.dead);
+    d.io.submit(0);
+    d.io.reap();
+    assert_eq!(d.io.done_ok(), 1);
+
+    let d = Driver::probe(NvmeBuilder::new().nssrs(false), 1);
+    let r = orion_compat::Lock::lock(&d.live, |c| c.as_ref().unwrap().subsystem_reset());
+    assert!(matches!(r, Err(CtrlError::Unsupported(_))), "{r:?}");
+    let csts = orion_compat::Lock::lock(&d.live, |c| c.as_ref().unwrap().raw_status());
+    assert!(
+        !orion_nvme::spec::regs::Csts(csts).nssro(),
+        "nothing was written"
+    );
+}
