@@ -9,6 +9,7 @@
 //! never complete on their own: block I/O is resubmitted up to [`MAX_RETRIES`] times,
 //! passthrough commands fail at once (their caller decides whether to retry).
 
+pub mod ladder;
 pub mod reset;
 
 use crate::orion::controller::{Controller, CtrlError, Disabled, Enabled, Platform};

@@ -17,14 +17,15 @@
 use crate::mgmt::{nvme_ioctl, Shared, Via};
 use crate::mmio::Bar0;
 use crate::orion::command::{CidSlot, IoOp, IoRequest, Segment};
-use crate::orion::controller::{Controller, ControllerInfo, Enabled, NamespaceInfo};
+use crate::orion::controller::{Controller, ControllerInfo, CtrlError, Enabled, NamespaceInfo};
 use crate::orion::io::{self, IoQueue};
 use crate::orion::namespace::{self, Change, Present, RescanCount};
 use crate::orion::queue::ShadowDoorbells;
+use crate::orion::recovery::ladder::{self, Expired, LadderHost, LadderNote};
 use crate::orion::recovery::reset::{Interruptions, Remapped, ResetIo, ResetNote};
-use crate::orion::recovery::{self, Expiry, Interrupted, TimeoutStep};
+use crate::orion::recovery::{self, Interrupted};
 use crate::orion::spec::sqe::Sqe;
-use crate::orion_compat::block::BlockStatus;
+use crate::orion_compat::block::{BlockStatus, TimeoutAction};
 use crate::orion_compat::irq::{IrqHandler, IrqKind, IrqKinds, IrqReturn, VectorRequest};
 use crate::orion_compat::{Dma as _, IrqVectors as _, Lock as _, Locks as _, Pci as _};
 use crate::pcidev::{LinuxPci, LinuxRegistration, LinuxVectors};
@@ -930,7 +931,6 @@ impl<'b> Io<'b> {
         kept: KVec<Option<Kept>>,
         granted: u16,
     ) -> Result<(), crate::orion::controller::CtrlError> {
-        use crate::orion::controller::CtrlError;
         // CAST: at most the count granted at probe, a u16.
         let n = (u32::from(granted)).min(self.queues.len() as u32);
         if n == 0 {
@@ -1612,106 +1612,146 @@ unsafe extern "C" fn poll(
     reap(hq) as c_int
 }
 
-/// blk-mq `timeout`: the timeout ladder ([`recovery::on_timeout`]). The queue is reaped
+/// The controller's side of the timeout ladder, for one expired request.
+struct LadderCtrl<'a, 'b> {
+    io: &'a Io<'b>,
+    qid: u16,
+    tag: u16,
+}
+
+impl LadderHost for LadderCtrl<'_, '_> {
+    fn stopping(&self) -> bool {
+        self.io.shared.is_stopping()
+    }
+
+    fn recovering(&self) -> bool {
+        self.io.shared.is_recovering()
+    }
+
+    fn can_abort(&self) -> bool {
+        // Waits for the controller's lock: only asked when no reset runs.
+        self.io.shared.is_live()
+    }
+
+    fn abort(&self, sqid: u16, cid: u16) -> core::result::Result<bool, CtrlError> {
+        self.io.shared.abort(sqid, cid)
+    }
+
+    fn schedule_reset(&self) {
+        self.io.shared.schedule_reset();
+    }
+
+    fn note(&self, note: LadderNote) {
+        let (c, qid, tag) = (self.io.instance, self.qid, self.tag);
+        match note {
+            LadderNote::FailedInTeardown => {
+                self.io.timeouts.fetch_add(1, Relaxed);
+                pr_warn!(
+                    "onvme{}: qid {} tag {} timed out during teardown; failing it\n",
+                    c,
+                    qid,
+                    tag
+                );
+            }
+            LadderNote::Abort { cid, result } => {
+                self.io.timeouts.fetch_add(1, Relaxed);
+                pr_warn!(
+                    "onvme{}: qid {} tag {} (cid {:#06x}) timed out; Abort: {}\n",
+                    c,
+                    qid,
+                    tag,
+                    cid,
+                    match result {
+                        Ok(true) => "aborted",
+                        Ok(false) => "not aborted",
+                        Err(_) => "failed; resetting the controller",
+                    }
+                );
+            }
+            LadderNote::Reset { cid } => pr_warn!(
+                "onvme{}: qid {} tag {} (cid {:#06x}) still outstanding after Abort; resetting the controller\n",
+                c,
+                qid,
+                tag,
+                cid
+            ),
+        }
+    }
+}
+
+/// The expired request, as blk-mq's timeout handler holds it.
+struct LadderRq<'a, 'b> {
+    io: &'a Io<'b>,
+    hq: &'a HwQueue<'b>,
+    rq: *mut bindings::request,
+    tag: u16,
+}
+
+impl Expired for LadderRq<'_, '_> {
+    fn reap_and_find(&mut self, cancel: bool) -> Option<u16> {
+        reap(self.hq);
+        let (rq, tag) = (self.rq, self.tag);
+        self.hq.inner.lock(|inner| {
+            let q = inner.q.as_mut()?;
+            let slot = inner.rqs.get_mut(usize::from(tag))?;
+            if *slot != rq || !q.in_flight(tag) {
+                return None;
+            }
+            let cid = q.cid_of(tag);
+            if cancel {
+                q.cancel(tag);
+                *slot = ptr::null_mut();
+            }
+            cid
+        })
+    }
+
+    fn aborted(&self) -> bool {
+        // SAFETY: the request is ours while blk-mq's timeout holds it.
+        unsafe { pdu(self.rq) }.aborted
+    }
+
+    fn set_aborted(&mut self) {
+        // SAFETY: as above.
+        unsafe { pdu(self.rq) }.aborted = true;
+    }
+
+    fn fail_timed_out(&mut self) {
+        // SAFETY: the request is ours again (its CID was cancelled); ended once.
+        unsafe {
+            pdu(self.rq).status = BLK_STS_TIMEOUT;
+            unmap(self.io, self.rq);
+            bindings::blk_mq_end_request(self.rq, BLK_STS_TIMEOUT);
+        }
+    }
+}
+
+/// blk-mq `timeout`: the core's timeout ladder ([`ladder::expired`]): the queue is reaped
 /// first (a missed interrupt); a command really outstanding gets one Abort and another
 /// period; if it is still outstanding then, the controller is reset, which resubmits or
-/// fails it. While the device is being unbound there is no recovery: the command is
-/// cancelled and fails, as the teardown must not wait forever.
+/// fails it. While the device is being unbound the command is cancelled and fails.
 ///
 /// # Safety
 ///
 /// Called by blk-mq for a request of our tag set, holding a reference on it.
 unsafe extern "C" fn timeout(rq: *mut bindings::request) -> bindings::blk_eh_timer_return {
-    const DONE: bindings::blk_eh_timer_return = bindings::blk_eh_timer_return_BLK_EH_DONE;
-    const AGAIN: bindings::blk_eh_timer_return = bindings::blk_eh_timer_return_BLK_EH_RESET_TIMER;
     // SAFETY: blk-mq holds a reference on `rq` for the duration of the call.
     let Some((io, hq)) = (unsafe { io_of((*rq).mq_hctx) }) else {
-        return DONE;
+        return bindings::blk_eh_timer_return_BLK_EH_DONE;
     };
     // SAFETY: as above.
     let Ok(tag) = u16::try_from(unsafe { (*rq).tag }) else {
-        return DONE;
+        return bindings::blk_eh_timer_return_BLK_EH_DONE;
     };
-    reap(hq);
-    let stopping = io.shared.is_stopping();
-    // Still outstanding on this tag? During teardown, take it off the queue right away.
-    let cid = hq.inner.lock(|inner| {
-        let q = inner.q.as_mut()?;
-        let slot = inner.rqs.get_mut(usize::from(tag))?;
-        if *slot != rq || !q.in_flight(tag) {
-            return None;
-        }
-        let cid = q.cid_of(tag);
-        if stopping {
-            q.cancel(tag);
-            *slot = ptr::null_mut();
-        }
-        cid
-    });
-    // SAFETY: the request is ours while blk-mq's timeout holds it.
-    let p = unsafe { pdu(rq) };
-    if stopping {
-        if cid.is_none() {
-            return DONE;
-        }
-        io.timeouts.fetch_add(1, kernel::sync::atomic::Relaxed);
-        pr_warn!(
-            "onvme{}: qid {} tag {} timed out during teardown; failing it\n",
-            io.instance,
-            hq.qid,
-            tag
-        );
-        // SAFETY: the request is ours again (its CID was cancelled); end it once.
-        unsafe {
-            p.status = BLK_STS_TIMEOUT;
-            unmap(io, rq);
-            bindings::blk_mq_end_request(rq, BLK_STS_TIMEOUT);
-        }
-        return DONE;
-    }
-    // Only asked when no reset runs (`is_live` waits for the controller's lock).
-    let recovering = io.shared.is_recovering();
-    let step = recovery::on_timeout(Expiry {
-        reaped: cid.is_none(),
-        aborted: p.aborted,
-        recovering,
-        can_abort: !recovering && io.shared.is_live(),
-    });
-    match (step, cid) {
-        (TimeoutStep::Completed, _) | (_, None) => DONE,
-        (TimeoutStep::Wait, _) => AGAIN,
-        (TimeoutStep::Abort, Some(cid)) => {
-            io.timeouts.fetch_add(1, kernel::sync::atomic::Relaxed);
-            p.aborted = true;
-            let r = io.shared.abort(hq.qid, cid);
-            pr_warn!(
-                "onvme{}: qid {} tag {} (cid {:#06x}) timed out; Abort: {}\n",
-                io.instance,
-                hq.qid,
-                tag,
-                cid,
-                match r {
-                    Ok(true) => "aborted",
-                    Ok(false) => "not aborted",
-                    Err(_) => "failed; resetting the controller",
-                }
-            );
-            if recovery::after_abort(r.is_ok()) == TimeoutStep::Reset {
-                io.shared.schedule_reset();
-            }
-            AGAIN
-        }
-        (TimeoutStep::Reset, Some(cid)) => {
-            pr_warn!(
-                "onvme{}: qid {} tag {} (cid {:#06x}) still outstanding after Abort; resetting the controller\n",
-                io.instance,
-                hq.qid,
-                tag,
-                cid
-            );
-            io.shared.schedule_reset();
-            AGAIN
-        }
+    let host = LadderCtrl {
+        io,
+        qid: hq.qid,
+        tag,
+    };
+    let mut req = LadderRq { io, hq, rq, tag };
+    match ladder::expired(&host, &mut req, hq.qid) {
+        TimeoutAction::Done => bindings::blk_eh_timer_return_BLK_EH_DONE,
+        TimeoutAction::ResetTimer => bindings::blk_eh_timer_return_BLK_EH_RESET_TIMER,
     }
 }
 

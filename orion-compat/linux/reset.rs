@@ -81,9 +81,9 @@ impl Shared {
 
     /// Sends Abort for command `cid` on submission queue `sqid` and waits for its
     /// completion: `Ok(true)` when the controller says it aborted the command.
-    pub(crate) fn abort(&self, sqid: u16, cid: u16) -> Result<bool> {
-        self.with_ctrl(|c| crate::orion::recovery::abort(c, sqid, cid))?
-            .map_err(|_| EIO)
+    pub(crate) fn abort(&self, sqid: u16, cid: u16) -> core::result::Result<bool, CtrlError> {
+        self.with_ctrl(|c| crate::orion::recovery::abort(c, sqid, cid))
+            .unwrap_or(Err(CtrlError::Gone))
     }
 
     /// Queues a reset on the system workqueue (from the timeout handler and the event poll,

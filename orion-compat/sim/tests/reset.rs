@@ -681,3 +681,222 @@ fn a_subsystem_reset_is_followed_by_a_controller_reset() {
         "nothing was written"
     );
 }
+
+// ---- the timeout ladder ------------------------------------------------------------------
+
+use orion_compat::block::TimeoutAction;
+use orion_nvme::recovery::ladder::{self, Expired, LadderHost, LadderNote};
+
+/// The controller's side of the ladder on the sim: Abort through the live controller, a
+/// reset recorded (the test runs it).
+struct Host<'a> {
+    d: &'a Driver,
+    stopping: bool,
+    recovering: bool,
+    resets: std::cell::Cell<u32>,
+    notes: std::cell::RefCell<Vec<LadderNote>>,
+}
+
+impl<'a> Host<'a> {
+    fn new(d: &'a Driver) -> Self {
+        Self {
+            d,
+            stopping: false,
+            recovering: false,
+            resets: std::cell::Cell::new(0),
+            notes: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl LadderHost for Host<'_> {
+    fn stopping(&self) -> bool {
+        self.stopping
+    }
+    fn recovering(&self) -> bool {
+        self.recovering
+    }
+    fn can_abort(&self) -> bool {
+        self.d.is_live()
+    }
+    fn abort(&self, sqid: u16, cid: u16) -> Result<bool, CtrlError> {
+        orion_compat::Lock::lock(&self.d.live, |c| {
+            orion_nvme::recovery::abort(c.as_mut().ok_or(CtrlError::Gone)?, sqid, cid)
+        })
+    }
+    fn schedule_reset(&self) {
+        self.resets.set(self.resets.get() + 1);
+    }
+    fn note(&self, note: LadderNote) {
+        self.notes.borrow_mut().push(note);
+    }
+}
+
+/// The request on `tag` of queue `hwq`, whose timer expired.
+struct Timer<'a> {
+    io: &'a SimIo,
+    hwq: usize,
+    tag: usize,
+    req: Option<Req>,
+    aborted: bool,
+}
+
+impl<'a> Timer<'a> {
+    fn new(io: &'a SimIo, hwq: usize, tag: usize) -> Self {
+        let req = io.queues[hwq].lock().unwrap().rqs[tag];
+        assert!(req.is_some(), "tag {tag} in flight");
+        Self {
+            io,
+            hwq,
+            tag,
+            req,
+            aborted: false,
+        }
+    }
+}
+
+impl Expired for Timer<'_> {
+    fn reap_and_find(&mut self, cancel: bool) -> Option<u16> {
+        self.io.reap();
+        let mut hq = self.io.queues[self.hwq].lock().unwrap();
+        let Hq { q, rqs, .. } = &mut *hq;
+        let q = q.as_mut()?;
+        rqs[self.tag]?;
+        // CAST: below the depth.
+        let cid = q.cid_of(self.tag as u16);
+        if cancel {
+            // CAST: as above.
+            q.cancel(self.tag as u16);
+            rqs[self.tag] = None;
+        }
+        cid
+    }
+    fn aborted(&self) -> bool {
+        self.aborted
+    }
+    fn set_aborted(&mut self) {
+        self.aborted = true;
+    }
+    fn fail_timed_out(&mut self) {
+        self.io
+            .failed
+            .lock()
+            .unwrap()
+            .push(self.req.take().unwrap());
+    }
+}
+
+#[test]
+fn ladder_a_missed_interrupt_is_found_by_the_reap() {
+    let d = Driver::probe(NvmeBuilder::new(), 1);
+    d.io.submit(0);
+    // The completion is posted, but no interrupt handler ran.
+    let h = Host::new(&d);
+    let mut t = Timer::new(&d.io, 0, 0);
+    assert_eq!(ladder::expired(&h, &mut t, 1), TimeoutAction::Done);
+    assert_eq!(d.io.done_ok(), 1);
+    assert!(h.notes.borrow().is_empty() && h.resets.get() == 0);
+}
+
+#[test]
+fn ladder_a_held_command_is_aborted() {
+    let d = Driver::probe(NvmeBuilder::new(), 1);
+    d.r.nvme.faults().hold_next(CmdMatch::io(0x02));
+    d.io.submit(0);
+    let h = Host::new(&d);
+    let mut t = Timer::new(&d.io, 0, 0);
+    assert_eq!(ladder::expired(&h, &mut t, 1), TimeoutAction::ResetTimer);
+    assert!(matches!(
+        h.notes.borrow().as_slice(),
+        [LadderNote::Abort {
+            result: Ok(true),
+            ..
+        }]
+    ));
+    // The next expiry finds it completed (Command Abort Requested): no reset.
+    assert_eq!(ladder::expired(&h, &mut t, 1), TimeoutAction::Done);
+    assert_eq!(h.resets.get(), 0);
+    let done = d.io.done.lock().unwrap();
+    assert!(
+        matches!(done.as_slice(), [(_, s)] if !s.is_success()),
+        "{done:?}"
+    );
+}
+
+#[test]
+fn ladder_a_lost_command_gets_one_abort_then_a_reset_that_resubmits_it() {
+    let d = Driver::probe(NvmeBuilder::new(), 1);
+    d.r.nvme.faults().drop_completions(CmdMatch::io(0x02), 1);
+    d.io.submit(0);
+    let h = Host::new(&d);
+    let mut t = Timer::new(&d.io, 0, 0);
+    assert_eq!(ladder::expired(&h, &mut t, 1), TimeoutAction::ResetTimer);
+    assert_eq!(h.resets.get(), 0, "the Abort was answered: one more period");
+    assert_eq!(ladder::expired(&h, &mut t, 1), TimeoutAction::ResetTimer);
+    assert_eq!(h.resets.get(), 1);
+    let notes = h.notes.borrow().clone();
+    assert!(
+        matches!(
+            notes.as_slice(),
+            [
+                LadderNote::Abort {
+                    result: Ok(false),
+                    ..
+                },
+                LadderNote::Reset { .. }
+            ]
+        ),
+        "{notes:?}"
+    );
+    // The reset the ladder asked for resubmits the request, which completes.
+    let o = d.slots().reset(&d.io).unwrap();
+    assert_eq!(o.interrupted.retried, 1);
+    d.io.reap();
+    assert_eq!(d.io.done_ok(), 1);
+}
+
+#[test]
+fn ladder_an_abort_that_fails_resets_at_once() {
+    let d = Driver::probe(NvmeBuilder::new(), 1);
+    d.r.nvme.faults().drop_completions(CmdMatch::io(0x02), 1);
+    // The Abort's own completion is lost too: the admin queue is not working either.
+    d.r.nvme.faults().drop_completions(CmdMatch::admin(0x08), 1);
+    d.io.submit(0);
+    let h = Host::new(&d);
+    let mut t = Timer::new(&d.io, 0, 0);
+    let before = d.r.sim.clock.now();
+    assert_eq!(ladder::expired(&h, &mut t, 1), TimeoutAction::ResetTimer);
+    assert!(
+        d.r.sim.clock.now().saturating_duration_since(before)
+            >= orion_nvme::recovery::ABORT_TIMEOUT
+    );
+    assert_eq!(h.resets.get(), 1, "no second period");
+    assert!(matches!(
+        h.notes.borrow().as_slice(),
+        [LadderNote::Abort {
+            result: Err(CtrlError::Timeout(_)),
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn ladder_waits_for_a_reset_and_fails_in_teardown() {
+    let d = Driver::probe(NvmeBuilder::new(), 1);
+    d.r.nvme.faults().drop_completions(CmdMatch::io(0x02), 1);
+    d.io.submit(0);
+    let mut h = Host::new(&d);
+    h.recovering = true;
+    let mut t = Timer::new(&d.io, 0, 0);
+    assert_eq!(ladder::expired(&h, &mut t, 1), TimeoutAction::ResetTimer);
+    assert!(
+        h.notes.borrow().is_empty() && h.resets.get() == 0,
+        "left to the reset"
+    );
+    h.recovering = false;
+    h.stopping = true;
+    assert_eq!(ladder::expired(&h, &mut t, 1), TimeoutAction::Done);
+    assert_eq!(*h.notes.borrow(), [LadderNote::FailedInTeardown]);
+    assert_eq!(d.io.failed.lock().unwrap().len(), 1);
+    assert_eq!(d.io.in_flight(), 0);
+}
