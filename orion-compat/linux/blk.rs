@@ -18,6 +18,7 @@ use crate::mgmt::{nvme_ioctl, Shared, Via};
 use crate::mmio::Bar0;
 use crate::orion::command::{CidSlot, IoOp, IoRequest, Segment};
 use crate::orion::controller::{Controller, ControllerInfo, CtrlError, Enabled, NamespaceInfo};
+use crate::orion::interrupt;
 use crate::orion::io::{self, IoQueue};
 use crate::orion::namespace::{self, Change, Present, RescanCount};
 use crate::orion::queue::ShadowDoorbells;
@@ -323,19 +324,13 @@ impl<'b> Io<'b> {
         namespaces: &[NamespaceInfo],
         p: &IoParams,
     ) -> Result {
-        let granted = u32::from(p.granted.max(1));
-        // Poll queues come out of the granted count but leave at least one interrupt queue.
-        let nr_poll = p.poll_queues.min(granted - 1);
-        let mut nr_default = granted - nr_poll;
-
-        // Vector 0 is the admin queue's (polled by the core, so it gets no handler); the rest
-        // are spread over the CPUs and serve one I/O queue each. With a single vector (one
-        // MSI-X entry, plain MSI, INTx), one I/O queue shares it.
+        // The core's queue and vector plan: vector 0 is the admin queue's, the rest serve
+        // one interrupt queue each; poll queues have none.
+        let ask = interrupt::Ask::of(p.granted, p.poll_queues);
         let pci = LinuxPci::new(pdev)?;
         let request = VectorRequest {
             min: 1,
-            // CAST: nr_default <= granted <= 65535; saturate.
-            max: u16::try_from(1 + nr_default).unwrap_or(u16::MAX),
+            max: ask.max_vectors(),
             kinds: IrqKinds::ALL,
             pre_vectors: 1,
         };
@@ -345,12 +340,9 @@ impl<'b> Io<'b> {
         })?;
         let nvec = u32::from(vectors.count());
         let kind = vectors.kind();
-        self.spread = nvec > 1;
-        if self.spread {
-            nr_default = nr_default.min(nvec - 1);
-        } else {
-            nr_default = 1;
-        }
+        let plan = interrupt::Plan::new(ask, vectors.count());
+        self.spread = plan.spread;
+        let (nr_default, nr_poll) = (plan.interrupt, plan.poll);
         self.nr_default = nr_default;
         self.nr_poll = nr_poll;
         let kind = match kind {
@@ -361,16 +353,15 @@ impl<'b> Io<'b> {
         self.vectors = Some(vectors);
         self.pin_based = kind != "MSI-X";
 
-        let total = nr_default + nr_poll;
-        // CAST: total <= granted <= 65535.
-        let shadow = match ctrl.setup_shadow_doorbells(total as u16) {
+        let total = u32::from(plan.total());
+        let shadow = match ctrl.setup_shadow_doorbells(plan.total()) {
             Ok(s) => s.map(|s| Arc::new(s, GFP_KERNEL)).transpose()?,
             Err(e) => {
                 dev_warn!(pdev, "orion_nvme: shadow doorbells refused: {:?}\n", e);
                 None
             }
         };
-        let depth = p.queue_depth.min(ctrl.cap().max_queue_entries()).max(2);
+        let depth = interrupt::queue_depth(p.queue_depth, ctrl.cap());
         let page = ctrl.page_size();
         let max_transfer = ctrl
             .info()
@@ -385,13 +376,8 @@ impl<'b> Io<'b> {
         for i in 0..total {
             // CAST: i < total <= 65535.
             let qid = (i + 1) as u16;
-            let vector = if i >= nr_default {
-                None
-            } else if self.spread {
-                Some(qid)
-            } else {
-                Some(0)
-            };
+            // CAST: as above.
+            let vector = plan.vector_of(i as u16);
             let mut slots = KVec::with_capacity(depth as usize, GFP_KERNEL)?;
             for _ in 0..depth {
                 slots.push(CidSlot::default(), GFP_KERNEL)?;
@@ -450,9 +436,8 @@ impl<'b> Io<'b> {
         }
 
         if let Some(vectors) = &self.vectors {
-            for (i, hq) in self.queues.iter().enumerate().take(nr_default as usize) {
-                // CAST: i < nr_default <= count - 1, a u16.
-                let v = if self.spread { i as u16 + 1 } else { 0 };
+            for hq in self.queues.iter().take(nr_default as usize) {
+                let Some(v) = hq.vector else { continue };
                 let handler = QueueIrq(ptr::from_ref::<HwQueue<'b>>(&**hq).cast());
                 let reg = vectors.register(v, handler).map_err(|(e, _)| {
                     dev_err!(pdev, "orion_nvme: vector {}: {:?}\n", v, e.0);

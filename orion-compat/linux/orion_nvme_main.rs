@@ -213,65 +213,8 @@ fn step_failed(pdev: &pci::Device<Core<'_>>, what: &str, e: controller::CtrlErro
     ENODEV
 }
 
-/// Bring-up after enable: Identify Controller, Number of Queues, the namespaces.
-fn discover(
-    pdev: &pci::Device<Core<'_>>,
-    ctrl: &mut Ctrl<'_>,
-) -> Result<(u16, KVec<controller::NamespaceInfo>)> {
-    let fail = |what: &str, e: controller::CtrlError| step_failed(pdev, what, e);
-    // No MSI-X yet: mask the pin interrupt the polled admin queue would raise; the block
-    // layer unmasks it if it ends up using INTx or MSI.
-    blk::mask_pin_interrupts(ctrl);
-    let info = ctrl
-        .identify()
-        .map_err(|e| fail("Identify Controller", e))?;
-    dev_info!(
-        pdev,
-        "orion_nvme: ready: model '{}' serial '{}' firmware '{}' cntlid {} mdts {} nn {}\n",
-        ascii(&info.mn),
-        ascii(&info.sn),
-        ascii(&info.fr),
-        info.cntlid,
-        info.max_transfer.unwrap_or(0),
-        info.nn
-    );
-    // One interrupt queue per CPU, at most the queue_count parameter (validated to 1..=64 at
-    // load), plus the poll queues asked for.
-    let cfg = config();
-    // CAST: the result is at most 128.
-    let want = (kernel::cpu::nr_cpu_ids().min(cfg.queue_count).max(1) + cfg.poll_queues) as u16;
-    let granted = ctrl
-        .set_queue_count(want)
-        .map_err(|e| fail("Set Features (Number of Queues)", e))?;
-    dev_info!(
-        pdev,
-        "orion_nvme: {} I/O queues granted ({} asked)\n",
-        granted,
-        want
-    );
-    let mut namespaces = KVec::new();
-    let mut oom = false;
-    ctrl.for_each_namespace(
-        |ns| {
-            dev_info!(
-                pdev,
-                "orion_nvme: namespace {}: {} blocks of {} bytes\n",
-                ns.nsid,
-                ns.blocks,
-                ns.block_size
-            );
-            oom |= namespaces.push(ns, GFP_KERNEL).is_err();
-        },
-        |nsid, why| dev_warn!(pdev, "orion_nvme: namespace {} skipped: {}\n", nsid, why),
-    )
-    .map_err(|e| fail("namespace discovery", e))?;
-    if oom {
-        return Err(ENOMEM);
-    }
-    Ok((granted, namespaces))
-}
-
-/// Brings the controller up through the core and logs what it found.
+/// Brings the controller up through the core ([`orion::driver::bring_up`]: enable, Identify,
+/// Number of Queues, the namespaces) and logs what it found.
 fn bring_up<'b>(
     pdev: &'b pci::Device<Core<'_>>,
     bar: Bar0<'b>,
@@ -285,28 +228,52 @@ fn bring_up<'b>(
     let ctrl =
         Controller::<LinuxPlatform<'b>, _>::new(bar, dma, clock, scratch, Settings::default())
             .map_err(|e| fail("taking over the controller", e))?;
-    let mut ctrl = ctrl.enable().map_err(|(e, _)| fail("enabling", e))?;
-    // Whatever fails from here on (a timeout included), the controller is disabled before
-    // its admin queue memory goes away.
-    let found = match discover(pdev, &mut ctrl) {
-        Ok(f) => f,
-        Err(e) => {
-            if let Err((d, _)) = ctrl.reset() {
-                dev_warn!(
-                    pdev,
-                    "orion_nvme: disabling after a failed bring-up: {:?}\n",
-                    d
-                );
-            }
-            return Err(e);
-        }
-    };
-    let (granted, namespaces) = found;
+    let want = orion::interrupt::queues_wanted(kernel::cpu::nr_cpu_ids(), &config());
+    let mut namespaces = KVec::new();
+    let mut oom = false;
+    let up = orion::driver::bring_up(
+        ctrl,
+        want,
+        |ns| oom |= namespaces.push(ns, GFP_KERNEL).is_err(),
+        |nsid, why| dev_warn!(pdev, "orion_nvme: namespace {} skipped: {}\n", nsid, why),
+    )
+    .map_err(|(step, e)| fail(step.name(), e))?;
+    if oom {
+        let _ = up.ctrl.reset();
+        return Err(ENOMEM);
+    }
+    if let Some(info) = up.ctrl.info() {
+        dev_info!(
+            pdev,
+            "orion_nvme: ready: model '{}' serial '{}' firmware '{}' cntlid {} mdts {} nn {}\n",
+            ascii(&info.mn),
+            ascii(&info.sn),
+            ascii(&info.fr),
+            info.cntlid,
+            info.max_transfer.unwrap_or(0),
+            info.nn
+        );
+    }
+    dev_info!(
+        pdev,
+        "orion_nvme: {} I/O queues granted ({} asked)\n",
+        up.granted,
+        want
+    );
+    for ns in namespaces.iter() {
+        dev_info!(
+            pdev,
+            "orion_nvme: namespace {}: {} blocks of {} bytes\n",
+            ns.nsid,
+            ns.blocks,
+            ns.block_size
+        );
+    }
     Ok(KBox::write(
         slot,
         Up {
-            ctrl,
-            granted,
+            ctrl: up.ctrl,
+            granted: up.granted,
             namespaces,
         },
     ))
