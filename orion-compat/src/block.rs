@@ -8,6 +8,10 @@
 //!
 //! Hardware queues and tags are shared by all the disks (namespaces) of a controller, as one
 //! blk-mq tag set is; each [`BlockRequest`] says which disk it is for.
+//!
+//! A controller reset stops dispatch with [`BlockQueues::quiesce`], hands the requests the
+//! dead controller will never answer back with [`BlockQueues::requeue`], and restarts
+//! dispatch with [`BlockQueues::resume`].
 
 use crate::orion_compat::dma::Segment;
 use crate::orion_compat::{Error, ErrorKind};
@@ -313,7 +317,8 @@ pub trait Block {
         handler: H,
     ) -> Result<Self::Queues<H>, (Self::Error, H)>;
 
-    /// Registers disk `id` on `queues` with `geometry`; requests may arrive at once.
+    /// Registers disk `id` on `queues` with `geometry`; requests may arrive at once (if the
+    /// queues are quiesced, they wait until [`BlockQueues::resume`]).
     ///
     /// A geometry that fails [`DiskGeometry::check`] is an
     /// [`ErrorKind::OutOfRange`] error, an `id`
@@ -332,9 +337,17 @@ pub trait Block {
 ///
 /// # Contract
 ///
-/// Dropping the queues waits for running handler calls to return and drops the handler; it
-/// may sleep. Every disk on them must have been dropped first and every accepted request
-/// completed.
+/// - Dispatch to the handler is either running or quiesced ([`BlockQueues::quiesce`]); it
+///   starts running. Quiescing covers every disk on the queues, including disks added while
+///   quiesced.
+/// - A request is in flight from the moment the core accepts it in
+///   [`BlockHandler::queue_rq`] until the core ends it with [`BlockQueues::complete`] or hands
+///   it back with [`BlockQueues::requeue`]. A request the platform holds (waiting for
+///   dispatch, or requeued) is not in flight: the core knows nothing of it and must not end
+///   it.
+/// - Dropping the queues waits for running handler calls to return and drops the handler; it
+///   may sleep. Every disk on them must have been dropped first and every accepted request
+///   completed.
 pub trait BlockQueues {
     /// The backend's error type.
     type Error: Error;
@@ -359,6 +372,42 @@ pub trait BlockQueues {
     ///
     /// May be called from any context, including interrupt handlers; never sleeps.
     fn complete(&self, hwq: HwQueue, tag: Tag, status: BlockStatus) -> Result<(), Self::Error>;
+
+    /// Stops dispatch on every hardware queue, for every disk.
+    ///
+    /// After it returns, no [`BlockHandler::queue_rq`] or [`BlockHandler::commit_rqs`] call
+    /// is running and none starts until [`BlockQueues::resume`]. Requests the platform
+    /// receives meanwhile wait inside it; they are not failed (unless their disk is dead, see
+    /// [`Disk::mark_dead`]). Requests in flight stay in flight: the core may still complete
+    /// or requeue them, and the platform may still call [`BlockHandler::timeout`] for them.
+    ///
+    /// Quiescing quiesced queues is the same as quiescing them once: one
+    /// [`BlockQueues::resume`] undoes any number of calls. May sleep (it waits for running
+    /// handler calls to return), so never call it from the handler.
+    fn quiesce(&self);
+
+    /// Restarts dispatch stopped by [`BlockQueues::quiesce`].
+    ///
+    /// Requests that waited inside the platform, requeued ones included, are dispatched to
+    /// [`BlockHandler::queue_rq`] again, in an order the platform chooses, possibly from
+    /// inside this call: hold no lock the handler takes. Resuming queues that are not
+    /// quiesced only dispatches what waits. May sleep.
+    fn resume(&self);
+
+    /// Hands the request with tag `tag` on `hwq` back to the platform unfinished, to be
+    /// dispatched again.
+    ///
+    /// `Ok` promises the request was in flight and is now the platform's again: the core
+    /// must forget it, as after [`BlockQueues::complete`], and may reuse the tag's
+    /// resources. The platform dispatches it to [`BlockHandler::queue_rq`] again, possibly on
+    /// another hardware queue and with another tag: after [`BlockQueues::resume`] if the
+    /// queues are quiesced, otherwise soon, from another context and never from inside this
+    /// call. The same requests are refused as by [`BlockQueues::complete`]: a `hwq` or `tag`
+    /// out of range, or a tag not in flight, is an [`ErrorKind::OutOfRange`] error and ends
+    /// nothing.
+    ///
+    /// May be called from any context, including interrupt handlers; never sleeps.
+    fn requeue(&self, hwq: HwQueue, tag: Tag) -> Result<(), Self::Error>;
 }
 
 /// A registered disk.
@@ -366,16 +415,28 @@ pub trait BlockQueues {
 /// # Contract
 ///
 /// Dropping it removes the disk: no new request arrives for it after the drop returns. It
-/// may sleep and waits for the disk's requests in flight to be completed, so complete or
-/// fail them (for example with [`Disk::mark_dead`]) first.
+/// may sleep and waits for every request of the disk to end, both those in flight and those
+/// waiting inside the platform (in quiesced queues, or requeued). So end them first:
+/// complete or requeue those in flight, and for those waiting, mark the disk dead and resume
+/// the queues; a disk dropped with requests waiting in quiesced queues may wait forever.
 pub trait Disk {
     /// The disk's identifier.
     fn id(&self) -> DiskId;
 
-    /// Changes the capacity, in logical blocks (namespace resize). May sleep.
+    /// Changes the capacity, in logical blocks (namespace resize).
+    ///
+    /// Requests the platform receives after it returns are checked against the new capacity.
+    /// Requests it already holds (in flight, or waiting in quiesced queues) are not checked
+    /// again, so one may reach past a shrunk end: the device refuses it. May sleep.
     fn set_capacity(&self, blocks: u64);
 
-    /// Marks the disk dead (the device is gone): new requests fail at once without reaching
-    /// the handler. Requests in flight still have to be completed. May sleep.
+    /// Marks the disk dead (the device is gone): from now on its requests fail without
+    /// reaching the handler.
+    ///
+    /// That covers new requests, which fail at once, and those waiting inside the platform
+    /// (received while the queues were quiesced, or requeued, before or after this call),
+    /// which fail at once or at the latest when the queues resume: none waits forever.
+    /// Requests in flight still have to be ended by the core; requeueing one fails it.
+    /// Marking a dead disk dead again changes nothing. May sleep.
     fn mark_dead(&self);
 }

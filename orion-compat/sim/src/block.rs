@@ -2,17 +2,24 @@
 //!
 //! A test plays the block layer: it sends requests to the core with
 //! [`SimQueues::submit`] (checked against the disk's geometry, as blk-mq guarantees), and
-//! reads back what the core did — completions, disks added and resized — from the
-//! [`SimBlock`]'s event log.
+//! reads back what the core did — completions, requeues, disks added and resized, queues
+//! quiesced and resumed — from the [`SimBlock`]'s event log.
+//!
+//! Requests the sim holds for the core wait in two lists, dispatched in this order, as blk-mq
+//! does for a driver that prepares its requests once (NVMe sets `RQF_DONTPREP`): requests the
+//! core requeued go on the dispatch list, in the order they were requeued; requests that
+//! arrived while dispatch was stopped follow, in arrival order. They are dispatched when the
+//! queues resume, or when a test calls [`SimQueues::run_waiting`] (blk-mq's requeue work).
 
 use crate::clock::lock;
 use crate::context::{self, AtomicSection};
 use orion_compat::block::{
-    Block, BlockHandler, BlockQueues, BlockRequest, BlockStatus, Disk, DiskGeometry, DiskId,
-    HwQueue, QueueConfig, Tag, TimeoutAction,
+    Block, BlockHandler, BlockOp, BlockQueues, BlockRequest, BlockStatus, Disk, DiskGeometry,
+    DiskId, HwQueue, QueueConfig, Tag, TimeoutAction,
 };
+use orion_compat::dma::Segment;
 use orion_compat::ErrorKind;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Something the core did to the block layer, in order.
@@ -36,6 +43,16 @@ pub enum BlockEvent {
     BogusCompletion(HwQueue, Tag, BlockStatus),
     /// A request timed out and the core answered.
     TimedOut(HwQueue, Tag, TimeoutAction),
+    /// Dispatch stopped (recorded once: quiescing quiesced queues records nothing).
+    Quiesced,
+    /// Dispatch restarted after a quiesce (resuming running queues records nothing).
+    Resumed,
+    /// The core handed a request in flight back to the platform.
+    Requeued(HwQueue, Tag),
+    /// The core tried to requeue a request that was not in flight.
+    BogusRequeue(HwQueue, Tag),
+    /// The platform failed a waiting request of a dead disk without reaching the core.
+    FailedDead(DiskId, HwQueue, Tag),
 }
 
 /// The sim's [`Block`]: records everything in one event log. Cloning gives another handle to
@@ -83,10 +100,97 @@ struct DiskState {
     dead: bool,
 }
 
+/// A request the sim holds: a copy of what was submitted, so it can be dispatched again.
+#[derive(Clone, Debug)]
+struct Held {
+    hwq: HwQueue,
+    tag: Tag,
+    disk: DiskId,
+    op: BlockOp,
+    lba: u64,
+    blocks: u32,
+    fua: bool,
+    segments: Vec<Segment>,
+}
+
+impl Held {
+    fn new(r: &BlockRequest<'_>) -> Self {
+        Self {
+            hwq: r.hwq,
+            tag: r.tag,
+            disk: r.disk,
+            op: r.op,
+            lba: r.lba,
+            blocks: r.blocks,
+            fua: r.fua,
+            segments: r.segments.to_vec(),
+        }
+    }
+
+    fn request(&self) -> BlockRequest<'_> {
+        BlockRequest {
+            hwq: self.hwq,
+            tag: self.tag,
+            disk: self.disk,
+            op: self.op,
+            lba: self.lba,
+            blocks: self.blocks,
+            fua: self.fua,
+            segments: &self.segments,
+        }
+    }
+
+    fn id(&self) -> (HwQueue, Tag) {
+        (self.hwq, self.tag)
+    }
+}
+
 struct QueuesState {
-    /// Per hardware queue, per tag: the disk of the request in flight.
-    in_flight: Vec<Vec<Option<DiskId>>>,
+    /// Per hardware queue, per tag: the request in flight (accepted by the core).
+    in_flight: Vec<Vec<Option<Held>>>,
+    /// Requests the core requeued, dispatched first.
+    requeued: VecDeque<Held>,
+    /// Requests that arrived while dispatch was stopped.
+    waiting: VecDeque<Held>,
+    quiesced: bool,
     disks: BTreeMap<DiskId, DiskState>,
+}
+
+impl QueuesState {
+    fn slot(&mut self, hwq: HwQueue, tag: Tag) -> Option<&mut Option<Held>> {
+        self.in_flight
+            .get_mut(usize::from(hwq.0))
+            .and_then(|q| q.get_mut(usize::from(tag.0)))
+    }
+
+    /// The requests the platform holds back, in dispatch order.
+    fn held_back(&self) -> impl Iterator<Item = &Held> {
+        self.requeued.iter().chain(&self.waiting)
+    }
+
+    /// Whether `(hwq, tag)` belongs to a request in flight or held back.
+    fn tag_taken(&self, hwq: HwQueue, tag: Tag) -> bool {
+        let in_flight = self
+            .in_flight
+            .get(usize::from(hwq.0))
+            .and_then(|q| q.get(usize::from(tag.0)))
+            .is_some_and(Option::is_some);
+        in_flight || self.held_back().any(|h| h.id() == (hwq, tag))
+    }
+
+    /// Takes the held-back requests of dead disks out of the lists.
+    fn take_dead(&mut self) -> Vec<Held> {
+        let disks = &self.disks;
+        let dead = |h: &Held| disks.get(&h.disk).is_some_and(|d| d.dead);
+        let mut out = Vec::new();
+        for list in [&mut self.requeued, &mut self.waiting] {
+            let (gone, kept): (VecDeque<Held>, VecDeque<Held>) =
+                std::mem::take(list).into_iter().partition(|h| dead(h));
+            *list = kept;
+            out.extend(gone);
+        }
+        out
+    }
 }
 
 /// Why [`SimQueues::submit`] did not hand a request to the core.
@@ -99,9 +203,15 @@ pub enum SubmitError {
     DiskDead,
     /// The core refused it with this status.
     Refused(BlockStatus),
+    /// Dispatch is stopped: the request waits in the sim, holding its tag, and reaches the
+    /// core when dispatch runs again.
+    Waiting,
 }
 
 /// Hardware queues on a [`SimBlock`], dispatching to the core's handler.
+///
+/// Each hardware queue has a dispatch lock, held across every handler call for it (blk-mq's
+/// RCU read side): quiescing takes each in turn to wait for running calls.
 pub struct SimQueues<H: BlockHandler> {
     handler: H,
     config: QueueConfig,
@@ -121,19 +231,22 @@ impl<H: BlockHandler> std::fmt::Debug for SimQueues<H> {
 impl<H: BlockHandler> SimQueues<H> {
     /// Plays blk-mq's `queue_rq`: checks `request` as blk-mq guarantees it, marks it in
     /// flight and hands it to the core in a context that must not sleep.
+    ///
+    /// While dispatch is stopped the request is kept instead ([`SubmitError::Waiting`]).
     pub fn submit(&self, request: &BlockRequest<'_>, last: bool) -> Result<(), SubmitError> {
+        let invalid = SubmitError::Invalid(ErrorKind::OutOfRange);
+        let serial = self
+            .dispatch
+            .get(usize::from(request.hwq.0))
+            .ok_or(invalid)?;
+        let _serial = lock(serial);
         {
             let mut s = lock(&self.state);
-            let disk = *s
-                .disks
-                .get(&request.disk)
-                .ok_or(SubmitError::Invalid(ErrorKind::OutOfRange))?;
-            let slot = s
-                .in_flight
-                .get_mut(usize::from(request.hwq.0))
-                .and_then(|q| q.get_mut(usize::from(request.tag.0)))
-                .ok_or(SubmitError::Invalid(ErrorKind::OutOfRange))?;
-            if slot.is_some() {
+            let disk = *s.disks.get(&request.disk).ok_or(invalid)?;
+            if request.tag.0 >= self.config.depth {
+                return Err(invalid);
+            }
+            if s.tag_taken(request.hwq, request.tag) {
                 return Err(SubmitError::Invalid(ErrorKind::Busy));
             }
             if disk.dead {
@@ -142,39 +255,120 @@ impl<H: BlockHandler> SimQueues<H> {
             request
                 .check(&disk.geometry)
                 .map_err(SubmitError::Invalid)?;
-            *slot = Some(request.disk);
+            if s.quiesced {
+                s.waiting.push_back(Held::new(request));
+                return Err(SubmitError::Waiting);
+            }
+            if let Some(slot) = s.slot(request.hwq, request.tag) {
+                *slot = Some(Held::new(request));
+            }
         }
         let result = {
-            let _serial = lock(&self.dispatch[usize::from(request.hwq.0)]);
             let _atomic = AtomicSection::enter();
             self.handler.queue_rq(request, last)
         };
-        if let Err(status) = result {
-            let mut s = lock(&self.state);
-            if let Some(slot) = s
-                .in_flight
-                .get_mut(usize::from(request.hwq.0))
-                .and_then(|q| q.get_mut(usize::from(request.tag.0)))
-            {
-                *slot = None;
+        match result {
+            Ok(()) => Ok(()),
+            Err(status) => {
+                self.refused(request.hwq, request.tag, status);
+                Err(SubmitError::Refused(status))
             }
-            drop(s);
-            self.block
-                .record(BlockEvent::Refused(request.hwq, request.tag, status));
-            return Err(SubmitError::Refused(status));
         }
-        Ok(())
     }
 
-    /// Plays blk-mq's `commit_rqs` for `hwq`.
+    fn refused(&self, hwq: HwQueue, tag: Tag, status: BlockStatus) {
+        if let Some(slot) = lock(&self.state).slot(hwq, tag) {
+            *slot = None;
+        }
+        self.block.record(BlockEvent::Refused(hwq, tag, status));
+    }
+
+    /// Plays blk-mq's `commit_rqs` for `hwq`; does nothing while dispatch is stopped.
     ///
     /// # Panics
     ///
     /// If `hwq` is out of range.
     pub fn commit(&self, hwq: HwQueue) {
         let _serial = lock(&self.dispatch[usize::from(hwq.0)]);
+        if lock(&self.state).quiesced {
+            return;
+        }
         let _atomic = AtomicSection::enter();
         self.handler.commit_rqs(hwq);
+    }
+
+    /// Plays blk-mq's requeue work and queue run: dispatches every request held back
+    /// (requeued ones first), unless dispatch is stopped. Requests of dead disks fail
+    /// instead ([`BlockEvent::FailedDead`]); a request the core refuses is ended with its
+    /// status ([`BlockEvent::Refused`]), with no retry.
+    ///
+    /// Requests are dispatched in batches, one per hardware queue, with `last` set on the
+    /// batch's final request, and `commit_rqs` called if the core refused that one after
+    /// accepting others.
+    pub fn run_waiting(&self) {
+        let (dead, mut batches) = {
+            let mut guard = lock(&self.state);
+            let s = &mut *guard;
+            let dead = s.take_dead();
+            let mut batches: BTreeMap<HwQueue, Vec<Held>> = BTreeMap::new();
+            if !s.quiesced {
+                let todo: Vec<Held> = s.requeued.drain(..).chain(s.waiting.drain(..)).collect();
+                for h in todo {
+                    if let Some(slot) = s.slot(h.hwq, h.tag) {
+                        *slot = Some(h.clone());
+                    }
+                    batches.entry(h.hwq).or_default().push(h);
+                }
+            }
+            (dead, batches)
+        };
+        for h in dead {
+            self.block
+                .record(BlockEvent::FailedDead(h.disk, h.hwq, h.tag));
+        }
+        let mut undone = Vec::new();
+        while let Some((hwq, batch)) = batches.pop_first() {
+            let Some(serial) = self.dispatch.get(usize::from(hwq.0)) else {
+                continue;
+            };
+            let _serial = lock(serial);
+            if lock(&self.state).quiesced {
+                // Quiesced meanwhile: what was not dispatched waits again.
+                undone.extend(batch);
+                undone.extend(std::mem::take(&mut batches).into_values().flatten());
+                break;
+            }
+            self.dispatch_batch(hwq, &batch);
+        }
+        if !undone.is_empty() {
+            let mut s = lock(&self.state);
+            for h in undone.iter().rev() {
+                if let Some(slot) = s.slot(h.hwq, h.tag) {
+                    *slot = None;
+                }
+                s.requeued.push_front(h.clone());
+            }
+        }
+    }
+
+    /// Hands one hardware queue's batch to the core; the caller holds the dispatch lock.
+    fn dispatch_batch(&self, hwq: HwQueue, batch: &[Held]) {
+        let mut owed = false;
+        for (i, h) in batch.iter().enumerate() {
+            let last = i + 1 == batch.len();
+            let result = {
+                let _atomic = AtomicSection::enter();
+                self.handler.queue_rq(&h.request(), last)
+            };
+            match result {
+                Ok(()) => owed = !last,
+                Err(status) => self.refused(h.hwq, h.tag, status),
+            }
+        }
+        if owed {
+            let _atomic = AtomicSection::enter();
+            self.handler.commit_rqs(hwq);
+        }
     }
 
     /// Plays blk-mq's timeout handling for a request in flight; `None` if it is not.
@@ -189,26 +383,30 @@ impl<H: BlockHandler> SimQueues<H> {
     /// The disk of the request in flight on `hwq` with `tag`.
     pub fn disk_of(&self, hwq: HwQueue, tag: Tag) -> Option<DiskId> {
         lock(&self.state)
-            .in_flight
-            .get(usize::from(hwq.0))
-            .and_then(|q| q.get(usize::from(tag.0)))
-            .copied()
-            .flatten()
+            .slot(hwq, tag)
+            .and_then(|slot| slot.as_ref())
+            .map(|h| h.disk)
     }
 
     /// The requests in flight, by queue then tag.
     pub fn in_flight(&self) -> Vec<(HwQueue, Tag)> {
         let s = lock(&self.state);
-        let mut out = Vec::new();
-        for (q, tags) in s.in_flight.iter().enumerate() {
-            for (t, d) in tags.iter().enumerate() {
-                if d.is_some() {
-                    // CAST: both come from u16 counts in the queue config.
-                    out.push((HwQueue(q as u16), Tag(t as u16)));
-                }
-            }
-        }
-        out
+        s.in_flight
+            .iter()
+            .flatten()
+            .flatten()
+            .map(Held::id)
+            .collect()
+    }
+
+    /// The requests the sim holds back, in the order they will be dispatched.
+    pub fn waiting(&self) -> Vec<(HwQueue, Tag)> {
+        lock(&self.state).held_back().map(Held::id).collect()
+    }
+
+    /// Whether dispatch is quiesced.
+    pub fn is_quiesced(&self) -> bool {
+        lock(&self.state).quiesced
     }
 
     /// The geometry a disk currently has.
@@ -230,23 +428,48 @@ impl<H: BlockHandler> BlockQueues for SimQueues<H> {
     }
 
     fn complete(&self, hwq: HwQueue, tag: Tag, status: BlockStatus) -> Result<(), ErrorKind> {
+        let held = lock(&self.state).slot(hwq, tag).and_then(Option::take);
+        if held.is_some() {
+            self.block.record(BlockEvent::Completed(hwq, tag, status));
+            Ok(())
+        } else {
+            self.block
+                .record(BlockEvent::BogusCompletion(hwq, tag, status));
+            Err(ErrorKind::OutOfRange)
+        }
+    }
+
+    fn quiesce(&self) {
+        context::might_sleep("BlockQueues::quiesce");
+        let first = !std::mem::replace(&mut lock(&self.state).quiesced, true);
+        for serial in &self.dispatch {
+            drop(lock(serial));
+        }
+        if first {
+            self.block.record(BlockEvent::Quiesced);
+        }
+    }
+
+    fn resume(&self) {
+        context::might_sleep("BlockQueues::resume");
+        if std::mem::replace(&mut lock(&self.state).quiesced, false) {
+            self.block.record(BlockEvent::Resumed);
+        }
+        self.run_waiting();
+    }
+
+    fn requeue(&self, hwq: HwQueue, tag: Tag) -> Result<(), ErrorKind> {
         let mut s = lock(&self.state);
-        let slot = s
-            .in_flight
-            .get_mut(usize::from(hwq.0))
-            .and_then(|q| q.get_mut(usize::from(tag.0)))
-            .filter(|slot| slot.is_some());
-        match slot {
-            Some(slot) => {
-                *slot = None;
+        match s.slot(hwq, tag).and_then(Option::take) {
+            Some(held) => {
+                s.requeued.push_back(held);
                 drop(s);
-                self.block.record(BlockEvent::Completed(hwq, tag, status));
+                self.block.record(BlockEvent::Requeued(hwq, tag));
                 Ok(())
             }
             None => {
                 drop(s);
-                self.block
-                    .record(BlockEvent::BogusCompletion(hwq, tag, status));
+                self.block.record(BlockEvent::BogusRequeue(hwq, tag));
                 Err(ErrorKind::OutOfRange)
             }
         }
@@ -264,10 +487,11 @@ impl<H: BlockHandler> Drop for SimQueues<H> {
             s.disks.is_empty(),
             "orion-sim: block queues dropped before their disks"
         );
-        let busy = s.in_flight.iter().flatten().filter(|d| d.is_some()).count();
+        let busy = s.in_flight.iter().flatten().flatten().count();
+        let held = s.held_back().count();
         assert!(
-            busy == 0,
-            "orion-sim: block queues dropped with {busy} requests in flight"
+            busy == 0 && held == 0,
+            "orion-sim: block queues dropped with {busy} requests in flight and {held} waiting"
         );
     }
 }
@@ -295,10 +519,18 @@ impl Disk for SimDisk {
 
     fn mark_dead(&self) {
         context::might_sleep("Disk::mark_dead");
-        if let Some(d) = lock(&self.state).disks.get_mut(&self.id) {
-            d.dead = true;
-        }
+        let failed = {
+            let mut s = lock(&self.state);
+            if let Some(d) = s.disks.get_mut(&self.id) {
+                d.dead = true;
+            }
+            s.take_dead()
+        };
         self.block.record(BlockEvent::DiskDead(self.id));
+        for h in failed {
+            self.block
+                .record(BlockEvent::FailedDead(h.disk, h.hwq, h.tag));
+        }
     }
 }
 
@@ -313,11 +545,14 @@ impl Drop for SimDisk {
             .in_flight
             .iter()
             .flatten()
-            .filter(|d| **d == Some(self.id))
+            .flatten()
+            .filter(|h| h.disk == self.id)
             .count();
+        let held = s.held_back().filter(|h| h.disk == self.id).count();
         assert!(
-            busy == 0,
-            "orion-sim: disk {:?} removed with {busy} requests in flight (del_gendisk would hang)",
+            busy == 0 && held == 0,
+            "orion-sim: disk {:?} removed with {busy} requests in flight and {held} waiting \
+             (del_gendisk would hang)",
             self.id
         );
         s.disks.remove(&self.id);
@@ -330,6 +565,7 @@ impl std::fmt::Debug for QueuesState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueuesState")
             .field("disks", &self.disks.len())
+            .field("quiesced", &self.quiesced)
             .finish_non_exhaustive()
     }
 }
@@ -356,6 +592,9 @@ impl Block for SimBlock {
             config,
             state: Arc::new(Mutex::new(QueuesState {
                 in_flight,
+                requeued: VecDeque::new(),
+                waiting: VecDeque::new(),
+                quiesced: false,
                 disks: BTreeMap::new(),
             })),
             dispatch: (0..q).map(|_| Mutex::new(())).collect(),
@@ -617,6 +856,240 @@ mod tests {
     fn removing_a_disk_with_requests_in_flight_panics() {
         let (_b, q, d) = setup(Core::default());
         q.submit(&read(0), true).unwrap();
+        drop(d);
+    }
+
+    fn got(q: &SimQueues<Core>) -> Vec<(HwQueue, Tag, BlockOp, bool)> {
+        lock(&q.handler().got).clone()
+    }
+
+    #[test]
+    fn quiesced_queues_hold_requests_until_resume() {
+        let (b, q, _d) = setup(Core::default());
+        q.quiesce();
+        q.quiesce();
+        assert!(q.is_quiesced());
+        assert_eq!(q.submit(&read(2), false), Err(SubmitError::Waiting));
+        assert_eq!(q.submit(&read(0), true), Err(SubmitError::Waiting));
+        assert_eq!(
+            q.submit(&read(2), true),
+            Err(SubmitError::Invalid(ErrorKind::Busy)),
+            "a waiting request holds its tag"
+        );
+        q.commit(HwQueue(1));
+        assert!(got(&q).is_empty(), "no queue_rq while quiesced");
+        assert!(
+            lock(&q.handler().commits).is_empty(),
+            "no commit_rqs either"
+        );
+        assert!(
+            q.in_flight().is_empty(),
+            "waiting requests are not in flight"
+        );
+        assert_eq!(
+            q.complete(HwQueue(1), Tag(2), BlockStatus::Ok),
+            Err(ErrorKind::OutOfRange),
+            "the core cannot end a request it never got"
+        );
+        assert_eq!(q.waiting(), [(HwQueue(1), Tag(2)), (HwQueue(1), Tag(0))]);
+        q.resume();
+        assert!(!q.is_quiesced());
+        assert_eq!(
+            got(&q),
+            [
+                (HwQueue(1), Tag(2), BlockOp::Read, false),
+                (HwQueue(1), Tag(0), BlockOp::Read, true)
+            ],
+            "dispatched in arrival order, one batch with last on its end"
+        );
+        assert!(q.waiting().is_empty());
+        assert_eq!(q.in_flight(), [(HwQueue(1), Tag(0)), (HwQueue(1), Tag(2))]);
+        q.resume();
+        let marks: Vec<BlockEvent> = b
+            .events()
+            .into_iter()
+            .filter(|e| matches!(e, BlockEvent::Quiesced | BlockEvent::Resumed))
+            .collect();
+        assert_eq!(
+            marks,
+            [BlockEvent::Quiesced, BlockEvent::Resumed],
+            "quiescing twice is once; resuming running queues is nothing"
+        );
+        for t in [0, 2] {
+            q.complete(HwQueue(1), Tag(t), BlockStatus::Ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_refusal_at_resume_ends_the_request_and_rings_what_is_owed() {
+        let (b, q, _d) = setup(Core::default());
+        let flush = BlockRequest {
+            op: BlockOp::Flush,
+            lba: 0,
+            blocks: 0,
+            segments: &[],
+            ..read(1)
+        };
+        q.quiesce();
+        assert_eq!(q.submit(&read(0), true), Err(SubmitError::Waiting));
+        assert_eq!(q.submit(&flush, true), Err(SubmitError::Waiting));
+        q.resume();
+        assert_eq!(got(&q), [(HwQueue(1), Tag(0), BlockOp::Read, false)]);
+        assert_eq!(
+            *lock(&q.handler().commits),
+            [HwQueue(1)],
+            "the accepted read was sent without last: its doorbell is owed"
+        );
+        assert_eq!(q.in_flight(), [(HwQueue(1), Tag(0))]);
+        assert!(b.events().contains(&BlockEvent::Refused(
+            HwQueue(1),
+            Tag(1),
+            BlockStatus::NotSupported
+        )));
+        q.complete(HwQueue(1), Tag(0), BlockStatus::Ok).unwrap();
+    }
+
+    #[test]
+    fn quiesce_waits_for_a_running_queue_rq() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::Duration as Wall;
+
+        /// Accepts, but only returns from `queue_rq` once released.
+        #[derive(Debug, Default)]
+        struct Gate {
+            entered: AtomicBool,
+            release: AtomicBool,
+        }
+        impl BlockHandler for Gate {
+            fn queue_rq(&self, _r: &BlockRequest<'_>, _last: bool) -> Result<(), BlockStatus> {
+                self.entered.store(true, Ordering::SeqCst);
+                while !self.release.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                Ok(())
+            }
+            fn commit_rqs(&self, _hwq: HwQueue) {}
+            fn timeout(&self, _hwq: HwQueue, _tag: Tag) -> TimeoutAction {
+                TimeoutAction::ResetTimer
+            }
+        }
+
+        let b = SimBlock::new();
+        let config = QueueConfig {
+            hw_queues: 2,
+            depth: 4,
+        };
+        let q = b.alloc_queues(config, Gate::default()).unwrap();
+        let d = b.add_disk(&q, DiskId(1), &SAMPLE_GEOMETRY).unwrap();
+        let quiesced = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| q.submit(&read(0), true));
+            while !q.handler().entered.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            s.spawn(|| {
+                q.quiesce();
+                quiesced.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(Wall::from_millis(50));
+            let early = quiesced.load(Ordering::SeqCst);
+            q.handler().release.store(true, Ordering::SeqCst);
+            assert!(!early, "quiesce returned while queue_rq was running");
+        });
+        assert!(quiesced.load(Ordering::SeqCst));
+        assert_eq!(q.in_flight(), [(HwQueue(1), Tag(0))]);
+        q.complete(HwQueue(1), Tag(0), BlockStatus::Ok).unwrap();
+        drop(d);
+    }
+
+    #[test]
+    fn a_requeued_request_is_dispatched_again_at_resume_before_new_ones() {
+        let (b, q, _d) = setup(Core::default());
+        q.submit(&read(0), true).unwrap();
+        q.quiesce();
+        q.requeue(HwQueue(1), Tag(0)).unwrap();
+        assert!(q.in_flight().is_empty(), "the core must forget it");
+        assert_eq!(
+            q.requeue(HwQueue(1), Tag(0)),
+            Err(ErrorKind::OutOfRange),
+            "a requeued request is no longer in flight"
+        );
+        assert_eq!(
+            q.complete(HwQueue(1), Tag(0), BlockStatus::Ok),
+            Err(ErrorKind::OutOfRange)
+        );
+        assert_eq!(q.requeue(HwQueue(2), Tag(0)), Err(ErrorKind::OutOfRange));
+        assert_eq!(q.requeue(HwQueue(0), Tag(4)), Err(ErrorKind::OutOfRange));
+        assert_eq!(q.submit(&read(3), true), Err(SubmitError::Waiting));
+        assert_eq!(q.waiting(), [(HwQueue(1), Tag(0)), (HwQueue(1), Tag(3))]);
+        q.resume();
+        assert_eq!(
+            got(&q),
+            [
+                (HwQueue(1), Tag(0), BlockOp::Read, true),
+                (HwQueue(1), Tag(0), BlockOp::Read, false),
+                (HwQueue(1), Tag(3), BlockOp::Read, true)
+            ],
+            "first dispatch, then the requeued one, then the one that waited"
+        );
+        let events = b.events();
+        let at = |e: &BlockEvent| events.iter().position(|x| x == e);
+        assert!(at(&BlockEvent::Quiesced) < at(&BlockEvent::Requeued(HwQueue(1), Tag(0))));
+        assert!(at(&BlockEvent::Requeued(HwQueue(1), Tag(0))) < at(&BlockEvent::Resumed));
+        assert!(events.contains(&BlockEvent::BogusRequeue(HwQueue(1), Tag(0))));
+        for t in [0, 3] {
+            q.complete(HwQueue(1), Tag(t), BlockStatus::Ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_requeue_while_running_waits_for_the_requeue_work() {
+        let (_b, q, _d) = setup(Core::default());
+        q.submit(&read(1), true).unwrap();
+        q.requeue(HwQueue(1), Tag(1)).unwrap();
+        assert_eq!(got(&q).len(), 1, "never dispatched from inside requeue");
+        assert_eq!(q.waiting(), [(HwQueue(1), Tag(1))]);
+        q.run_waiting();
+        assert_eq!(got(&q).len(), 2);
+        assert_eq!(q.in_flight(), [(HwQueue(1), Tag(1))]);
+        q.complete(HwQueue(1), Tag(1), BlockStatus::Ok).unwrap();
+    }
+
+    #[test]
+    fn a_dead_disks_waiting_requests_fail_without_reaching_the_core() {
+        let (b, q, d) = setup(Core::default());
+        q.submit(&read(0), true).unwrap();
+        q.quiesce();
+        assert_eq!(q.submit(&read(1), true), Err(SubmitError::Waiting));
+        d.mark_dead();
+        assert!(q.waiting().is_empty(), "failed at mark_dead");
+        q.requeue(HwQueue(1), Tag(0)).unwrap();
+        assert_eq!(q.waiting(), [(HwQueue(1), Tag(0))]);
+        q.resume();
+        assert!(q.waiting().is_empty(), "failed at resume");
+        assert_eq!(got(&q).len(), 1, "neither reached the core again");
+        let events = b.events();
+        let dead = events
+            .iter()
+            .position(|e| *e == BlockEvent::DiskDead(DiskId(1)));
+        let first = events
+            .iter()
+            .position(|e| *e == BlockEvent::FailedDead(DiskId(1), HwQueue(1), Tag(1)));
+        let second = events
+            .iter()
+            .position(|e| *e == BlockEvent::FailedDead(DiskId(1), HwQueue(1), Tag(0)));
+        let resumed = events.iter().position(|e| *e == BlockEvent::Resumed);
+        assert!(dead.is_some() && dead < first && first < resumed && resumed < second);
+        drop(d);
+        assert_eq!(b.events().last(), Some(&BlockEvent::DiskRemoved(DiskId(1))));
+    }
+
+    #[test]
+    #[should_panic(expected = "1 waiting")]
+    fn removing_a_disk_with_requests_waiting_panics() {
+        let (_b, q, d) = setup(Core::default());
+        q.quiesce();
+        assert_eq!(q.submit(&read(0), true), Err(SubmitError::Waiting));
         drop(d);
     }
 }
