@@ -11,12 +11,16 @@
 //!
 //! A controller reset stops dispatch with [`BlockQueues::quiesce`], hands the requests the
 //! dead controller will never answer back with [`BlockQueues::requeue`], and restarts
-//! dispatch with [`BlockQueues::resume`].
+//! dispatch with [`BlockQueues::resume`]; if the controller came back with a different
+//! number of I/O queues, [`BlockQueues::set_hw_queues`] then changes how many hardware queues
+//! are in service.
 
 use crate::orion_compat::dma::Segment;
+use crate::orion_compat::time::Duration;
 use crate::orion_compat::{Error, ErrorKind};
 
-/// The index of a hardware queue, `0 .. QueueConfig::hw_queues`.
+/// The index of a hardware queue, `0 .. QueueConfig::hw_queues`. Requests are only
+/// dispatched on the queues in service, `0 .. BlockQueues::hw_queues_in_service()`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HwQueue(pub u16);
 
@@ -169,6 +173,17 @@ pub enum BlockStatus {
     DeviceResource,
     /// Any other I/O error.
     IoError,
+}
+
+/// What [`BlockQueues::set_hw_queues`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HwQueueChange {
+    /// The number of hardware queues in service before the call.
+    pub from: u16,
+    /// The number in service now.
+    pub to: u16,
+    /// Requests were still in flight when the bound passed, so `on_stuck` was called.
+    pub stuck: bool,
 }
 
 /// The shape of a controller's hardware queues, shared by all its disks.
@@ -340,6 +355,9 @@ pub trait Block {
 /// - Dispatch to the handler is either running or quiesced ([`BlockQueues::quiesce`]); it
 ///   starts running. Quiescing covers every disk on the queues, including disks added while
 ///   quiesced.
+/// - Hardware queues `0 .. hw_queues_in_service()` are in service, and requests are only
+///   dispatched on them. All of them are at first; only [`BlockQueues::set_hw_queues`]
+///   changes the count.
 /// - A request is in flight from the moment the core accepts it in
 ///   [`BlockHandler::queue_rq`] until the core ends it with [`BlockQueues::complete`] or hands
 ///   it back with [`BlockQueues::requeue`]. A request the platform holds (waiting for
@@ -401,13 +419,54 @@ pub trait BlockQueues {
     /// must forget it, as after [`BlockQueues::complete`], and may reuse the tag's
     /// resources. The platform dispatches it to [`BlockHandler::queue_rq`] again, possibly on
     /// another hardware queue and with another tag: after [`BlockQueues::resume`] if the
-    /// queues are quiesced, otherwise soon, from another context and never from inside this
-    /// call. The same requests are refused as by [`BlockQueues::complete`]: a `hwq` or `tag`
+    /// queues are quiesced, after the change if [`BlockQueues::set_hw_queues`] is under way,
+    /// otherwise soon, from another context and never from inside this call. The same requests are refused as by [`BlockQueues::complete`]: a `hwq` or `tag`
     /// out of range, or a tag not in flight, is an [`ErrorKind::OutOfRange`] error and ends
     /// nothing.
     ///
     /// May be called from any context, including interrupt handlers; never sleeps.
     fn requeue(&self, hwq: HwQueue, tag: Tag) -> Result<(), Self::Error>;
+
+    /// The number of hardware queues in service: requests are only dispatched on
+    /// `0 .. hw_queues_in_service()`.
+    ///
+    /// It starts at `config().hw_queues` and changes only through
+    /// [`BlockQueues::set_hw_queues`]. Never sleeps; any context.
+    fn hw_queues_in_service(&self) -> u16;
+
+    /// Changes the number of hardware queues in service to `count`, as after a controller
+    /// reset that granted a different number of I/O queues.
+    ///
+    /// The platform holds new requests back and waits for every request in flight to end
+    /// (completed or requeued). The wait is bounded: if requests are still in flight once
+    /// `bound` has passed, the platform calls `on_stuck` once, on this thread, in a context
+    /// that may sleep and with no platform lock held, and the core must have ended every
+    /// request in flight by the time it returns (for example by completing them with an
+    /// error status or requeueing them). Then the platform remaps: requests it holds back,
+    /// requeued ones included, are dispatched on the queues that remain in service, possibly
+    /// with other tags, and dispatch runs again. The wait happens even if `count` is the
+    /// current count.
+    ///
+    /// `Ok` promises `count` queues are in service now; the [`HwQueueChange`] says whether
+    /// `on_stuck` was called. [`BlockQueues::config`] keeps the shape the queues were created
+    /// with. Refusals, which change nothing and call no `on_stuck`:
+    /// - a `count` of zero or above `config().hw_queues` is an [`ErrorKind::OutOfRange`]
+    ///   error;
+    /// - a call while the queues are quiesced, or while another change is in progress (a
+    ///   call from `on_stuck`), is an [`ErrorKind::Busy`] error.
+    ///
+    /// Requests still in flight after `on_stuck` returned are a core bug: the platform then
+    /// gives up with an [`ErrorKind::Timeout`] error, keeps the count in service, and lets
+    /// dispatch run again; the requests stay in flight.
+    ///
+    /// Call it with dispatch running, from a context that may sleep and never from the
+    /// handler; it sleeps for up to about `bound`, plus the time `on_stuck` takes.
+    fn set_hw_queues(
+        &self,
+        count: u16,
+        bound: Duration,
+        on_stuck: &mut dyn FnMut(),
+    ) -> Result<HwQueueChange, Self::Error>;
 }
 
 /// A registered disk.

@@ -9,17 +9,23 @@
 //! does for a driver that prepares its requests once (NVMe sets `RQF_DONTPREP`): requests the
 //! core requeued go on the dispatch list, in the order they were requeued; requests that
 //! arrived while dispatch was stopped follow, in arrival order. They are dispatched when the
-//! queues resume, or when a test calls [`SimQueues::run_waiting`] (blk-mq's requeue work).
+//! queues resume or finish changing their hardware queues, or when a test calls
+//! [`SimQueues::run_waiting`] (blk-mq's requeue work).
+//!
+//! [`BlockQueues::set_hw_queues`] waits on the [`SimBlock`]'s clock, so a device model on
+//! the same clock completes requests meanwhile; a wait that outlasts its bound never hangs.
 
-use crate::clock::lock;
+use crate::clock::{lock, VirtualClock};
 use crate::context::{self, AtomicSection};
 use orion_compat::block::{
     Block, BlockHandler, BlockOp, BlockQueues, BlockRequest, BlockStatus, Disk, DiskGeometry,
-    DiskId, HwQueue, QueueConfig, Tag, TimeoutAction,
+    DiskId, HwQueue, HwQueueChange, QueueConfig, Tag, TimeoutAction,
 };
 use orion_compat::dma::Segment;
+use orion_compat::time::{Deadline, Duration};
 use orion_compat::ErrorKind;
 use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 /// Something the core did to the block layer, in order.
@@ -53,19 +59,58 @@ pub enum BlockEvent {
     BogusRequeue(HwQueue, Tag),
     /// The platform failed a waiting request of a dead disk without reaching the core.
     FailedDead(DiskId, HwQueue, Tag),
+    /// A waiting request got another hardware queue or tag before it was dispatched (its
+    /// queue went out of service, or its tag was taken).
+    Retagged {
+        /// Where it waited.
+        from: (HwQueue, Tag),
+        /// Where it is dispatched.
+        to: (HwQueue, Tag),
+    },
+    /// The number of hardware queues in service changed.
+    HwQueuesChanged {
+        /// The count before.
+        from: u16,
+        /// The count now.
+        to: u16,
+        /// Requests were in flight past the bound, so `on_stuck` was called.
+        stuck: bool,
+    },
+    /// A change of hardware queues gave up: these requests were still in flight after
+    /// `on_stuck` returned, which is a core bug.
+    HwQueuesGaveUp {
+        /// The count asked for (not applied).
+        to: u16,
+        /// The requests `on_stuck` left in flight.
+        in_flight: Vec<(HwQueue, Tag)>,
+    },
 }
 
 /// The sim's [`Block`]: records everything in one event log. Cloning gives another handle to
-/// the same log.
+/// the same log and clock.
 #[derive(Clone, Debug, Default)]
 pub struct SimBlock {
     events: Arc<Mutex<Vec<BlockEvent>>>,
+    clock: VirtualClock,
 }
 
 impl SimBlock {
-    /// An empty recorder.
+    /// An empty recorder with a clock of its own.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty recorder whose waits sleep on `clock`.
+    pub fn with_clock(clock: VirtualClock) -> Self {
+        Self {
+            events: Arc::default(),
+            clock,
+        }
+    }
+
+    /// The clock waits sleep on.
+    pub fn clock(&self) -> &VirtualClock {
+        &self.clock
     }
 
     /// Every event so far.
@@ -153,6 +198,10 @@ struct QueuesState {
     /// Requests that arrived while dispatch was stopped.
     waiting: VecDeque<Held>,
     quiesced: bool,
+    /// A `set_hw_queues` call is in progress: dispatch is stopped (blk-mq's freeze).
+    changing: bool,
+    /// Hardware queues `0 .. in_service` are in service.
+    in_service: u16,
     disks: BTreeMap<DiskId, DiskState>,
 }
 
@@ -176,6 +225,51 @@ impl QueuesState {
             .and_then(|q| q.get(usize::from(tag.0)))
             .is_some_and(Option::is_some);
         in_flight || self.held_back().any(|h| h.id() == (hwq, tag))
+    }
+
+    fn stopped(&self) -> bool {
+        self.quiesced || self.changing
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight.iter().flatten().all(Option::is_none)
+    }
+
+    /// Where held-back request `h` is dispatched: its own queue and tag while they are in
+    /// service and free, else queue `hwq % in_service` (its tag, or the lowest free one),
+    /// else the lowest free tag of the next queues; `None` if every tag is taken. `later`
+    /// are the requests dispatched after it, which keep the tags they hold.
+    fn place(&self, h: &Held, later: &[Held]) -> Option<(HwQueue, Tag)> {
+        let count = self.in_service;
+        let free = |q: u16, t: u16| {
+            let id = (HwQueue(q), Tag(t));
+            let slot_free = self
+                .in_flight
+                .get(usize::from(q))
+                .and_then(|tags| tags.get(usize::from(t)))
+                .is_some_and(Option::is_none);
+            slot_free && !later.iter().any(|l| l.hwq.0 < count && l.id() == id)
+        };
+        if h.hwq.0 < count && free(h.hwq.0, h.tag.0) {
+            return Some(h.id());
+        }
+        let home = h.hwq.0.checked_rem(count)?;
+        if free(home, h.tag.0) {
+            return Some((HwQueue(home), h.tag));
+        }
+        let depth = self.in_flight.first().map_or(0, Vec::len);
+        (0..count)
+            .map(|k| {
+                // CAST: below `count`, a u16.
+                ((u32::from(home) + u32::from(k)) % u32::from(count)) as u16
+            })
+            .find_map(|q| {
+                (0..depth)
+                    // CAST: tags come from the u16 depth.
+                    .map(|t| t as u16)
+                    .find(|&t| free(q, t))
+                    .map(|t| (HwQueue(q), Tag(t)))
+            })
     }
 
     /// Takes the held-back requests of dead disks out of the lists.
@@ -229,10 +323,12 @@ impl<H: BlockHandler> std::fmt::Debug for SimQueues<H> {
 }
 
 impl<H: BlockHandler> SimQueues<H> {
-    /// Plays blk-mq's `queue_rq`: checks `request` as blk-mq guarantees it, marks it in
-    /// flight and hands it to the core in a context that must not sleep.
+    /// Plays blk-mq's `queue_rq`: checks `request` as blk-mq guarantees it (on a hardware
+    /// queue in service, with a free tag), marks it in flight and hands it to the core in a
+    /// context that must not sleep.
     ///
-    /// While dispatch is stopped the request is kept instead ([`SubmitError::Waiting`]).
+    /// While dispatch is stopped (quiesced, or the hardware queues changing) the request is
+    /// kept instead ([`SubmitError::Waiting`]).
     pub fn submit(&self, request: &BlockRequest<'_>, last: bool) -> Result<(), SubmitError> {
         let invalid = SubmitError::Invalid(ErrorKind::OutOfRange);
         let serial = self
@@ -243,7 +339,7 @@ impl<H: BlockHandler> SimQueues<H> {
         {
             let mut s = lock(&self.state);
             let disk = *s.disks.get(&request.disk).ok_or(invalid)?;
-            if request.tag.0 >= self.config.depth {
+            if request.hwq.0 >= s.in_service || request.tag.0 >= self.config.depth {
                 return Err(invalid);
             }
             if s.tag_taken(request.hwq, request.tag) {
@@ -255,7 +351,7 @@ impl<H: BlockHandler> SimQueues<H> {
             request
                 .check(&disk.geometry)
                 .map_err(SubmitError::Invalid)?;
-            if s.quiesced {
+            if s.stopped() {
                 s.waiting.push_back(Held::new(request));
                 return Err(SubmitError::Waiting);
             }
@@ -287,12 +383,18 @@ impl<H: BlockHandler> SimQueues<H> {
     ///
     /// # Panics
     ///
-    /// If `hwq` is out of range.
+    /// If `hwq` is not in service.
     pub fn commit(&self, hwq: HwQueue) {
         let _serial = lock(&self.dispatch[usize::from(hwq.0)]);
-        if lock(&self.state).quiesced {
+        let s = lock(&self.state);
+        assert!(
+            hwq.0 < s.in_service,
+            "orion-sim: commit on {hwq:?}, which is not in service"
+        );
+        if s.stopped() {
             return;
         }
+        drop(s);
         let _atomic = AtomicSection::enter();
         self.handler.commit_rqs(hwq);
     }
@@ -302,29 +404,47 @@ impl<H: BlockHandler> SimQueues<H> {
     /// instead ([`BlockEvent::FailedDead`]); a request the core refuses is ended with its
     /// status ([`BlockEvent::Refused`]), with no retry.
     ///
+    /// A request whose hardware queue went out of service moves to queue
+    /// `hwq % hw_queues_in_service()`, keeping its tag if it is free there
+    /// ([`BlockEvent::Retagged`]); one that finds no free tag at all keeps waiting.
     /// Requests are dispatched in batches, one per hardware queue, with `last` set on the
     /// batch's final request, and `commit_rqs` called if the core refused that one after
     /// accepting others.
     pub fn run_waiting(&self) {
-        let (dead, mut batches) = {
+        let (dead, retagged, mut batches) = {
             let mut guard = lock(&self.state);
             let s = &mut *guard;
             let dead = s.take_dead();
+            let mut retagged = Vec::new();
             let mut batches: BTreeMap<HwQueue, Vec<Held>> = BTreeMap::new();
-            if !s.quiesced {
+            if !s.stopped() {
                 let todo: Vec<Held> = s.requeued.drain(..).chain(s.waiting.drain(..)).collect();
-                for h in todo {
-                    if let Some(slot) = s.slot(h.hwq, h.tag) {
+                for (i, h) in todo.iter().enumerate() {
+                    let later = todo.get(i + 1..).unwrap_or_default();
+                    let Some((hwq, tag)) = s.place(h, later) else {
+                        s.requeued.push_back(h.clone());
+                        continue;
+                    };
+                    let mut h = h.clone();
+                    if (hwq, tag) != h.id() {
+                        retagged.push((h.id(), (hwq, tag)));
+                        h.hwq = hwq;
+                        h.tag = tag;
+                    }
+                    if let Some(slot) = s.slot(hwq, tag) {
                         *slot = Some(h.clone());
                     }
-                    batches.entry(h.hwq).or_default().push(h);
+                    batches.entry(hwq).or_default().push(h);
                 }
             }
-            (dead, batches)
+            (dead, retagged, batches)
         };
         for h in dead {
             self.block
                 .record(BlockEvent::FailedDead(h.disk, h.hwq, h.tag));
+        }
+        for (from, to) in retagged {
+            self.block.record(BlockEvent::Retagged { from, to });
         }
         let mut undone = Vec::new();
         while let Some((hwq, batch)) = batches.pop_first() {
@@ -332,8 +452,8 @@ impl<H: BlockHandler> SimQueues<H> {
                 continue;
             };
             let _serial = lock(serial);
-            if lock(&self.state).quiesced {
-                // Quiesced meanwhile: what was not dispatched waits again.
+            if lock(&self.state).stopped() {
+                // Stopped meanwhile: what was not dispatched waits again.
                 undone.extend(batch);
                 undone.extend(std::mem::take(&mut batches).into_values().flatten());
                 break;
@@ -458,6 +578,74 @@ impl<H: BlockHandler> BlockQueues for SimQueues<H> {
         self.run_waiting();
     }
 
+    fn hw_queues_in_service(&self) -> u16 {
+        lock(&self.state).in_service
+    }
+
+    /// Stops dispatch, waits (sleeping on the block's clock, in steps of a 256th of `bound`
+    /// but at least 1 ms) for the requests in flight to end, calls `on_stuck` if the bound
+    /// passes first, then changes the count and dispatches what waits
+    /// ([`SimQueues::run_waiting`]). Requests `on_stuck` leaves in flight are reported
+    /// ([`BlockEvent::HwQueuesGaveUp`]) with [`ErrorKind::Timeout`].
+    fn set_hw_queues(
+        &self,
+        count: u16,
+        bound: Duration,
+        on_stuck: &mut dyn FnMut(),
+    ) -> Result<HwQueueChange, ErrorKind> {
+        context::might_sleep("BlockQueues::set_hw_queues");
+        let from = {
+            let mut s = lock(&self.state);
+            if count == 0 || count > self.config.hw_queues {
+                return Err(ErrorKind::OutOfRange);
+            }
+            if s.stopped() {
+                return Err(ErrorKind::Busy);
+            }
+            s.changing = true;
+            s.in_service
+        };
+        // As blk-mq's freeze: no handler call runs from here on.
+        for serial in &self.dispatch {
+            drop(lock(serial));
+        }
+        let clock = &self.block.clock;
+        let step = Duration::from_nanos((bound.as_nanos() / 256).max(1_000_000));
+        let drained = Deadline::after(clock, bound).poll(clock, step, || {
+            Ok::<_, Infallible>(lock(&self.state).idle().then_some(()))
+        });
+        let stuck = drained.is_err();
+        if stuck {
+            on_stuck();
+            let left = self.in_flight();
+            if !left.is_empty() {
+                lock(&self.state).changing = false;
+                self.block.record(BlockEvent::HwQueuesGaveUp {
+                    to: count,
+                    in_flight: left,
+                });
+                self.run_waiting();
+                return Err(ErrorKind::Timeout);
+            }
+        }
+        {
+            let mut s = lock(&self.state);
+            s.in_service = count;
+            s.changing = false;
+        }
+        self.block.record(BlockEvent::HwQueuesChanged {
+            from,
+            to: count,
+            stuck,
+        });
+        self.run_waiting();
+        Ok(HwQueueChange {
+            from,
+            to: count,
+            stuck,
+        })
+    }
+
     fn requeue(&self, hwq: HwQueue, tag: Tag) -> Result<(), ErrorKind> {
         let mut s = lock(&self.state);
         match s.slot(hwq, tag).and_then(Option::take) {
@@ -566,6 +754,7 @@ impl std::fmt::Debug for QueuesState {
         f.debug_struct("QueuesState")
             .field("disks", &self.disks.len())
             .field("quiesced", &self.quiesced)
+            .field("in_service", &self.in_service)
             .finish_non_exhaustive()
     }
 }
@@ -595,6 +784,8 @@ impl Block for SimBlock {
                 requeued: VecDeque::new(),
                 waiting: VecDeque::new(),
                 quiesced: false,
+                changing: false,
+                in_service: config.hw_queues,
                 disks: BTreeMap::new(),
             })),
             dispatch: (0..q).map(|_| Mutex::new(())).collect(),
@@ -637,6 +828,7 @@ mod tests {
     use orion_compat::block::BlockOp;
     use orion_compat::conformance::SAMPLE_GEOMETRY;
     use orion_compat::dma::{BusAddr, Segment};
+    use orion_compat::time::Clock;
 
     /// Accepts everything and remembers what it got; refuses flushes.
     #[derive(Debug, Default)]
@@ -1091,5 +1283,227 @@ mod tests {
         q.quiesce();
         assert_eq!(q.submit(&read(0), true), Err(SubmitError::Waiting));
         drop(d);
+    }
+
+    fn on(hwq: u16, tag: u16) -> BlockRequest<'static> {
+        BlockRequest {
+            hwq: HwQueue(hwq),
+            ..read(tag)
+        }
+    }
+
+    fn changes(b: &SimBlock) -> Vec<BlockEvent> {
+        b.events()
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    BlockEvent::HwQueuesChanged { .. } | BlockEvent::HwQueuesGaveUp { .. }
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bad_hw_queue_changes_are_refused_and_change_nothing() {
+        let (b, q, _d) = setup(Core::default());
+        let mut calls = 0;
+        let bound = Duration::from_millis(10);
+        for count in [0, 3] {
+            assert_eq!(
+                q.set_hw_queues(count, bound, &mut || calls += 1),
+                Err(ErrorKind::OutOfRange)
+            );
+        }
+        q.quiesce();
+        assert_eq!(
+            q.set_hw_queues(1, bound, &mut || calls += 1),
+            Err(ErrorKind::Busy),
+            "quiesced queues could never drain"
+        );
+        q.resume();
+        assert_eq!(calls, 0);
+        assert_eq!(q.hw_queues_in_service(), 2);
+        assert!(changes(&b).is_empty());
+        assert_eq!(
+            q.set_hw_queues(2, bound, &mut || calls += 1),
+            Ok(HwQueueChange {
+                from: 2,
+                to: 2,
+                stuck: false
+            }),
+            "the same count is a change too"
+        );
+        assert_eq!(b.clock().now().as_nanos(), 0, "idle queues do not wait");
+    }
+
+    #[test]
+    fn a_hw_queue_change_waits_for_requests_in_flight() {
+        let (b, q, d) = setup(Core::default());
+        let q = Arc::new(q);
+        q.submit(&read(1), true).unwrap();
+        let (q2, arrived) = (q.clone(), Arc::new(Mutex::new(None)));
+        let a2 = arrived.clone();
+        b.clock().after(Duration::from_millis(5), move |_| {
+            // The device answers, and a new request arrives during the change.
+            q2.complete(HwQueue(1), Tag(1), BlockStatus::Ok).unwrap();
+            *lock(&a2) = Some(q2.submit(&on(0, 3), true));
+        });
+        let mut calls = 0;
+        let change = q.set_hw_queues(1, Duration::from_secs(1), &mut || calls += 1);
+        assert_eq!(
+            change,
+            Ok(HwQueueChange {
+                from: 2,
+                to: 1,
+                stuck: false
+            })
+        );
+        assert_eq!(calls, 0);
+        let now = b.clock().now().as_nanos();
+        assert!((5_000_000..1_000_000_000).contains(&now), "waited {now} ns");
+        assert_eq!(
+            *lock(&arrived),
+            Some(Err(SubmitError::Waiting)),
+            "held back during the change"
+        );
+        assert_eq!(q.in_flight(), [(HwQueue(0), Tag(3))], "dispatched after it");
+        assert_eq!(q.hw_queues_in_service(), 1);
+        assert_eq!(q.config().hw_queues, 2, "the creation shape stays");
+        assert_eq!(
+            q.submit(&read(0), true),
+            Err(SubmitError::Invalid(ErrorKind::OutOfRange)),
+            "queue 1 is out of service"
+        );
+        assert_eq!(
+            changes(&b),
+            [BlockEvent::HwQueuesChanged {
+                from: 2,
+                to: 1,
+                stuck: false
+            }]
+        );
+        q.complete(HwQueue(0), Tag(3), BlockStatus::Ok).unwrap();
+        drop(d);
+    }
+
+    #[test]
+    fn a_stuck_change_calls_on_stuck_once_and_moves_requeued_requests() {
+        let (b, q, _d) = setup(Core::default());
+        q.submit(&on(0, 2), true).unwrap();
+        q.submit(&on(1, 2), true).unwrap();
+        let mut calls = 0;
+        let bound = Duration::from_millis(10);
+        let change = q.set_hw_queues(1, bound, &mut || {
+            calls += 1;
+            assert_eq!(
+                q.set_hw_queues(1, bound, &mut || {}),
+                Err(ErrorKind::Busy),
+                "a change is in progress"
+            );
+            for (hwq, tag) in q.in_flight() {
+                q.requeue(hwq, tag).unwrap();
+            }
+        });
+        assert_eq!(
+            change,
+            Ok(HwQueueChange {
+                from: 2,
+                to: 1,
+                stuck: true
+            })
+        );
+        assert_eq!(calls, 1);
+        assert!(b.clock().now().as_nanos() >= 10_000_000, "the bound passed");
+        assert_eq!(
+            got(&q)[2..],
+            [
+                (HwQueue(0), Tag(2), BlockOp::Read, false),
+                (HwQueue(0), Tag(0), BlockOp::Read, true)
+            ],
+            "queue 1's request moved to 1 % 1 = 0, and tag 2 there was taken"
+        );
+        assert!(b.events().contains(&BlockEvent::Retagged {
+            from: (HwQueue(1), Tag(2)),
+            to: (HwQueue(0), Tag(0))
+        }));
+        assert_eq!(
+            changes(&b),
+            [BlockEvent::HwQueuesChanged {
+                from: 2,
+                to: 1,
+                stuck: true
+            }]
+        );
+        for t in [0, 2] {
+            q.complete(HwQueue(0), Tag(t), BlockStatus::Ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn on_stuck_may_fail_the_requests_instead() {
+        let (b, q, _d) = setup(Core::default());
+        q.submit(&read(0), true).unwrap();
+        let change = q.set_hw_queues(1, Duration::ZERO, &mut || {
+            q.complete(HwQueue(1), Tag(0), BlockStatus::IoError)
+                .unwrap();
+        });
+        assert_eq!(change.map(|c| c.stuck), Ok(true));
+        assert_eq!(
+            b.completions(),
+            [(HwQueue(1), Tag(0), BlockStatus::IoError)]
+        );
+        assert!(q.in_flight().is_empty() && q.waiting().is_empty());
+        assert_eq!(got(&q).len(), 1, "a failed request is not dispatched again");
+    }
+
+    #[test]
+    fn requests_left_in_flight_by_on_stuck_are_reported_not_waited_for() {
+        let (b, q, _d) = setup(Core::default());
+        q.submit(&read(0), true).unwrap();
+        let mut calls = 0;
+        let change = q.set_hw_queues(1, Duration::from_millis(3), &mut || calls += 1);
+        assert_eq!(change, Err(ErrorKind::Timeout));
+        assert_eq!(calls, 1);
+        assert_eq!(q.hw_queues_in_service(), 2, "nothing changed");
+        assert_eq!(
+            changes(&b),
+            [BlockEvent::HwQueuesGaveUp {
+                to: 1,
+                in_flight: vec![(HwQueue(1), Tag(0))]
+            }]
+        );
+        assert_eq!(q.submit(&read(1), true), Ok(()), "dispatch runs again");
+        for t in [0, 1] {
+            q.complete(HwQueue(1), Tag(t), BlockStatus::Ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_waiting_request_with_no_free_tag_keeps_waiting() {
+        let b = SimBlock::new();
+        let config = QueueConfig {
+            hw_queues: 2,
+            depth: 1,
+        };
+        let q = b.alloc_queues(config, Core::default()).unwrap();
+        let _d = b.add_disk(&q, DiskId(1), &SAMPLE_GEOMETRY).unwrap();
+        q.submit(&on(0, 0), true).unwrap();
+        q.submit(&on(1, 0), true).unwrap();
+        q.requeue(HwQueue(0), Tag(0)).unwrap();
+        q.requeue(HwQueue(1), Tag(0)).unwrap();
+        let change = q.set_hw_queues(1, Duration::ZERO, &mut || {});
+        assert_eq!(change.map(|c| c.stuck), Ok(false));
+        assert_eq!(q.in_flight(), [(HwQueue(0), Tag(0))]);
+        assert_eq!(q.waiting(), [(HwQueue(1), Tag(0))], "one tag, two requests");
+        q.complete(HwQueue(0), Tag(0), BlockStatus::Ok).unwrap();
+        q.run_waiting();
+        assert!(q.waiting().is_empty());
+        assert_eq!(q.in_flight(), [(HwQueue(0), Tag(0))]);
+        assert!(b.events().contains(&BlockEvent::Retagged {
+            from: (HwQueue(1), Tag(0)),
+            to: (HwQueue(0), Tag(0))
+        }));
+        q.complete(HwQueue(0), Tag(0), BlockStatus::Ok).unwrap();
     }
 }
