@@ -13,7 +13,7 @@
 
 use crate::orion_compat::block::{
     Block, BlockHandler, BlockQueues, BlockRequest, BlockStatus, DiskGeometry, DiskId, HwQueue,
-    QueueConfig, Tag, TimeoutAction,
+    HwQueueChange, QueueConfig, Tag, TimeoutAction,
 };
 use crate::orion_compat::dma::{
     CoherentMem, Direction, Dma, DmaMapping, Fence, MAX_COHERENT_ALIGN,
@@ -26,6 +26,7 @@ use crate::orion_compat::sync::{Lock, Locks, Share};
 use crate::orion_compat::time::{Clock, Deadline, Duration, WaitError};
 use crate::orion_compat::work::{Work, WorkHandler, Workqueue};
 use crate::orion_compat::{Error, ErrorKind, Mmio};
+use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 /// What broke: the check, the rule, and the values involved.
@@ -1303,12 +1304,12 @@ impl WorkHandler for Counter {
     }
 }
 
-/// Waits until `counter` has seen `want` calls, then for `settle` more, and checks it saw
-/// exactly `want`.
+/// Waits until `calls` reaches `want`, then for `settle` more, and checks it is exactly
+/// `want`.
 fn exactly<C: Clock>(
     clock: &C,
     timing: Timing,
-    counter: &Counter,
+    calls: &dyn Fn() -> u32,
     want: u32,
     pump: &mut dyn FnMut(),
     check: &'static str,
@@ -1318,11 +1319,12 @@ fn exactly<C: Clock>(
         Duration::from_nanos(timing.settle.as_nanos() / 10).min(Duration::from_millis(1));
     let waited = Deadline::after(clock, timing.timeout).poll(clock, interval, || {
         pump();
-        Ok::<_, ErrorKind>((counter.calls() >= want).then_some(()))
+        Ok::<_, ErrorKind>((calls() >= want).then_some(()))
     });
     if waited.is_err() {
-        return Err(ConformanceFailure::new(check, rule)
-            .values(u64::from(want), u64::from(counter.calls())));
+        return Err(
+            ConformanceFailure::new(check, rule).values(u64::from(want), u64::from(calls()))
+        );
     }
     let settle = Deadline::after(clock, timing.settle);
     while !settle.expired(clock) {
@@ -1330,7 +1332,7 @@ fn exactly<C: Clock>(
         clock.sleep(interval.min(settle.remaining(clock)));
     }
     pump();
-    ensure_eq(u64::from(want), u64::from(counter.calls()), check, rule)
+    ensure_eq(u64::from(want), u64::from(calls()), check, rule)
 }
 
 /// Interrupt delivery on `vector`: registration rules, a raised vector reaching its handler
@@ -1399,7 +1401,7 @@ where
     exactly(
         clock,
         timing,
-        h,
+        &|| h.calls(),
         base.saturating_add(1),
         pump,
         IRQ,
@@ -1428,7 +1430,7 @@ where
     exactly(
         clock,
         timing,
-        h,
+        &|| h.calls(),
         base.saturating_add(2),
         pump,
         IRQ,
@@ -1487,7 +1489,7 @@ where
     exactly(
         clock,
         timing,
-        h,
+        &|| h.calls(),
         0,
         pump,
         WORK,
@@ -1513,7 +1515,7 @@ where
     exactly(
         clock,
         timing,
-        h,
+        &|| h.calls(),
         want,
         pump,
         WORK,
@@ -1537,7 +1539,7 @@ where
     exactly(
         clock,
         timing,
-        h,
+        &|| h.calls(),
         want.saturating_add(1),
         pump,
         WORK,
@@ -1654,4 +1656,154 @@ pub fn block_queues<B: Block>(block: &B) -> Outcome {
         "a malformed geometry must be refused",
     )?;
     Ok(())
+}
+
+const RESET: &str = "block.reset";
+
+/// The shape [`block_reset`] creates: three hardware queues, four tags each.
+const RESET_SHAPE: QueueConfig = QueueConfig {
+    hw_queues: 3,
+    depth: 4,
+};
+
+/// What a controller reset does to idle queues (no disk, no request): quiescing twice is
+/// undone by one resume and resuming running queues changes nothing, requeueing a request
+/// that is not in flight is refused and ends nothing, and `set_hw_queues` refuses counts
+/// out of range and quiesced queues but, on idle queues, goes down to one queue in service
+/// and back up without calling `on_stuck`.
+///
+/// `timing.timeout` bounds each change. Must run from a context that may sleep.
+pub fn block_reset<B: Block>(block: &B, timing: Timing) -> Outcome {
+    let queues = block.alloc_queues(RESET_SHAPE, Refuse).map_err(|(e, _)| {
+        ConformanceFailure::new(RESET, "creating hardware queues must succeed").error(e.kind())
+    })?;
+    let outcome = reset_idle(&queues, timing);
+    // Leave the queues running whatever failed, so dropping them cannot wait on dispatch.
+    queues.resume();
+    outcome
+}
+
+fn reset_idle<Q: BlockQueues>(queues: &Q, timing: Timing) -> Outcome {
+    let oor = ErrorKind::OutOfRange;
+    let calls = Cell::new(0u32);
+    let mut on_stuck = || calls.set(calls.get().saturating_add(1));
+    let created = RESET_SHAPE.hw_queues;
+    in_service(
+        queues,
+        created,
+        "new queues must have every hardware queue in service",
+    )?;
+
+    for (count, rule) in [
+        (0, "a change to zero hardware queues must be refused"),
+        (
+            created.saturating_add(1),
+            "a change to more hardware queues than created must be refused",
+        ),
+    ] {
+        expect_err(
+            queues.set_hw_queues(count, timing.timeout, &mut on_stuck),
+            oor,
+            RESET,
+            rule,
+        )?;
+    }
+    in_service(queues, created, "a refused change must change nothing")?;
+
+    for (hwq, tag, rule) in [
+        (
+            created,
+            0,
+            "requeueing on a queue out of range must be refused",
+        ),
+        (
+            0,
+            RESET_SHAPE.depth,
+            "requeueing a tag out of range must be refused",
+        ),
+        (1, 2, "requeueing a tag not in flight must be refused"),
+    ] {
+        expect_err(queues.requeue(HwQueue(hwq), Tag(tag)), oor, RESET, rule)?;
+    }
+
+    queues.quiesce();
+    queues.quiesce();
+    expect_err(
+        queues.requeue(HwQueue(0), Tag(0)),
+        oor,
+        RESET,
+        "requeueing a tag not in flight must be refused while quiesced too",
+    )?;
+    expect_err(
+        queues.set_hw_queues(1, timing.timeout, &mut on_stuck),
+        ErrorKind::Busy,
+        RESET,
+        "changing the hardware queues of quiesced queues must be refused as busy",
+    )?;
+    in_service(queues, created, "a refused change must change nothing")?;
+    queues.resume();
+
+    let steps = [
+        (
+            1,
+            "after two quiesces and one resume, dispatch must run: a change to one queue \
+             must succeed",
+        ),
+        (1, "a change to the count in service must succeed"),
+        (
+            created,
+            "a change back up to the created count must succeed",
+        ),
+    ];
+    let mut from = created;
+    for (count, rule) in steps {
+        let change = ok(
+            queues.set_hw_queues(count, timing.timeout, &mut on_stuck),
+            RESET,
+            rule,
+        )?;
+        ensure(
+            change
+                == HwQueueChange {
+                    from,
+                    to: count,
+                    stuck: false,
+                },
+            RESET,
+            "a change of idle queues must report the old and new counts and no stuck wait",
+        )?;
+        in_service(queues, count, "a change must put `count` queues in service")?;
+        from = count;
+    }
+    ensure_eq(
+        0,
+        u64::from(calls.get()),
+        RESET,
+        "a change of idle queues must not call on_stuck",
+    )?;
+    ensure(
+        queues.config() == RESET_SHAPE,
+        RESET,
+        "config() must keep the shape the queues were created with",
+    )?;
+
+    queues.resume();
+    queues.quiesce();
+    queues.resume();
+    ok(
+        queues.set_hw_queues(created, timing.timeout, &mut on_stuck),
+        RESET,
+        "resuming running queues must change nothing: one quiesce and one resume later, \
+         dispatch must run",
+    )?;
+    Ok(())
+}
+
+fn in_service<Q: BlockQueues>(queues: &Q, want: u16, rule: &'static str) -> Outcome {
+    ensure_eq(
+        u64::from(want),
+        u64::from(queues.hw_queues_in_service()),
+        RESET,
+        rule,
+    )
 }

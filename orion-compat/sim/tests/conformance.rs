@@ -1,17 +1,23 @@
 //! The conformance kit against the host implementation, and against deliberately broken
 //! backends to show the kit can fail.
 
+use orion_compat::block::{
+    Block, BlockHandler, BlockQueues, BlockStatus, DiskGeometry, DiskId, HwQueue, HwQueueChange,
+    QueueConfig, Tag,
+};
 use orion_compat::conformance::{self as kit, ConformanceFailure, Timing};
 use orion_compat::dma::{BusAddr, CoherentMem, Direction, Dma, Fence};
 use orion_compat::irq::{IrqKind, IrqKinds, IrqVectors, VectorRequest};
 use orion_compat::pci::{Pci, PciIds};
 use orion_compat::time::{Clock, Duration, Instant};
 use orion_compat::{ErrorKind, Mmio};
+use orion_sim::block::{SimDisk, SimQueues};
 use orion_sim::dma::MapLayout;
 use orion_sim::irq::DeliveryMode;
 use orion_sim::pci::{IrqCaps, SimPci};
 use orion_sim::regfile::RegFile;
-use orion_sim::{Sim, VirtualClock};
+use orion_sim::{Sim, SimBlock, VirtualClock};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 const NVME_IDS: PciIds = PciIds {
@@ -114,6 +120,7 @@ fn run_kit(sim: &Sim, pci: &SimPci) -> Result<(), ConformanceFailure> {
         wq.run_pending();
     })?;
     kit::block_queues(&sim.block)?;
+    kit::block_reset(&sim.block, TIMING)?;
     Ok(())
 }
 
@@ -537,4 +544,132 @@ fn the_kit_catches_a_pci_function_that_misreports_its_ids() {
         "device ID",
     );
     assert_eq!((f.expected, f.actual), (Some(0x1234), Some(0x0010)));
+}
+
+/// How [`FlawedBlock`] breaks the reset contracts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flaw {
+    /// Counts quiesces, as blk-mq's quiesce depth does: two need two resumes.
+    CountedQuiesce,
+    /// Always reports the created count as in service.
+    StaleInService,
+}
+
+/// The sim's block layer with one [`Flaw`].
+struct FlawedBlock {
+    inner: SimBlock,
+    flaw: Flaw,
+}
+
+struct FlawedQueues<H: BlockHandler> {
+    inner: SimQueues<H>,
+    flaw: Flaw,
+    depth: AtomicU32,
+}
+
+impl Block for FlawedBlock {
+    type Error = ErrorKind;
+    type Queues<H: BlockHandler> = FlawedQueues<H>;
+    type Disk = SimDisk;
+
+    fn alloc_queues<H: BlockHandler>(
+        &self,
+        config: QueueConfig,
+        handler: H,
+    ) -> Result<FlawedQueues<H>, (ErrorKind, H)> {
+        Ok(FlawedQueues {
+            inner: self.inner.alloc_queues(config, handler)?,
+            flaw: self.flaw,
+            depth: AtomicU32::new(0),
+        })
+    }
+
+    fn add_disk<H: BlockHandler>(
+        &self,
+        queues: &FlawedQueues<H>,
+        id: DiskId,
+        geometry: &DiskGeometry,
+    ) -> Result<SimDisk, ErrorKind> {
+        self.inner.add_disk(&queues.inner, id, geometry)
+    }
+}
+
+impl<H: BlockHandler> BlockQueues for FlawedQueues<H> {
+    type Error = ErrorKind;
+    type Handler = H;
+
+    fn handler(&self) -> &H {
+        self.inner.handler()
+    }
+    fn config(&self) -> QueueConfig {
+        self.inner.config()
+    }
+    fn complete(&self, hwq: HwQueue, tag: Tag, status: BlockStatus) -> Result<(), ErrorKind> {
+        self.inner.complete(hwq, tag, status)
+    }
+    fn quiesce(&self) {
+        match self.flaw {
+            Flaw::CountedQuiesce => {
+                self.depth.fetch_add(1, Ordering::SeqCst);
+                self.inner.quiesce();
+            }
+            _ => self.inner.quiesce(),
+        }
+    }
+    fn resume(&self) {
+        if self.flaw == Flaw::CountedQuiesce {
+            let left = self
+                .depth
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| d.checked_sub(1));
+            if left != Ok(1) {
+                return;
+            }
+        }
+        self.inner.resume();
+    }
+    fn requeue(&self, hwq: HwQueue, tag: Tag) -> Result<(), ErrorKind> {
+        self.inner.requeue(hwq, tag)
+    }
+    fn hw_queues_in_service(&self) -> u16 {
+        match self.flaw {
+            Flaw::StaleInService => self.inner.config().hw_queues,
+            _ => self.inner.hw_queues_in_service(),
+        }
+    }
+    fn set_hw_queues(
+        &self,
+        count: u16,
+        bound: Duration,
+        on_stuck: &mut dyn FnMut(),
+    ) -> Result<HwQueueChange, ErrorKind> {
+        self.inner.set_hw_queues(count, bound, on_stuck)
+    }
+}
+
+fn flawed(sim: &Sim, flaw: Flaw) -> FlawedBlock {
+    FlawedBlock {
+        inner: sim.block.clone(),
+        flaw,
+    }
+}
+
+#[test]
+fn the_kit_catches_a_counted_quiesce() {
+    let sim = Sim::new();
+    fails(
+        kit::block_reset(&flawed(&sim, Flaw::CountedQuiesce), TIMING),
+        "block.reset",
+        "after two quiesces and one resume",
+    );
+}
+
+#[test]
+fn the_kit_catches_a_stale_count_in_service() {
+    let sim = Sim::new();
+    let f = fails(
+        kit::block_reset(&flawed(&sim, Flaw::StaleInService), TIMING),
+        "block.reset",
+        "put `count` queues in service",
+    );
+    assert_eq!((f.expected, f.actual), (Some(1), Some(3)));
 }
