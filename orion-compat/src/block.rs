@@ -8,11 +8,19 @@
 //!
 //! Hardware queues and tags are shared by all the disks (namespaces) of a controller, as one
 //! blk-mq tag set is; each [`BlockRequest`] says which disk it is for.
+//!
+//! A controller reset stops dispatch with [`BlockQueues::quiesce`], hands the requests the
+//! dead controller will never answer back with [`BlockQueues::requeue`], and restarts
+//! dispatch with [`BlockQueues::resume`]; if the controller came back with a different
+//! number of I/O queues, [`BlockQueues::set_hw_queues`] then changes how many hardware queues
+//! are in service.
 
 use crate::orion_compat::dma::Segment;
+use crate::orion_compat::time::Duration;
 use crate::orion_compat::{Error, ErrorKind};
 
-/// The index of a hardware queue, `0 .. QueueConfig::hw_queues`.
+/// The index of a hardware queue, `0 .. QueueConfig::hw_queues`. Requests are only
+/// dispatched on the queues in service, `0 .. BlockQueues::hw_queues_in_service()`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HwQueue(pub u16);
 
@@ -167,6 +175,17 @@ pub enum BlockStatus {
     IoError,
 }
 
+/// What [`BlockQueues::set_hw_queues`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HwQueueChange {
+    /// The number of hardware queues in service before the call.
+    pub from: u16,
+    /// The number in service now.
+    pub to: u16,
+    /// Requests were still in flight when the bound passed, so `on_stuck` was called.
+    pub stuck: bool,
+}
+
 /// The shape of a controller's hardware queues, shared by all its disks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueConfig {
@@ -313,7 +332,8 @@ pub trait Block {
         handler: H,
     ) -> Result<Self::Queues<H>, (Self::Error, H)>;
 
-    /// Registers disk `id` on `queues` with `geometry`; requests may arrive at once.
+    /// Registers disk `id` on `queues` with `geometry`; requests may arrive at once (if the
+    /// queues are quiesced, they wait until [`BlockQueues::resume`]).
     ///
     /// A geometry that fails [`DiskGeometry::check`] is an
     /// [`ErrorKind::OutOfRange`] error, an `id`
@@ -332,9 +352,20 @@ pub trait Block {
 ///
 /// # Contract
 ///
-/// Dropping the queues waits for running handler calls to return and drops the handler; it
-/// may sleep. Every disk on them must have been dropped first and every accepted request
-/// completed.
+/// - Dispatch to the handler is either running or quiesced ([`BlockQueues::quiesce`]); it
+///   starts running. Quiescing covers every disk on the queues, including disks added while
+///   quiesced.
+/// - Hardware queues `0 .. hw_queues_in_service()` are in service, and requests are only
+///   dispatched on them. All of them are at first; only [`BlockQueues::set_hw_queues`]
+///   changes the count.
+/// - A request is in flight from the moment the core accepts it in
+///   [`BlockHandler::queue_rq`] until the core ends it with [`BlockQueues::complete`] or hands
+///   it back with [`BlockQueues::requeue`]. A request the platform holds (waiting for
+///   dispatch, or requeued) is not in flight: the core knows nothing of it and must not end
+///   it.
+/// - Dropping the queues waits for running handler calls to return and drops the handler; it
+///   may sleep. Every disk on them must have been dropped first and every accepted request
+///   completed.
 pub trait BlockQueues {
     /// The backend's error type.
     type Error: Error;
@@ -359,6 +390,83 @@ pub trait BlockQueues {
     ///
     /// May be called from any context, including interrupt handlers; never sleeps.
     fn complete(&self, hwq: HwQueue, tag: Tag, status: BlockStatus) -> Result<(), Self::Error>;
+
+    /// Stops dispatch on every hardware queue, for every disk.
+    ///
+    /// After it returns, no [`BlockHandler::queue_rq`] or [`BlockHandler::commit_rqs`] call
+    /// is running and none starts until [`BlockQueues::resume`]. Requests the platform
+    /// receives meanwhile wait inside it; they are not failed (unless their disk is dead, see
+    /// [`Disk::mark_dead`]). Requests in flight stay in flight: the core may still complete
+    /// or requeue them, and the platform may still call [`BlockHandler::timeout`] for them.
+    ///
+    /// Quiescing quiesced queues is the same as quiescing them once: one
+    /// [`BlockQueues::resume`] undoes any number of calls. May sleep (it waits for running
+    /// handler calls to return), so never call it from the handler.
+    fn quiesce(&self);
+
+    /// Restarts dispatch stopped by [`BlockQueues::quiesce`].
+    ///
+    /// Requests that waited inside the platform, requeued ones included, are dispatched to
+    /// [`BlockHandler::queue_rq`] again, in an order the platform chooses, possibly from
+    /// inside this call: hold no lock the handler takes. Resuming queues that are not
+    /// quiesced only dispatches what waits. May sleep.
+    fn resume(&self);
+
+    /// Hands the request with tag `tag` on `hwq` back to the platform unfinished, to be
+    /// dispatched again.
+    ///
+    /// `Ok` promises the request was in flight and is now the platform's again: the core
+    /// must forget it, as after [`BlockQueues::complete`], and may reuse the tag's
+    /// resources. The platform dispatches it to [`BlockHandler::queue_rq`] again, possibly on
+    /// another hardware queue and with another tag: after [`BlockQueues::resume`] if the
+    /// queues are quiesced, after the change if [`BlockQueues::set_hw_queues`] is under way,
+    /// otherwise soon, from another context and never from inside this call. The same requests are refused as by [`BlockQueues::complete`]: a `hwq` or `tag`
+    /// out of range, or a tag not in flight, is an [`ErrorKind::OutOfRange`] error and ends
+    /// nothing.
+    ///
+    /// May be called from any context, including interrupt handlers; never sleeps.
+    fn requeue(&self, hwq: HwQueue, tag: Tag) -> Result<(), Self::Error>;
+
+    /// The number of hardware queues in service: requests are only dispatched on
+    /// `0 .. hw_queues_in_service()`.
+    ///
+    /// It starts at `config().hw_queues` and changes only through
+    /// [`BlockQueues::set_hw_queues`]. Never sleeps; any context.
+    fn hw_queues_in_service(&self) -> u16;
+
+    /// Changes the number of hardware queues in service to `count`, as after a controller
+    /// reset that granted a different number of I/O queues.
+    ///
+    /// The platform holds new requests back and waits for every request in flight to end
+    /// (completed or requeued). The wait is bounded: if requests are still in flight once
+    /// `bound` has passed, the platform calls `on_stuck` once, on this thread, in a context
+    /// that may sleep and with no platform lock held, and the core must have ended every
+    /// request in flight by the time it returns (for example by completing them with an
+    /// error status or requeueing them). Then the platform remaps: requests it holds back,
+    /// requeued ones included, are dispatched on the queues that remain in service, possibly
+    /// with other tags, and dispatch runs again. The wait happens even if `count` is the
+    /// current count.
+    ///
+    /// `Ok` promises `count` queues are in service now; the [`HwQueueChange`] says whether
+    /// `on_stuck` was called. [`BlockQueues::config`] keeps the shape the queues were created
+    /// with. Refusals, which change nothing and call no `on_stuck`:
+    /// - a `count` of zero or above `config().hw_queues` is an [`ErrorKind::OutOfRange`]
+    ///   error;
+    /// - a call while the queues are quiesced, or while another change is in progress (a
+    ///   call from `on_stuck`), is an [`ErrorKind::Busy`] error.
+    ///
+    /// Requests still in flight after `on_stuck` returned are a core bug: the platform then
+    /// gives up with an [`ErrorKind::Timeout`] error, keeps the count in service, and lets
+    /// dispatch run again; the requests stay in flight.
+    ///
+    /// Call it with dispatch running, from a context that may sleep and never from the
+    /// handler; it sleeps for up to about `bound`, plus the time `on_stuck` takes.
+    fn set_hw_queues(
+        &self,
+        count: u16,
+        bound: Duration,
+        on_stuck: &mut dyn FnMut(),
+    ) -> Result<HwQueueChange, Self::Error>;
 }
 
 /// A registered disk.
@@ -366,16 +474,28 @@ pub trait BlockQueues {
 /// # Contract
 ///
 /// Dropping it removes the disk: no new request arrives for it after the drop returns. It
-/// may sleep and waits for the disk's requests in flight to be completed, so complete or
-/// fail them (for example with [`Disk::mark_dead`]) first.
+/// may sleep and waits for every request of the disk to end, both those in flight and those
+/// waiting inside the platform (in quiesced queues, or requeued). So end them first:
+/// complete or requeue those in flight, and for those waiting, mark the disk dead and resume
+/// the queues; a disk dropped with requests waiting in quiesced queues may wait forever.
 pub trait Disk {
     /// The disk's identifier.
     fn id(&self) -> DiskId;
 
-    /// Changes the capacity, in logical blocks (namespace resize). May sleep.
+    /// Changes the capacity, in logical blocks (namespace resize).
+    ///
+    /// Requests the platform receives after it returns are checked against the new capacity.
+    /// Requests it already holds (in flight, or waiting in quiesced queues) are not checked
+    /// again, so one may reach past a shrunk end: the device refuses it. May sleep.
     fn set_capacity(&self, blocks: u64);
 
-    /// Marks the disk dead (the device is gone): new requests fail at once without reaching
-    /// the handler. Requests in flight still have to be completed. May sleep.
+    /// Marks the disk dead (the device is gone): from now on its requests fail without
+    /// reaching the handler.
+    ///
+    /// That covers new requests, which fail at once, and those waiting inside the platform
+    /// (received while the queues were quiesced, or requeued, before or after this call),
+    /// which fail at once or at the latest when the queues resume: none waits forever.
+    /// Requests in flight still have to be ended by the core; requeueing one fails it.
+    /// Marking a dead disk dead again changes nothing. May sleep.
     fn mark_dead(&self);
 }

@@ -12,8 +12,8 @@
 //! and on failure.
 
 use crate::orion_compat::block::{
-    Block, BlockHandler, BlockQueues, BlockRequest, BlockStatus, DiskGeometry, DiskId, HwQueue,
-    QueueConfig, Tag, TimeoutAction,
+    Block, BlockHandler, BlockQueues, BlockRequest, BlockStatus, Disk, DiskGeometry, DiskId,
+    HwQueue, HwQueueChange, QueueConfig, Tag, TimeoutAction,
 };
 use crate::orion_compat::dma::{
     CoherentMem, Direction, Dma, DmaMapping, Fence, MAX_COHERENT_ALIGN,
@@ -26,6 +26,7 @@ use crate::orion_compat::sync::{Lock, Locks, Share};
 use crate::orion_compat::time::{Clock, Deadline, Duration, WaitError};
 use crate::orion_compat::work::{Work, WorkHandler, Workqueue};
 use crate::orion_compat::{Error, ErrorKind, Mmio};
+use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 /// What broke: the check, the rule, and the values involved.
@@ -1303,12 +1304,12 @@ impl WorkHandler for Counter {
     }
 }
 
-/// Waits until `counter` has seen `want` calls, then for `settle` more, and checks it saw
-/// exactly `want`.
+/// Waits until `calls` reaches `want`, then for `settle` more, and checks it is exactly
+/// `want`.
 fn exactly<C: Clock>(
     clock: &C,
     timing: Timing,
-    counter: &Counter,
+    calls: &dyn Fn() -> u32,
     want: u32,
     pump: &mut dyn FnMut(),
     check: &'static str,
@@ -1318,11 +1319,12 @@ fn exactly<C: Clock>(
         Duration::from_nanos(timing.settle.as_nanos() / 10).min(Duration::from_millis(1));
     let waited = Deadline::after(clock, timing.timeout).poll(clock, interval, || {
         pump();
-        Ok::<_, ErrorKind>((counter.calls() >= want).then_some(()))
+        Ok::<_, ErrorKind>((calls() >= want).then_some(()))
     });
     if waited.is_err() {
-        return Err(ConformanceFailure::new(check, rule)
-            .values(u64::from(want), u64::from(counter.calls())));
+        return Err(
+            ConformanceFailure::new(check, rule).values(u64::from(want), u64::from(calls()))
+        );
     }
     let settle = Deadline::after(clock, timing.settle);
     while !settle.expired(clock) {
@@ -1330,7 +1332,7 @@ fn exactly<C: Clock>(
         clock.sleep(interval.min(settle.remaining(clock)));
     }
     pump();
-    ensure_eq(u64::from(want), u64::from(counter.calls()), check, rule)
+    ensure_eq(u64::from(want), u64::from(calls()), check, rule)
 }
 
 /// Interrupt delivery on `vector`: registration rules, a raised vector reaching its handler
@@ -1399,7 +1401,7 @@ where
     exactly(
         clock,
         timing,
-        h,
+        &|| h.calls(),
         base.saturating_add(1),
         pump,
         IRQ,
@@ -1428,7 +1430,7 @@ where
     exactly(
         clock,
         timing,
-        h,
+        &|| h.calls(),
         base.saturating_add(2),
         pump,
         IRQ,
@@ -1487,7 +1489,7 @@ where
     exactly(
         clock,
         timing,
-        h,
+        &|| h.calls(),
         0,
         pump,
         WORK,
@@ -1513,7 +1515,7 @@ where
     exactly(
         clock,
         timing,
-        h,
+        &|| h.calls(),
         want,
         pump,
         WORK,
@@ -1537,7 +1539,7 @@ where
     exactly(
         clock,
         timing,
-        h,
+        &|| h.calls(),
         want.saturating_add(1),
         pump,
         WORK,
@@ -1654,4 +1656,486 @@ pub fn block_queues<B: Block>(block: &B) -> Outcome {
         "a malformed geometry must be refused",
     )?;
     Ok(())
+}
+
+const RESET: &str = "block.reset";
+
+/// The shape [`block_reset`] creates: three hardware queues, four tags each.
+const RESET_SHAPE: QueueConfig = QueueConfig {
+    hw_queues: 3,
+    depth: 4,
+};
+
+/// What a controller reset does to idle queues (no disk, no request): quiescing twice is
+/// undone by one resume and resuming running queues changes nothing, requeueing a request
+/// that is not in flight is refused and ends nothing, and `set_hw_queues` refuses counts
+/// out of range and quiesced queues but, on idle queues, goes down to one queue in service
+/// and back up without calling `on_stuck`.
+///
+/// `timing.timeout` bounds each change. Must run from a context that may sleep.
+pub fn block_reset<B: Block>(block: &B, timing: Timing) -> Outcome {
+    let queues = block.alloc_queues(RESET_SHAPE, Refuse).map_err(|(e, _)| {
+        ConformanceFailure::new(RESET, "creating hardware queues must succeed").error(e.kind())
+    })?;
+    let outcome = reset_idle(&queues, timing);
+    // Leave the queues running whatever failed, so dropping them cannot wait on dispatch.
+    queues.resume();
+    outcome
+}
+
+fn reset_idle<Q: BlockQueues>(queues: &Q, timing: Timing) -> Outcome {
+    let oor = ErrorKind::OutOfRange;
+    let calls = Cell::new(0u32);
+    let mut on_stuck = || calls.set(calls.get().saturating_add(1));
+    let created = RESET_SHAPE.hw_queues;
+    in_service(
+        queues,
+        created,
+        "new queues must have every hardware queue in service",
+    )?;
+
+    for (count, rule) in [
+        (0, "a change to zero hardware queues must be refused"),
+        (
+            created.saturating_add(1),
+            "a change to more hardware queues than created must be refused",
+        ),
+    ] {
+        expect_err(
+            queues.set_hw_queues(count, timing.timeout, &mut on_stuck),
+            oor,
+            RESET,
+            rule,
+        )?;
+    }
+    in_service(queues, created, "a refused change must change nothing")?;
+
+    for (hwq, tag, rule) in [
+        (
+            created,
+            0,
+            "requeueing on a queue out of range must be refused",
+        ),
+        (
+            0,
+            RESET_SHAPE.depth,
+            "requeueing a tag out of range must be refused",
+        ),
+        (1, 2, "requeueing a tag not in flight must be refused"),
+    ] {
+        expect_err(queues.requeue(HwQueue(hwq), Tag(tag)), oor, RESET, rule)?;
+    }
+
+    queues.quiesce();
+    queues.quiesce();
+    expect_err(
+        queues.requeue(HwQueue(0), Tag(0)),
+        oor,
+        RESET,
+        "requeueing a tag not in flight must be refused while quiesced too",
+    )?;
+    expect_err(
+        queues.set_hw_queues(1, timing.timeout, &mut on_stuck),
+        ErrorKind::Busy,
+        RESET,
+        "changing the hardware queues of quiesced queues must be refused as busy",
+    )?;
+    in_service(queues, created, "a refused change must change nothing")?;
+    queues.resume();
+
+    let steps = [
+        (
+            1,
+            "after two quiesces and one resume, dispatch must run: a change to one queue \
+             must succeed",
+        ),
+        (1, "a change to the count in service must succeed"),
+        (
+            created,
+            "a change back up to the created count must succeed",
+        ),
+    ];
+    let mut from = created;
+    for (count, rule) in steps {
+        let change = ok(
+            queues.set_hw_queues(count, timing.timeout, &mut on_stuck),
+            RESET,
+            rule,
+        )?;
+        ensure(
+            change
+                == HwQueueChange {
+                    from,
+                    to: count,
+                    stuck: false,
+                },
+            RESET,
+            "a change of idle queues must report the old and new counts and no stuck wait",
+        )?;
+        in_service(queues, count, "a change must put `count` queues in service")?;
+        from = count;
+    }
+    ensure_eq(
+        0,
+        u64::from(calls.get()),
+        RESET,
+        "a change of idle queues must not call on_stuck",
+    )?;
+    ensure(
+        queues.config() == RESET_SHAPE,
+        RESET,
+        "config() must keep the shape the queues were created with",
+    )?;
+
+    queues.resume();
+    queues.quiesce();
+    queues.resume();
+    ok(
+        queues.set_hw_queues(created, timing.timeout, &mut on_stuck),
+        RESET,
+        "resuming running queues must change nothing: one quiesce and one resume later, \
+         dispatch must run",
+    )?;
+    Ok(())
+}
+
+fn in_service<Q: BlockQueues>(queues: &Q, want: u16, rule: &'static str) -> Outcome {
+    ensure_eq(
+        u64::from(want),
+        u64::from(queues.hw_queues_in_service()),
+        RESET,
+        rule,
+    )
+}
+
+const REQUESTS: &str = "block.reset_requests";
+
+/// The shape [`block_reset_requests`] creates.
+const REQUESTS_SHAPE: QueueConfig = QueueConfig {
+    hw_queues: 2,
+    depth: 4,
+};
+
+/// The disk [`block_reset_requests`] adds, with [`SAMPLE_GEOMETRY`].
+const PROBE_DISK: DiskId = DiskId(1);
+
+/// The most requests a [`BlockProbe`] holds at once.
+const PROBE_SLOTS: usize = 8;
+
+/// A free [`BlockProbe`] slot: no request has hardware queue and tag `0xffff`, as both are
+/// below a `u16` count.
+const FREE: u32 = u32::MAX;
+
+/// The handler [`block_reset_requests`] registers: it accepts every request, never completes
+/// one by itself, and remembers which are in flight. Platforms meet it only in the type of
+/// their `issue` closure.
+#[derive(Debug)]
+pub struct BlockProbe {
+    accepted: AtomicU32,
+    slots: [AtomicU32; PROBE_SLOTS],
+}
+
+impl BlockProbe {
+    const fn new() -> Self {
+        Self {
+            accepted: AtomicU32::new(0),
+            slots: [const { AtomicU32::new(FREE) }; PROBE_SLOTS],
+        }
+    }
+
+    fn accepted(&self) -> u32 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The requests it holds, in slot order.
+    fn held(&self) -> impl Iterator<Item = (HwQueue, Tag)> + '_ {
+        self.slots.iter().filter_map(|s| {
+            let v = s.load(Ordering::SeqCst);
+            // CAST: the halves of a value `pack` made from two u16.
+            (v != FREE).then_some((HwQueue((v >> 16) as u16), Tag(v as u16)))
+        })
+    }
+
+    /// Forgets a request the kit ended or handed back.
+    fn forget(&self, hwq: HwQueue, tag: Tag) {
+        let code = pack(hwq, tag);
+        for s in &self.slots {
+            if s.compare_exchange(code, FREE, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// A request's hardware queue and tag in one slot value.
+fn pack(hwq: HwQueue, tag: Tag) -> u32 {
+    (u32::from(hwq.0) << 16) | u32::from(tag.0)
+}
+
+impl BlockHandler for BlockProbe {
+    fn queue_rq(&self, request: &BlockRequest<'_>, _last: bool) -> Result<(), BlockStatus> {
+        let code = pack(request.hwq, request.tag);
+        for s in &self.slots {
+            if s.compare_exchange(FREE, code, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                self.accepted.fetch_add(1, Ordering::SeqCst);
+                return Ok(());
+            }
+        }
+        Err(BlockStatus::IoError)
+    }
+
+    fn commit_rqs(&self, _hwq: HwQueue) {}
+
+    fn timeout(&self, _hwq: HwQueue, _tag: Tag) -> TimeoutAction {
+        TimeoutAction::ResetTimer
+    }
+}
+
+/// How [`block_reset_requests`] asks the platform to send one request for a disk to the
+/// queues `Q`, on a hardware queue if the platform can choose.
+pub type Issue<'a, Q> = dyn FnMut(&Q, DiskId, HwQueue) + 'a;
+
+/// Requests through a controller reset, on two hardware queues of four tags and one disk
+/// ([`SAMPLE_GEOMETRY`]): a request requeued while quiesced and one issued meanwhile reach
+/// the handler only after resume, once each; a requeued request is no longer in flight;
+/// `set_hw_queues` with a request stuck past its bound calls `on_stuck` exactly once, a
+/// request requeued from there comes back on a queue still in service, and one failed from
+/// there does not come back.
+///
+/// `issue` makes the platform's block layer send the queues one request for the disk (a
+/// read of one block will do), on the given hardware queue if the platform can choose; it
+/// need not wait for it to arrive. `pump` gives a platform that dispatches from a polling
+/// loop the chance to. Must run from a context that may sleep; takes about ten times
+/// `timing.settle` when the platform dispatches at once.
+pub fn block_reset_requests<B, C>(
+    block: &B,
+    clock: &C,
+    timing: Timing,
+    issue: &mut Issue<'_, B::Queues<BlockProbe>>,
+    pump: &mut dyn FnMut(),
+) -> Outcome
+where
+    B: Block,
+    C: Clock,
+{
+    let queues = block
+        .alloc_queues(REQUESTS_SHAPE, BlockProbe::new())
+        .map_err(|(e, _)| {
+            ConformanceFailure::new(REQUESTS, "creating hardware queues must succeed")
+                .error(e.kind())
+        })?;
+    let disk = ok(
+        block.add_disk(&queues, PROBE_DISK, &SAMPLE_GEOMETRY),
+        REQUESTS,
+        "adding a disk with a valid geometry must succeed",
+    )?;
+    let outcome = reset_requests(&queues, clock, timing, issue, pump);
+    // Whatever failed: what waits fails with the disk, what is in flight the kit ends.
+    disk.mark_dead();
+    queues.resume();
+    for sweep in 0..2 {
+        if sweep > 0 {
+            clock.sleep(timing.settle);
+        }
+        pump();
+        for (hwq, tag) in queues.handler().held() {
+            queues.handler().forget(hwq, tag);
+            // An error here is already reported, or the request was ended meanwhile.
+            let _ = queues.complete(hwq, tag, BlockStatus::IoError);
+        }
+    }
+    drop(disk);
+    outcome
+}
+
+fn reset_requests<Q, C>(
+    queues: &Q,
+    clock: &C,
+    timing: Timing,
+    issue: &mut Issue<'_, Q>,
+    pump: &mut dyn FnMut(),
+) -> Outcome
+where
+    Q: BlockQueues<Handler = BlockProbe>,
+    C: Clock,
+{
+    let oor = ErrorKind::OutOfRange;
+    let probe = queues.handler();
+    let accepted = || probe.accepted();
+
+    issue(queues, PROBE_DISK, HwQueue(1));
+    exactly(
+        clock,
+        timing,
+        &accepted,
+        1,
+        pump,
+        REQUESTS,
+        "an issued request must reach the handler exactly once",
+    )?;
+    let (hwq, tag) = probe.held().next().ok_or(ConformanceFailure::new(
+        REQUESTS,
+        "the request the handler accepted must be in flight",
+    ))?;
+    queues.quiesce();
+    ok(
+        queues.requeue(hwq, tag),
+        REQUESTS,
+        "requeueing a request in flight must succeed",
+    )?;
+    probe.forget(hwq, tag);
+    expect_err(
+        queues.requeue(hwq, tag),
+        oor,
+        REQUESTS,
+        "a requeued request is not in flight: requeueing it again must be refused",
+    )?;
+    expect_err(
+        queues.complete(hwq, tag, BlockStatus::Ok),
+        oor,
+        REQUESTS,
+        "a requeued request is not in flight: completing it must be refused",
+    )?;
+    issue(queues, PROBE_DISK, HwQueue(0));
+    exactly(
+        clock,
+        timing,
+        &accepted,
+        1,
+        pump,
+        REQUESTS,
+        "quiesced queues must dispatch nothing, requeued or new",
+    )?;
+    queues.resume();
+    exactly(
+        clock,
+        timing,
+        &accepted,
+        3,
+        pump,
+        REQUESTS,
+        "after resume, the requeued request and the one that waited must each be \
+         dispatched once",
+    )?;
+    for (hwq, tag) in probe.held() {
+        probe.forget(hwq, tag);
+        ok(
+            queues.complete(hwq, tag, BlockStatus::Ok),
+            REQUESTS,
+            "completing a dispatched request must succeed",
+        )?;
+    }
+
+    issue(queues, PROBE_DISK, HwQueue(1));
+    exactly(
+        clock,
+        timing,
+        &accepted,
+        4,
+        pump,
+        REQUESTS,
+        "an issued request must reach the handler exactly once",
+    )?;
+    let calls = Cell::new(0u32);
+    let refused = Cell::new(None);
+    let mut requeue_all = || {
+        calls.set(calls.get().saturating_add(1));
+        for (hwq, tag) in probe.held() {
+            probe.forget(hwq, tag);
+            if let Err(e) = queues.requeue(hwq, tag) {
+                refused.set(Some(e.kind()));
+            }
+        }
+    };
+    let change = ok(
+        queues.set_hw_queues(1, timing.settle, &mut requeue_all),
+        REQUESTS,
+        "a change whose on_stuck requeues what is in flight must succeed",
+    )?;
+    stuck_change(change, 2, 1, calls.get(), refused.get())?;
+    exactly(
+        clock,
+        timing,
+        &accepted,
+        5,
+        pump,
+        REQUESTS,
+        "a request requeued from on_stuck must be dispatched again once",
+    )?;
+    ensure(
+        probe.held().all(|(hwq, _)| hwq.0 < 1),
+        REQUESTS,
+        "requests must only be dispatched on hardware queues in service",
+    )?;
+
+    calls.set(0);
+    let mut fail_all = || {
+        calls.set(calls.get().saturating_add(1));
+        for (hwq, tag) in probe.held() {
+            probe.forget(hwq, tag);
+            if let Err(e) = queues.complete(hwq, tag, BlockStatus::IoError) {
+                refused.set(Some(e.kind()));
+            }
+        }
+    };
+    let change = ok(
+        queues.set_hw_queues(2, timing.settle, &mut fail_all),
+        REQUESTS,
+        "a change whose on_stuck fails what is in flight must succeed",
+    )?;
+    stuck_change(change, 1, 2, calls.get(), refused.get())?;
+    exactly(
+        clock,
+        timing,
+        &accepted,
+        5,
+        pump,
+        REQUESTS,
+        "a request failed from on_stuck must not be dispatched again",
+    )?;
+    ensure_eq(
+        2,
+        u64::from(queues.hw_queues_in_service()),
+        REQUESTS,
+        "a change must put `count` queues in service",
+    )
+}
+
+/// Checks what a change that had to call `on_stuck` reports.
+fn stuck_change(
+    change: HwQueueChange,
+    from: u16,
+    to: u16,
+    calls: u32,
+    refused: Option<ErrorKind>,
+) -> Outcome {
+    ensure(
+        change
+            == HwQueueChange {
+                from,
+                to,
+                stuck: true,
+            },
+        REQUESTS,
+        "a change with a request in flight past the bound must report the counts and that it \
+         was stuck",
+    )?;
+    ensure_eq(
+        1,
+        u64::from(calls),
+        REQUESTS,
+        "on_stuck must be called exactly once",
+    )?;
+    match refused {
+        Some(kind) => Err(ConformanceFailure::new(
+            REQUESTS,
+            "ending a request in flight from on_stuck must succeed",
+        )
+        .error(kind)),
+        None => Ok(()),
+    }
 }

@@ -49,7 +49,7 @@ pub struct Sim {
     pub sync: SimSync,
     /// Deferred work, timed on `clock`.
     pub workqueue: SimWorkqueue,
-    /// The block-layer recorder.
+    /// The block-layer recorder, waiting on `clock`.
     pub block: SimBlock,
 }
 
@@ -62,7 +62,7 @@ impl Sim {
             dma: SimDma::new(space.clone()),
             workqueue: SimWorkqueue::new(clock.clone()),
             sync: SimSync::new(),
-            block: SimBlock::new(),
+            block: SimBlock::with_clock(clock.clone()),
             clock,
             space,
         }

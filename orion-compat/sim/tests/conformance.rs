@@ -1,17 +1,23 @@
 //! The conformance kit against the host implementation, and against deliberately broken
 //! backends to show the kit can fail.
 
-use orion_compat::conformance::{self as kit, ConformanceFailure, Timing};
-use orion_compat::dma::{BusAddr, CoherentMem, Direction, Dma, Fence};
+use orion_compat::block::{
+    Block, BlockHandler, BlockOp, BlockQueues, BlockRequest, BlockStatus, DiskGeometry, DiskId,
+    HwQueue, HwQueueChange, QueueConfig, Tag,
+};
+use orion_compat::conformance::{self as kit, BlockProbe, ConformanceFailure, Timing};
+use orion_compat::dma::{BusAddr, CoherentMem, Direction, Dma, Fence, Segment};
 use orion_compat::irq::{IrqKind, IrqKinds, IrqVectors, VectorRequest};
 use orion_compat::pci::{Pci, PciIds};
 use orion_compat::time::{Clock, Duration, Instant};
 use orion_compat::{ErrorKind, Mmio};
+use orion_sim::block::{BlockEvent, SimDisk, SimQueues, SubmitError};
 use orion_sim::dma::MapLayout;
 use orion_sim::irq::DeliveryMode;
 use orion_sim::pci::{IrqCaps, SimPci};
 use orion_sim::regfile::RegFile;
-use orion_sim::{Sim, VirtualClock};
+use orion_sim::{Sim, SimBlock, VirtualClock};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 const NVME_IDS: PciIds = PciIds {
@@ -52,6 +58,39 @@ fn fails(r: Result<(), ConformanceFailure>, check: &str, rule_part: &str) -> Con
     assert_eq!(f.check, check, "{f}");
     assert!(f.rule.contains(rule_part), "{f}");
     f
+}
+
+/// Plays the block layer for the kit: one read of block 0 for `disk` on `hwq` (queue 0 if
+/// that one is out of service), with the lowest tag not in use there.
+fn issue_read<H: BlockHandler>(q: &SimQueues<H>, disk: DiskId, hwq: HwQueue) {
+    let hwq = if hwq.0 < q.hw_queues_in_service() {
+        hwq
+    } else {
+        HwQueue(0)
+    };
+    let used: Vec<(HwQueue, Tag)> = q.in_flight().into_iter().chain(q.waiting()).collect();
+    let tag = (0..q.config().depth)
+        .map(Tag)
+        .find(|t| !used.contains(&(hwq, *t)))
+        .expect("the kit never fills a queue");
+    let segments = [Segment {
+        addr: BusAddr(0x10_0000),
+        len: 512,
+    }];
+    let read = BlockRequest {
+        hwq,
+        tag,
+        disk,
+        op: BlockOp::Read,
+        lba: 0,
+        blocks: 1,
+        fua: false,
+        segments: &segments,
+    };
+    match q.submit(&read, true) {
+        Ok(()) | Err(SubmitError::Waiting) => {}
+        Err(e) => panic!("the kit's request was not taken: {e:?}"),
+    }
 }
 
 fn request(min: u16, max: u16, kinds: IrqKinds) -> VectorRequest {
@@ -114,6 +153,14 @@ fn run_kit(sim: &Sim, pci: &SimPci) -> Result<(), ConformanceFailure> {
         wq.run_pending();
     })?;
     kit::block_queues(&sim.block)?;
+    kit::block_reset(&sim.block, TIMING)?;
+    kit::block_reset_requests(
+        &sim.block,
+        &sim.clock,
+        TIMING,
+        &mut issue_read::<BlockProbe>,
+        &mut || {},
+    )?;
     Ok(())
 }
 
@@ -537,4 +584,227 @@ fn the_kit_catches_a_pci_function_that_misreports_its_ids() {
         "device ID",
     );
     assert_eq!((f.expected, f.actual), (Some(0x1234), Some(0x0010)));
+}
+
+#[test]
+fn the_reset_checks_drive_the_sim_through_each_path() {
+    let sim = Sim::new();
+    pass(kit::block_reset(&sim.block, TIMING));
+    pass(kit::block_reset_requests(
+        &sim.block,
+        &sim.clock,
+        TIMING,
+        &mut issue_read::<BlockProbe>,
+        &mut || {},
+    ));
+    let events = sim.block.events();
+    for (from, to, stuck) in [(3, 1, false), (1, 3, false), (2, 1, true), (1, 2, true)] {
+        assert!(
+            events.contains(&BlockEvent::HwQueuesChanged { from, to, stuck }),
+            "{from} -> {to}"
+        );
+    }
+    let requeued = |e: &&BlockEvent| matches!(e, BlockEvent::Requeued(..));
+    assert_eq!(events.iter().filter(requeued).count(), 2, "{events:?}");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        BlockEvent::Retagged {
+            from: (HwQueue(1), _),
+            to: (HwQueue(0), _)
+        }
+    )));
+    assert!(events.contains(&BlockEvent::Completed(
+        HwQueue(0),
+        Tag(0),
+        BlockStatus::IoError
+    )));
+    assert_eq!(
+        events.last(),
+        Some(&BlockEvent::DiskRemoved(DiskId(1))),
+        "the kit cleans up"
+    );
+}
+
+/// How [`FlawedBlock`] breaks the reset contracts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flaw {
+    /// Counts quiesces, as blk-mq's quiesce depth does: two need two resumes.
+    CountedQuiesce,
+    /// Always reports the created count as in service.
+    StaleInService,
+    /// Quiescing does nothing.
+    NoQuiesce,
+    /// Never lets the core end stuck requests: `on_stuck` is not called.
+    SkipsOnStuck,
+}
+
+/// The sim's block layer with one [`Flaw`].
+struct FlawedBlock {
+    inner: SimBlock,
+    flaw: Flaw,
+}
+
+struct FlawedQueues<H: BlockHandler> {
+    inner: SimQueues<H>,
+    flaw: Flaw,
+    depth: AtomicU32,
+}
+
+impl Block for FlawedBlock {
+    type Error = ErrorKind;
+    type Queues<H: BlockHandler> = FlawedQueues<H>;
+    type Disk = SimDisk;
+
+    fn alloc_queues<H: BlockHandler>(
+        &self,
+        config: QueueConfig,
+        handler: H,
+    ) -> Result<FlawedQueues<H>, (ErrorKind, H)> {
+        Ok(FlawedQueues {
+            inner: self.inner.alloc_queues(config, handler)?,
+            flaw: self.flaw,
+            depth: AtomicU32::new(0),
+        })
+    }
+
+    fn add_disk<H: BlockHandler>(
+        &self,
+        queues: &FlawedQueues<H>,
+        id: DiskId,
+        geometry: &DiskGeometry,
+    ) -> Result<SimDisk, ErrorKind> {
+        self.inner.add_disk(&queues.inner, id, geometry)
+    }
+}
+
+impl<H: BlockHandler> BlockQueues for FlawedQueues<H> {
+    type Error = ErrorKind;
+    type Handler = H;
+
+    fn handler(&self) -> &H {
+        self.inner.handler()
+    }
+    fn config(&self) -> QueueConfig {
+        self.inner.config()
+    }
+    fn complete(&self, hwq: HwQueue, tag: Tag, status: BlockStatus) -> Result<(), ErrorKind> {
+        self.inner.complete(hwq, tag, status)
+    }
+    fn quiesce(&self) {
+        match self.flaw {
+            Flaw::NoQuiesce => {}
+            Flaw::CountedQuiesce => {
+                self.depth.fetch_add(1, Ordering::SeqCst);
+                self.inner.quiesce();
+            }
+            _ => self.inner.quiesce(),
+        }
+    }
+    fn resume(&self) {
+        if self.flaw == Flaw::CountedQuiesce {
+            let left = self
+                .depth
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| d.checked_sub(1));
+            if left != Ok(1) {
+                return;
+            }
+        }
+        self.inner.resume();
+    }
+    fn requeue(&self, hwq: HwQueue, tag: Tag) -> Result<(), ErrorKind> {
+        self.inner.requeue(hwq, tag)
+    }
+    fn hw_queues_in_service(&self) -> u16 {
+        match self.flaw {
+            Flaw::StaleInService => self.inner.config().hw_queues,
+            _ => self.inner.hw_queues_in_service(),
+        }
+    }
+    fn set_hw_queues(
+        &self,
+        count: u16,
+        bound: Duration,
+        on_stuck: &mut dyn FnMut(),
+    ) -> Result<HwQueueChange, ErrorKind> {
+        match self.flaw {
+            Flaw::SkipsOnStuck => self.inner.set_hw_queues(count, bound, &mut || {}),
+            _ => self.inner.set_hw_queues(count, bound, on_stuck),
+        }
+    }
+}
+
+fn flawed(sim: &Sim, flaw: Flaw) -> FlawedBlock {
+    FlawedBlock {
+        inner: sim.block.clone(),
+        flaw,
+    }
+}
+
+fn reset_requests(sim: &Sim, flaw: Flaw) -> Result<(), ConformanceFailure> {
+    kit::block_reset_requests(
+        &flawed(sim, flaw),
+        &sim.clock,
+        TIMING,
+        &mut |q: &FlawedQueues<BlockProbe>, disk, hwq| issue_read(&q.inner, disk, hwq),
+        &mut || {},
+    )
+}
+
+#[test]
+fn the_kit_catches_a_counted_quiesce() {
+    let sim = Sim::new();
+    fails(
+        kit::block_reset(&flawed(&sim, Flaw::CountedQuiesce), TIMING),
+        "block.reset",
+        "after two quiesces and one resume",
+    );
+}
+
+#[test]
+fn the_kit_catches_a_stale_count_in_service() {
+    let sim = Sim::new();
+    let f = fails(
+        kit::block_reset(&flawed(&sim, Flaw::StaleInService), TIMING),
+        "block.reset",
+        "put `count` queues in service",
+    );
+    assert_eq!((f.expected, f.actual), (Some(1), Some(3)));
+}
+
+#[test]
+fn the_kit_catches_a_quiesce_that_stops_nothing() {
+    let sim = Sim::new();
+    fails(
+        kit::block_reset(&flawed(&sim, Flaw::NoQuiesce), TIMING),
+        "block.reset",
+        "quiesced queues must be refused as busy",
+    );
+    fails(
+        reset_requests(&sim, Flaw::NoQuiesce),
+        "block.reset_requests",
+        "quiesced queues must dispatch nothing",
+    );
+    let left = sim.block.events();
+    assert_eq!(
+        left.last(),
+        Some(&BlockEvent::DiskRemoved(DiskId(1))),
+        "the kit cleans up after a failure too"
+    );
+}
+
+#[test]
+fn the_kit_catches_a_change_that_never_calls_on_stuck() {
+    let sim = Sim::new();
+    pass(kit::block_reset(&flawed(&sim, Flaw::SkipsOnStuck), TIMING));
+    let f = fails(
+        reset_requests(&sim, Flaw::SkipsOnStuck),
+        "block.reset_requests",
+        "on_stuck requeues what is in flight must succeed",
+    );
+    assert_eq!(f.error, Some(ErrorKind::Timeout));
+    assert!(sim
+        .block
+        .events()
+        .iter()
+        .any(|e| matches!(e, BlockEvent::HwQueuesGaveUp { to: 1, .. })));
 }
