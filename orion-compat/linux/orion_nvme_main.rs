@@ -22,6 +22,7 @@ pub mod orion;
 use orion::{controller, spec};
 
 mod attrs;
+mod bindings;
 mod blk;
 mod error;
 mod mgmt;
