@@ -433,7 +433,7 @@ fn finish_probe<'b>(
     shared.set_io(&io);
     shared.put_ctrl(ctrl);
     shared.start_events();
-    let node = match mgmt::CtrlNode::register(shared.clone(), mmio::raw_pci(pdev)) {
+    let node = match mgmt::CtrlNode::register(shared.clone(), pdev) {
         Ok(n) => Some(n),
         Err(e) => {
             dev_warn!(

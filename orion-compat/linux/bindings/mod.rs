@@ -15,5 +15,9 @@
 //! - [`uring`]: the io_uring command an issue hook gets, and its completion.
 //! - [`blk`]: request queue references and driver-private requests started without waiting.
 
+pub(crate) mod blk;
 pub(crate) mod dma;
+pub(crate) mod misc;
 pub(crate) mod pci;
+pub(crate) mod sysfs;
+pub(crate) mod uring;
