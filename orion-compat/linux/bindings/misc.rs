@@ -48,7 +48,7 @@ struct Inner<F: FileOps> {
 ///
 /// # Invariants
 ///
-/// The `miscdevice` inside is registered, with [`VTable::<F>::FOPS`], until `drop`.
+/// The `miscdevice` inside is registered, with [`VTable::<F>`]'s operations, until `drop`.
 pub(crate) struct Registration<F: FileOps> {
     inner: Pin<KBox<Inner<F>>>,
 }
@@ -71,7 +71,7 @@ impl<F: FileOps> Registration<F> {
             // CAST: 255.
             minor: bindings::MISC_DYNAMIC_MINOR as c_int,
             name: name.as_char_ptr(),
-            fops: &VTable::<F>::FOPS,
+            fops: VTable::<F>::build(),
             parent: core::ptr::from_ref(parent)
                 .cast::<bindings::device>()
                 .cast_mut(),
@@ -153,6 +153,11 @@ unsafe fn file_of<'a, F: FileOps>(file: *mut bindings::file) -> (&'a F, bool) {
 pub(crate) struct VTable<F>(core::marker::PhantomData<F>);
 
 impl<F: FileOps> VTable<F> {
+    /// The file operations, in static memory (a promoted constant).
+    const fn build() -> &'static bindings::file_operations {
+        &Self::FOPS
+    }
+
     const FOPS: bindings::file_operations = bindings::file_operations {
         owner: <crate::OrionModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr(),
         open: Some(Self::open),
