@@ -137,7 +137,7 @@ pub(crate) struct HwQueue<'b> {
 
 /// Per-request driver data (the tag set's `cmd_size`), right after `struct request`.
 #[repr(C)]
-struct Pdu {
+pub(crate) struct Pdu {
     /// The `blk_status_t` to end the request with.
     status: u8,
     /// Scatterlist entries handed to `dma_map_sg` (0: nothing is mapped).
@@ -164,6 +164,10 @@ struct Passthru {
     segs: *const Segment,
     nsegs: usize,
 }
+
+// SAFETY: the segments are coherent memory the command's owner keeps until the request ends,
+// from whichever context it ends in.
+unsafe impl Send for Passthru {}
 
 /// The interrupt handler of one I/O queue: reaps it.
 struct QueueIrq(*const HwQueue<'static>);
@@ -701,7 +705,7 @@ impl<'b> Io<'b> {
         // SAFETY: the disk is live; its queue lives as long.
         self.shared.add_disk(ns.nsid, unsafe { (*disk).queue })?;
         // The generic node last: its commands find the queue through the shared state.
-        match crate::mgmt::GenericNode::register(&self.shared, ns.nsid, self.pdev()) {
+        match crate::mgmt::GenericNode::register(&self.shared, ns.nsid, self.dev) {
             Ok(n) => self.disks.lock(|d| {
                 if let Some(x) = d.iter_mut().find(|x| x.disk == disk) {
                     x.generic = Some(n);

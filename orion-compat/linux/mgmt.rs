@@ -42,7 +42,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 mod generic;
 mod uapi;
-pub(crate) use generic::{GenericNode, UserBuf};
+pub(crate) use generic::{GenericNode, NodeData, NodeFile, UserBuf};
 use uapi::{ioctl, PassthruCmd, PassthruCmd64, UserIo};
 
 /// The core's bounce buffer for passthrough data, in coherent memory (its chunks in a
@@ -141,6 +141,16 @@ pub(crate) struct Queue(pub(crate) *mut bindings::request_queue);
 // SAFETY: a request queue may be used from any thread; the pointer is only used while the
 // disk is registered (see `Shared::disks`).
 unsafe impl Send for Queue {}
+
+impl Queue {
+    /// A reference on the queue; `None` when it is dying.
+    pub(crate) fn get_ref(self) -> Option<crate::blk::nowait::QueueRef> {
+        // SAFETY: a listed queue is the live queue of a registered disk (entries are removed,
+        // under the disks' lock, before the disk is); the tag set of our disks reserves a
+        // `blk::Pdu` after every request (`cmd_size`).
+        unsafe { crate::bindings::blk::QueueRef::get(self.0) }
+    }
+}
 
 /// The controller's identity as sysfs shows it.
 pub(crate) struct Identity {
@@ -844,7 +854,7 @@ impl CtrlNode {
     /// attributes.
     pub(crate) fn register(
         shared: Arc<Shared>,
-        pdev: *mut bindings::pci_dev,
+        pdev: &kernel::pci::Device<kernel::device::Bound>,
     ) -> Result<Pin<KBox<Self>>> {
         let instance = shared.instance;
         let node = GenericNode::controller(shared, pdev)?;
@@ -865,15 +875,5 @@ impl CtrlNode {
             );
         }
         Ok(KBox::pin(Self { _node: node }, GFP_KERNEL)?)
-    }
-
-    /// The shared state of the node whose `miscdevice` is `misc`.
-    ///
-    /// # Safety
-    ///
-    /// `misc` is the `miscdevice` of a registered `CtrlNode`.
-    pub(crate) unsafe fn shared_of<'a>(misc: *mut bindings::miscdevice) -> &'a Shared {
-        // SAFETY: caller's contract.
-        unsafe { generic::shared_of(misc) }
     }
 }

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
+#![forbid(unsafe_code)]
+
 //! `Mmio` over a mapped PCI BAR, and the PCI enable guard.
 
 use crate::error::LinuxError;
@@ -46,50 +48,18 @@ impl Mmio for Bar0<'_> {
     }
 }
 
-/// The `struct pci_dev` behind a bound device, for the bindings the kernel crate does not wrap.
-///
-/// `pci::Device` is `#[repr(transparent)]` over `Opaque<bindings::pci_dev>`, so this is a valid
-/// pointer for as long as the reference is.
+/// The `struct pci_dev` behind a bound device, for the bindings the kernel crate does not wrap
+/// (see [`crate::bindings::pci::as_raw`]).
 pub(crate) fn raw_pci(pdev: &pci::Device<device::Bound>) -> *mut bindings::pci_dev {
-    core::ptr::from_ref(pdev)
-        .cast::<bindings::pci_dev>()
-        .cast_mut()
+    crate::bindings::pci::as_raw(pdev)
 }
 
 /// Saves the configuration space of an enabled, bus-mastering device (`pci_save_state`),
 /// which PCI error recovery's `slot_reset` restores after a link reset cleared it. The kernel
 /// crate does not wrap it.
 pub(crate) fn save_config_state(pdev: &pci::Device<device::Bound>) {
-    // SAFETY: `raw_pci` gives a valid pointer to a bound device's `struct pci_dev`; saving
-    // its state only reads its configuration space into the device's own save area.
-    unsafe { bindings::pci_save_state(raw_pci(pdev)) };
+    crate::bindings::pci::save_state(pdev);
 }
 
 /// Undoes `pci_enable_device_mem` when dropped; the kernel crate does not.
-///
-/// # Invariants
-///
-/// `pdev` was successfully enabled by this driver's probe, once, and is bound while this
-/// value lives.
-pub(crate) struct EnabledDevice<'a> {
-    pdev: &'a pci::Device<device::Bound>,
-}
-
-impl<'a> EnabledDevice<'a> {
-    /// Records that `pdev` has just been enabled.
-    pub(crate) fn new(pdev: &'a pci::Device<device::Bound>) -> Self {
-        // INVARIANT: called right after a successful `enable_device_mem` in probe.
-        Self { pdev }
-    }
-}
-
-impl Drop for EnabledDevice<'_> {
-    fn drop(&mut self) {
-        let raw = raw_pci(self.pdev);
-        // SAFETY:
-        // 1. `raw_pci` gives a valid pointer to the device's `struct pci_dev`.
-        // 2. By the type invariant the device is bound and was enabled once by this driver, so
-        //    this balances exactly that enable.
-        unsafe { bindings::pci_disable_device(raw) };
-    }
-}
+pub(crate) use crate::bindings::pci::EnabledDevice;

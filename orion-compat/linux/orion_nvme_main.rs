@@ -22,6 +22,7 @@ pub mod orion;
 use orion::{controller, spec};
 
 mod attrs;
+mod bindings;
 mod blk;
 mod error;
 mod mgmt;
@@ -398,7 +399,7 @@ fn finish_probe<'b>(
     shared.set_io(&io);
     shared.put_ctrl(ctrl);
     shared.start_events();
-    let node = match mgmt::CtrlNode::register(shared.clone(), mmio::raw_pci(pdev)) {
+    let node = match mgmt::CtrlNode::register(shared.clone(), pdev) {
         Ok(n) => Some(n),
         Err(e) => {
             dev_warn!(

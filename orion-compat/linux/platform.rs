@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
+#![forbid(unsafe_code)]
+
 //! The Orion driver API on the Linux 7.3 kernel crate: DMA-coherent memory, the clock, and
 //! the platform bundle the core's `Controller` is driven through.
 
+use crate::bindings::dma::CoherentBytes;
 use crate::error::LinuxError;
 use crate::mmio::Bar0;
 use crate::orion::controller::{PageBuf, Platform};
@@ -12,7 +15,6 @@ use core::marker::PhantomData;
 use kernel::{
     alloc::KBox,
     device::{Bound, Device},
-    dma::Coherent,
     error::code,
     prelude::*,
     sync::barrier::{dma_mb, Full, Read, Write},
@@ -42,32 +44,8 @@ impl<'b> LinuxDma<'b> {
 }
 
 /// A DMA-coherent buffer.
-///
-/// # Invariants
-///
-/// `mem` is a live coherent allocation of `mem.len()` bytes; its CPU address is valid for
-/// reads and writes of that many bytes for as long as `mem` lives.
 pub(crate) struct LinuxCoherent {
-    mem: Coherent<[u8]>,
-}
-
-impl LinuxCoherent {
-    /// The CPU address of byte `offset`, if `len` bytes from there lie inside the buffer.
-    fn at(&self, offset: usize, len: usize) -> Result<*mut u8, LinuxError> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.mem.len() => {
-                Ok(self.mem.as_mut_ptr().cast::<u8>().wrapping_add(offset))
-            }
-            _ => Err(LinuxError(code::EINVAL)),
-        }
-    }
-
-    fn aligned(&self, offset: usize, len: usize) -> Result<*mut u8, LinuxError> {
-        if offset % len != 0 {
-            return Err(LinuxError(code::EINVAL));
-        }
-        self.at(offset, len)
-    }
+    mem: CoherentBytes,
 }
 
 impl CoherentMem for LinuxCoherent {
@@ -82,84 +60,31 @@ impl CoherentMem for LinuxCoherent {
     }
 
     fn read32(&self, offset: usize) -> Result<u32, LinuxError> {
-        let p = self.aligned(offset, 4)?;
-        // SAFETY: `p` is 4-byte aligned and the 4 bytes lie inside the live allocation (checked
-        // by `aligned`, type invariant). Volatile: the device may write it at any time.
-        Ok(u32::from_le(unsafe {
-            core::ptr::read_volatile(p.cast::<u32>())
-        }))
+        Ok(u32::from_le(self.mem.read32(offset)?))
     }
 
     fn write32(&self, offset: usize, value: u32) -> Result<(), LinuxError> {
-        let p = self.aligned(offset, 4)?;
-        // SAFETY: as in `read32`; the memory is shared with the device, never referenced.
-        unsafe { core::ptr::write_volatile(p.cast::<u32>(), value.to_le()) };
-        Ok(())
+        Ok(self.mem.write32(offset, value.to_le())?)
     }
 
     fn read64(&self, offset: usize) -> Result<u64, LinuxError> {
-        let p = self.aligned(offset, 8)?;
-        // SAFETY: as in `read32`, for 8 aligned bytes.
-        Ok(u64::from_le(unsafe {
-            core::ptr::read_volatile(p.cast::<u64>())
-        }))
+        Ok(u64::from_le(self.mem.read64(offset)?))
     }
 
     fn write64(&self, offset: usize, value: u64) -> Result<(), LinuxError> {
-        let p = self.aligned(offset, 8)?;
-        // SAFETY: as in `read64`.
-        unsafe { core::ptr::write_volatile(p.cast::<u64>(), value.to_le()) };
-        Ok(())
+        Ok(self.mem.write64(offset, value.to_le())?)
     }
 
     fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<(), LinuxError> {
-        let p = self.at(offset, buf.len())?;
-        // Whole aligned 8-byte words at a time (a queue entry is 16 or 64 bytes at an aligned
-        // offset), bytes for anything else.
-        if p.cast::<u64>().is_aligned() && buf.len() % 8 == 0 {
-            for (i, chunk) in buf.chunks_exact_mut(8).enumerate() {
-                // SAFETY: `p + 8 * i` is 8-byte aligned and its 8 bytes lie inside the live
-                // allocation (checked by `at` for the whole range, type invariant).
-                let w = unsafe { core::ptr::read_volatile(p.add(8 * i).cast::<u64>()) };
-                chunk.copy_from_slice(&w.to_ne_bytes());
-            }
-            return Ok(());
-        }
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: `p + i` lies inside the live allocation (checked by `at` for the whole
-            // range, type invariant).
-            *b = unsafe { core::ptr::read_volatile(p.add(i)) };
-        }
-        Ok(())
+        Ok(self.mem.read_bytes(offset, buf)?)
     }
 
     fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<(), LinuxError> {
-        let p = self.at(offset, data.len())?;
-        if p.cast::<u64>().is_aligned() && data.len() % 8 == 0 {
-            for (i, chunk) in data.chunks_exact(8).enumerate() {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(chunk);
-                // SAFETY: as in `read_bytes`, for an aligned word.
-                unsafe {
-                    core::ptr::write_volatile(p.add(8 * i).cast::<u64>(), u64::from_ne_bytes(w))
-                };
-            }
-            return Ok(());
-        }
-        for (i, b) in data.iter().enumerate() {
-            // SAFETY: as in `read_bytes`.
-            unsafe { core::ptr::write_volatile(p.add(i), *b) };
-        }
-        Ok(())
+        Ok(self.mem.write_bytes(offset, data)?)
     }
 
     fn zero(&self, offset: usize, len: usize) -> Result<(), LinuxError> {
-        let p = self.at(offset, len)?;
-        for i in 0..len {
-            // SAFETY: as in `read_bytes`.
-            unsafe { core::ptr::write_volatile(p.add(i), 0) };
-        }
-        Ok(())
+        Ok(self.mem.zero(offset, len)?)
     }
 
     fn fence(&self, kind: Fence) {
@@ -213,11 +138,10 @@ impl Dma for LinuxDma<'_> {
         // dma_alloc_coherent aligns to the allocation's page order: asking for at least
         // `align` bytes (rounded to a power of two) gives at least `align` alignment.
         let size = len.max(align).next_power_of_two();
-        let mem = Coherent::<u8>::zeroed_slice(self.dev, size, GFP_KERNEL)?;
+        let mem = CoherentBytes::zeroed(self.dev, size)?;
         if mem.dma_address() % (align as u64) != 0 {
             return Err(LinuxError(code::ENOMEM));
         }
-        // INVARIANT: a live allocation of `size` bytes.
         Ok(LinuxCoherent { mem })
     }
 

@@ -3,7 +3,8 @@
  * The io_uring command helpers orion_nvme's Rust code cannot reach through the kernel crate's
  * bindings: <linux/io_uring/cmd.h> is not among the headers they are generated from, so
  * struct io_uring_cmd is opaque there and the completion helpers are static inline or need
- * the command's layout. This file only forwards; every decision is made in
+ * the command's layout. This file only forwards; its Rust side is
+ * orion-compat/linux/bindings/uring.rs and every decision is made in
  * orion-compat/linux/mgmt/generic.rs.
  */
 #include <linux/build_bug.h>
@@ -12,7 +13,8 @@
 #include <linux/nvme_ioctl.h>
 #include <linux/sched.h>
 
-/* The values generic.rs names itself; a change in the kernel fails the build here. */
+/* The values bindings/uring.rs and bindings/misc.rs name themselves; a change in the kernel
+ * fails the build here. */
 static_assert(IO_URING_F_NONBLOCK == (int)0x80000000);
 static_assert(IO_URING_F_SQE128 == (1 << 8));
 static_assert(IO_URING_F_CQE32 == (1 << 9));
@@ -21,17 +23,26 @@ static_assert((__force unsigned int)FMODE_WRITE == (1U << 1));
 /* The core's UringCmd (src/passthru.rs) is asserted to be 72 bytes too. */
 static_assert(sizeof(struct nvme_uring_cmd) == 72);
 
-/* What generic.rs needs of a command: keep in sync with its `UringInfo`. */
+/* What bindings/uring.rs needs of a command: keep in sync with its `Info`. */
 struct orion_uring_info {
 	struct file *file;
 	u32 cmd_op;
 	u32 flags;
 };
 
-/* Called from generic.rs (declared there with the same signatures). */
+/*
+ * The driver's words in a command's private area: keep in sync with `Slot` in
+ * bindings/uring.rs (a deferred command's state and the Rust function that finishes it).
+ */
+struct orion_uring_pdu {
+	void *state;
+	void *finish;
+};
+
+/* Called from bindings/uring.rs (declared there with the same signatures). */
 void orion_uring_cmd_info(const struct io_uring_cmd *ioucmd, struct orion_uring_info *info);
 void orion_uring_cmd_copy(const struct io_uring_cmd *ioucmd, struct nvme_uring_cmd *out);
-void **orion_uring_cmd_pdu(struct io_uring_cmd *ioucmd);
+struct orion_uring_pdu *orion_uring_cmd_pdu(struct io_uring_cmd *ioucmd);
 void orion_uring_cmd_done32(struct io_uring_cmd *ioucmd, s32 ret, u64 res2,
 			    unsigned int issue_flags);
 void orion_uring_cmd_complete_in_task(struct io_uring_cmd *ioucmd);
@@ -52,10 +63,10 @@ void orion_uring_cmd_copy(const struct io_uring_cmd *ioucmd, struct nvme_uring_c
 	memcpy(out, io_uring_sqe128_cmd(ioucmd->sqe, struct nvme_uring_cmd), sizeof(*out));
 }
 
-/* The driver's word in the command's private area (the rest of it is unused). */
-void **orion_uring_cmd_pdu(struct io_uring_cmd *ioucmd)
+/* The driver's words in the command's private area (the rest of it is unused). */
+struct orion_uring_pdu *orion_uring_cmd_pdu(struct io_uring_cmd *ioucmd)
 {
-	return io_uring_cmd_to_pdu(ioucmd, void *);
+	return io_uring_cmd_to_pdu(ioucmd, struct orion_uring_pdu);
 }
 
 /* Posts the completion: @ret in the CQE's res, @res2 in the big CQE's first extra word. */
@@ -66,7 +77,7 @@ void orion_uring_cmd_done32(struct io_uring_cmd *ioucmd, s32 ret, u64 res2,
 }
 
 /*
- * Implemented in generic.rs: finishes a command in task context and says how it ended.
+ * Implemented in bindings/uring.rs: finishes a command in task context and says how it ended.
  * @user_ok: the submitter's memory may be written (false when io_uring runs the work on the
  * submitter's behalf from a kernel thread, because the submitter is going away).
  */

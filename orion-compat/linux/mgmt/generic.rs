@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
+#![forbid(unsafe_code)]
+
 //! Generic nodes and io_uring passthrough.
 //!
 //! Each namespace disk gets a character device `/dev/ong<C>n<NSID>` (the role of the reference
@@ -7,13 +9,13 @@
 //! NVMe ioctls as the whole-disk node (through [`nvme_ioctl`], never as a partition) and
 //! io_uring passthrough of I/O commands (`NVME_URING_CMD_IO`, `NVME_URING_CMD_IO_VEC`).
 //!
-//! The kernel crate's `miscdevice` has no `uring_cmd` hook, so these nodes are raw
-//! `struct miscdevice`s with this module's own file operations; the io_uring command helpers
-//! that are inline in C come from `uring_helper.c`.
+//! The kernel crate's `miscdevice` has no `uring_cmd` hook, so these nodes are
+//! [`misc::Registration`]s of the bindings, whose file operations call [`NodeFile`]'s
+//! [`FileOps`] methods; io_uring commands come as [`uring::Cmd`]s.
 //!
 //! Lifetimes: a node is unregistered before its disk is removed (see `blk::Io::remove_disk`).
 //! An open file holds only the shared state and the NSID: every command looks the namespace's
-//! queue up in [`Shared::disks`] and takes a reference on it (`blk_get_queue`), so a file that
+//! queue up in `Shared::disks` and takes a reference on it (`blk_get_queue`), so a file that
 //! outlives its disk gets ENODEV and never touches a freed queue. A request in flight keeps the
 //! disk's removal waiting (`del_gendisk` drains the queue).
 //!
@@ -28,42 +30,12 @@ use super::{
     bounce, drain, fill, nvme_ioctl, refused, run_admin, scratch, segments_of, sys_admin, user_ptr,
     Bounce, Ctrl, Shared, Via,
 };
-use crate::blk::nowait;
+use crate::bindings::misc::{self, FileOps};
+use crate::bindings::uring;
+use crate::blk::nowait::{self, QueueRef};
 use crate::orion::passthru::{self, Caller, Checked, Direction, Node, QueueKind};
 use crate::orion_compat::Lock as _;
-use core::ffi::{c_int, c_uint, c_void};
-use core::marker::PhantomPinned;
-use core::ptr;
-use kernel::ffi::{c_long, c_ulong};
-use kernel::{bindings, prelude::*, str::CString, sync::Arc, types::Opaque, uaccess::UserSlice};
-
-/// `IO_URING_F_NONBLOCK` (`<linux/io_uring_types.h>`; `uring_helper.c` checks these values).
-const IO_URING_F_NONBLOCK: c_uint = 0x8000_0000;
-/// `IO_URING_F_SQE128`: the ring has 128-byte submission queue entries.
-const IO_URING_F_SQE128: c_uint = 1 << 8;
-/// `IO_URING_F_CQE32`: the ring has 32-byte completion queue entries.
-const IO_URING_F_CQE32: c_uint = 1 << 9;
-/// `IORING_URING_CMD_FIXED`: the buffer is a registered one.
-const IORING_URING_CMD_FIXED: u32 = 1 << 0;
-/// `FMODE_WRITE` of `<linux/fs.h>`.
-const FMODE_WRITE: c_uint = 1 << 1;
-
-/// What the helper reports of a command (`struct orion_uring_info` in `uring_helper.c`).
-#[repr(C)]
-struct UringInfo {
-    /// The `struct file` (untyped here: its bindings type is not FFI-safe as a whole).
-    file: *mut c_void,
-    cmd_op: u32,
-    flags: u32,
-}
-
-extern "C" {
-    fn orion_uring_cmd_info(cmd: *const bindings::io_uring_cmd, info: *mut UringInfo);
-    fn orion_uring_cmd_copy(cmd: *const bindings::io_uring_cmd, out: *mut UringCmd);
-    fn orion_uring_cmd_pdu(cmd: *mut bindings::io_uring_cmd) -> *mut *mut c_void;
-    fn orion_uring_cmd_done32(cmd: *mut bindings::io_uring_cmd, ret: i32, res2: u64, flags: c_uint);
-    fn orion_uring_cmd_complete_in_task(cmd: *mut bindings::io_uring_cmd);
-}
+use kernel::{device::Bound, pci, prelude::*, str::CString, sync::Arc, uaccess::UserSlice};
 
 /// Where a command's data lives in the caller's memory.
 pub(crate) enum UserBuf {
@@ -152,20 +124,6 @@ pub(crate) fn import_vectored(
     Ok((k, UserBuf::Vectored(vecs)))
 }
 
-/// A reference on a disk's request queue (`blk_get_queue`): the queue's memory stays while it
-/// is held. A queue whose disk is being removed is dying and refuses new requests.
-pub(crate) struct QueueRef(*mut bindings::request_queue);
-
-// SAFETY: a queue reference may be used and dropped from any thread.
-unsafe impl Send for QueueRef {}
-
-impl Drop for QueueRef {
-    fn drop(&mut self) {
-        // SAFETY: the reference was taken with `blk_get_queue` and is dropped once.
-        unsafe { bindings::blk_put_queue(self.0) };
-    }
-}
-
 impl Shared {
     /// A reference on namespace `nsid`'s queue, while it has a disk; ENODEV when it has none
     /// (any more). With `nowait`, EAGAIN instead of waiting for the disks' lock.
@@ -174,15 +132,9 @@ impl Shared {
             let q = d
                 .iter()
                 .find(|(n, _)| *n == nsid)
-                .map(|(_, q)| q.0)
+                .map(|(_, q)| *q)
                 .ok_or(ENODEV)?;
-            // SAFETY: a listed queue is the queue of a registered disk (entries are removed,
-            // under this lock, before the disk is).
-            if unsafe { bindings::blk_get_queue(q) } {
-                Ok(QueueRef(q))
-            } else {
-                Err(ENODEV)
-            }
+            q.get_ref().ok_or(ENODEV)
         };
         if nowait {
             self.disks.try_lock(find).unwrap_or(Err(EAGAIN))
@@ -214,270 +166,142 @@ enum Kind {
     Namespace(u32),
 }
 
-/// A misc device with this module's file operations, registered while a [`GenericNode`]
-/// holds it.
-struct RawNode {
-    misc: Opaque<bindings::miscdevice>,
-    /// The device name `misc.name` points at.
-    _name: CString,
+/// What a node serves: the registration's data, which its files and (for the controller
+/// node) its sysfs attributes see.
+pub(crate) struct NodeData {
     shared: Arc<Shared>,
     kind: Kind,
-    _pin: PhantomPinned,
 }
 
-// SAFETY: the `miscdevice` is written only by the misc core (under its `misc_mtx`) and by
-// `GenericNode`'s registration and drop; everything else is immutable or `Send + Sync`.
-unsafe impl Send for RawNode {}
-// SAFETY: as above; shared access only reads.
-unsafe impl Sync for RawNode {}
+impl NodeData {
+    /// The controller's shared state.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
 
 /// A registered node (`/dev/ong<C>n<NSID>`); dropping it unregisters the node. Files opened
 /// before stay usable (their commands fail with ENODEV once the namespace's disk is gone).
-///
-/// # Invariants
-///
-/// The `miscdevice` inside is registered until `drop`.
-pub(crate) struct GenericNode(Pin<KBox<RawNode>>);
+pub(crate) struct GenericNode(misc::Registration<NodeFile>);
 
 impl GenericNode {
     /// Registers the generic node of namespace `nsid`, under the PCI device `pdev`.
     pub(crate) fn register(
         shared: &Arc<Shared>,
         nsid: u32,
-        pdev: *mut bindings::pci_dev,
+        pdev: &pci::Device<Bound>,
     ) -> Result<Self> {
         let name = CString::try_from_fmt(fmt!("ong{}n{}", shared.instance, nsid))?;
-        // SAFETY: `pdev` is the bound PCI device of the caller's controller.
-        let parent = unsafe { &raw mut (*pdev).dev };
-        Self::new(shared.clone(), Kind::Namespace(nsid), name, parent)
+        Self::new(shared.clone(), Kind::Namespace(nsid), name, pdev)
     }
 
     /// Registers the controller node `/dev/onvme<C>` under the PCI device `pdev`, as the
     /// reference driver's `/dev/nvmeX` is a child of its PCI device: a tool that starts from
     /// the PCI device finds the node (`<pci device>/misc/onvme<C>`) and its attributes.
-    pub(crate) fn controller(shared: Arc<Shared>, pdev: *mut bindings::pci_dev) -> Result<Self> {
+    pub(crate) fn controller(shared: Arc<Shared>, pdev: &pci::Device<Bound>) -> Result<Self> {
         let name = CString::try_from_fmt(fmt!("onvme{}", shared.instance))?;
-        // SAFETY: `pdev` is the bound PCI device of the caller's controller.
-        let parent = unsafe { &raw mut (*pdev).dev };
-        Self::new(shared, Kind::Controller, name, parent)
+        Self::new(shared, Kind::Controller, name, pdev)
     }
 
     /// The node's device (`/sys/class/misc/<name>`).
-    pub(crate) fn device(&self) -> *mut bindings::device {
-        // SAFETY: registered (type invariant), so `this_device` is set and stays.
-        unsafe { (*self.0.misc.get()).this_device }
+    pub(crate) fn device(&self) -> *mut kernel::bindings::device {
+        self.0.device()
     }
 
     fn new(
         shared: Arc<Shared>,
         kind: Kind,
         name: CString,
-        parent: *mut bindings::device,
+        pdev: &pci::Device<Bound>,
     ) -> Result<Self> {
-        let misc = bindings::miscdevice {
-            // CAST: 255.
-            minor: bindings::MISC_DYNAMIC_MINOR as c_int,
-            name: name.as_char_ptr(),
-            fops: &FOPS.0,
-            parent,
-            ..Default::default()
-        };
-        let node = KBox::pin(
-            RawNode {
-                misc: Opaque::new(misc),
-                _name: name,
-                shared,
-                kind,
-                _pin: PhantomPinned,
-            },
-            GFP_KERNEL,
-        )?;
-        // SAFETY: `misc` is initialised and pinned (boxed): it stays at this address until
-        // it is deregistered; its name (owned by the node) and file operations (static)
-        // outlive the registration.
-        let r = unsafe { bindings::misc_register(node.misc.get()) };
-        if r != 0 {
-            // Not registered: the box is freed without deregistering.
-            return Err(Error::from_errno(r));
-        }
-        // INVARIANT: registered above.
-        Ok(Self(node))
+        let node = NodeData { shared, kind };
+        Ok(Self(misc::Registration::register(
+            name,
+            pdev.as_ref(),
+            node,
+        )?))
     }
 }
-
-impl Drop for GenericNode {
-    fn drop(&mut self) {
-        // SAFETY: registered (type invariant), deregistered once. `misc_deregister` waits for
-        // an `open` in progress (both hold `misc_mtx`), so nothing uses the node afterwards.
-        unsafe { bindings::misc_deregister(self.0.misc.get()) };
-    }
-}
-
-/// The shared state of the node whose `miscdevice` is `misc` (as sysfs hands it to the
-/// controller node's attributes: a misc device's driver data is its `miscdevice`).
-///
-/// # Safety
-///
-/// `misc` is the `miscdevice` of a registered [`GenericNode`], which outlives `'a`.
-pub(crate) unsafe fn shared_of<'a>(misc: *mut bindings::miscdevice) -> &'a Shared {
-    // SAFETY: caller's contract; the `miscdevice` is the `misc` field of a `RawNode`.
-    unsafe {
-        let node =
-            kernel::container_of!(misc.cast::<Opaque<bindings::miscdevice>>(), RawNode, misc);
-        &(*node).shared
-    }
-}
-
-/// The nodes' file operations.
-struct Fops(bindings::file_operations);
-
-// SAFETY: never written after initialisation; the kernel only reads it.
-unsafe impl Sync for Fops {}
-
-static FOPS: Fops = Fops(bindings::file_operations {
-    owner: <crate::OrionModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr(),
-    open: Some(open),
-    release: Some(release),
-    unlocked_ioctl: Some(ioctl),
-    uring_cmd: Some(uring_cmd),
-    uring_cmd_iopoll: Some(uring_cmd_iopoll),
-    ..pin_init::zeroed()
-});
 
 /// An open node: what its commands need, held until the file is released.
-struct OpenFile {
+pub(crate) struct NodeFile {
     shared: Arc<Shared>,
     kind: Kind,
 }
 
-/// `open`: records the node's shared state and kind in the file.
-///
-/// # Safety
-///
-/// Called by `misc_open` for one of our nodes, with its `miscdevice` in `private_data`.
-unsafe extern "C" fn open(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
-    // SAFETY: `misc_open` holds `misc_mtx`, so the node is registered (and alive) for the
-    // call; its `miscdevice` is the `misc` field of a `RawNode`.
-    let (shared, kind) = unsafe {
-        let misc = (*file).private_data.cast::<Opaque<bindings::miscdevice>>();
-        let node = &*kernel::container_of!(misc, RawNode, misc);
-        (node.shared.clone(), node.kind)
-    };
-    match KBox::new(OpenFile { shared, kind }, GFP_KERNEL) {
-        Ok(of) => {
-            // SAFETY: the file is being opened by us; `release` takes the box back.
-            unsafe { (*file).private_data = KBox::into_raw(of).cast() };
-            0
+impl FileOps for NodeFile {
+    type Node = NodeData;
+
+    /// Records the node's shared state and kind in the file.
+    fn open(node: &NodeData) -> Result<Self> {
+        Ok(Self {
+            shared: node.shared.clone(),
+            kind: node.kind,
+        })
+    }
+
+    /// The NVMe ioctls, as on the whole-disk node (or the controller node).
+    fn ioctl(&self, writable: bool, cmd: u32, arg: usize) -> Result<isize> {
+        match self.kind {
+            Kind::Controller => nvme_ioctl(&self.shared, Via::Controller, writable, cmd, arg),
+            // The node's NSID needs no queue: it answers even once the disk is gone (as the
+            // reference driver's generic node).
+            // CAST: an NSID is at most 0xffff_fffe; isize is 64 bits here.
+            Kind::Namespace(nsid) if cmd == ioctl::ID => Ok(nsid as isize),
+            Kind::Namespace(nsid) => self.shared.queue_ref(nsid, false).and_then(|q| {
+                // The reference keeps the queue for the whole command.
+                nvme_ioctl(
+                    &self.shared,
+                    Via::Disk(q.as_ptr(), nsid, false),
+                    writable,
+                    cmd,
+                    arg,
+                )
+            }),
         }
-        Err(e) => Error::from(e).to_errno(),
+    }
+
+    /// An io_uring passthrough command.
+    fn uring_cmd(&self, writable: bool, cmd: uring::Cmd) -> uring::Issued {
+        let p = match prepare(self, &cmd, writable) {
+            Ok(p) => p,
+            Err(e) => return cmd.fail(e),
+        };
+        match (p.queue, p.node) {
+            (QueueKind::Admin, _) => match run_admin(&self.shared, &p.k, &p.buf) {
+                Ok(d) => cmd.done32(i32::from(d.status), d.result),
+                Err(e) => cmd.fail(e),
+            },
+            (QueueKind::Io, Node::Namespace(nsid)) => match prepare_io(self, nsid, p) {
+                Ok((mut st, rq)) => {
+                    let (issued, pending) = cmd.defer();
+                    st.pending = Some(pending);
+                    rq.start(st);
+                    issued
+                }
+                Err(e) => cmd.fail(e),
+            },
+            (QueueKind::Io, _) => cmd.fail(ENOTTY),
+        }
     }
 }
 
-/// `release`: drops what `open` recorded.
-///
-/// # Safety
-///
-/// Called once per file opened with [`open`].
-unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
-    // SAFETY: `open` stored a boxed `OpenFile` here; this is its only release.
-    unsafe { drop(KBox::from_raw((*file).private_data.cast::<OpenFile>())) };
-    0
+/// A checked io_uring command, ready to run.
+struct Prepared {
+    k: Checked,
+    buf: UserBuf,
+    queue: QueueKind,
+    node: Node,
+    nowait: bool,
 }
 
-/// The file of an open node.
-///
-/// # Safety
-///
-/// `file` is an open file of one of our nodes.
-unsafe fn open_file<'a>(file: *mut bindings::file) -> (&'a OpenFile, bool) {
-    // SAFETY: `open` stored an `OpenFile`, alive until `release`.
-    unsafe {
-        (
-            &*(*file).private_data.cast::<OpenFile>(),
-            (*file).f_mode & FMODE_WRITE != 0,
-        )
-    }
-}
-
-/// `unlocked_ioctl`: the NVMe ioctls, as on the whole-disk node (or the controller node).
-///
-/// # Safety
-///
-/// Called by the VFS for an open file of one of our nodes.
-unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
-    // SAFETY: as above.
-    let (of, writable) = unsafe { open_file(file) };
-    let r = match of.kind {
-        Kind::Controller => nvme_ioctl(&of.shared, Via::Controller, writable, cmd, arg),
-        // The node's NSID needs no queue: it answers even once the disk is gone (as the
-        // reference driver's generic node).
-        // CAST: an NSID is at most 0xffff_fffe; isize is 64 bits here.
-        Kind::Namespace(nsid) if cmd == ioctl::ID => Ok(nsid as isize),
-        Kind::Namespace(nsid) => of.shared.queue_ref(nsid, false).and_then(|q| {
-            // The reference keeps the queue for the whole command.
-            nvme_ioctl(&of.shared, Via::Disk(q.0, nsid, false), writable, cmd, arg)
-        }),
-    };
-    match r {
-        // CAST: an NSID or a 15-bit status.
-        Ok(v) => v as c_long,
-        Err(e) => e.to_errno() as c_long,
-    }
-}
-
-/// `uring_cmd`: an io_uring passthrough command.
-///
-/// # Safety
-///
-/// Called by io_uring for a command on an open file of one of our nodes.
-unsafe extern "C" fn uring_cmd(ioucmd: *mut bindings::io_uring_cmd, issue_flags: c_uint) -> c_int {
-    let mut info = UringInfo {
-        file: ptr::null_mut(),
-        cmd_op: 0,
-        flags: 0,
-    };
-    // SAFETY: `ioucmd` is the live command io_uring hands us.
-    unsafe { orion_uring_cmd_info(ioucmd, &mut info) };
-    // SAFETY: the command holds its file, one of ours, open.
-    let (of, writable) = unsafe { open_file(info.file.cast()) };
-    match issue(of, ioucmd, &info, writable, issue_flags) {
-        Ok(()) => EIOCBQUEUED.to_errno(),
-        Err(e) => e.to_errno(),
-    }
-}
-
-/// `uring_cmd_iopoll`: on a polled ring (`IORING_SETUP_IOPOLL`) io_uring keeps issued
-/// commands on its poll list and calls this while it waits. Commands here always complete
-/// interrupt-driven (through task work, which the waiting submitter runs), so there is nothing
-/// to poll: without this hook a polled ring would not wait for them at all.
-///
-/// # Safety
-///
-/// Called by io_uring for a command issued on one of our nodes.
-unsafe extern "C" fn uring_cmd_iopoll(
-    _ioucmd: *mut bindings::io_uring_cmd,
-    _iob: *mut bindings::io_comp_batch,
-    _poll_flags: c_uint,
-) -> c_int {
-    0
-}
-
-/// Checks and issues a command. `Ok`: it will be (or was) completed with
-/// `orion_uring_cmd_done32`; `Err`: io_uring completes it with the errno (EAGAIN: it issues
-/// it again from a worker that may block).
-fn issue(
-    of: &OpenFile,
-    ioucmd: *mut bindings::io_uring_cmd,
-    info: &UringInfo,
-    writable: bool,
-    issue_flags: c_uint,
-) -> Result {
+/// Checks a command (EAGAIN: io_uring issues it again from a worker that may block).
+fn prepare(of: &NodeFile, cmd: &uring::Cmd, writable: bool) -> Result<Prepared> {
     // The command needs a 128-byte SQE, the result a 32-byte CQE.
-    let big = IO_URING_F_SQE128 | IO_URING_F_CQE32;
-    if issue_flags & big != big {
+    if !cmd.big_entries() {
         return Err(EOPNOTSUPP);
     }
-    let (queue, node, vectored) = match (of.kind, info.cmd_op) {
+    let (queue, node, vectored) = match (of.kind, cmd.op()) {
         (Kind::Namespace(n), ioctl::URING_CMD_IO) => (QueueKind::Io, Node::Namespace(n), false),
         (Kind::Namespace(n), ioctl::URING_CMD_IO_VEC) => (QueueKind::Io, Node::Namespace(n), true),
         (Kind::Controller, ioctl::URING_CMD_ADMIN) => (QueueKind::Admin, Node::Controller, false),
@@ -488,14 +312,12 @@ fn issue(
         // controller's.
         _ => return Err(ENOTTY),
     };
-    let nowait = issue_flags & IO_URING_F_NONBLOCK != 0;
+    let nowait = cmd.nonblocking();
     if queue == QueueKind::Admin && nowait {
         // Admin commands wait on the polled admin queue: from a worker.
         return Err(EAGAIN);
     }
-    let mut u = UringCmd::default();
-    // SAFETY: a 128-byte SQE (checked above) holds the command; `u` is its size.
-    unsafe { orion_uring_cmd_copy(ioucmd, &mut u) };
+    let u = UringCmd::read_from_bytes(&cmd.read_cmd()?).map_err(|_| EINVAL)?;
     let c = PassthruCmd64::from(&u);
     let caller = Caller {
         sys_admin: sys_admin(),
@@ -511,20 +333,17 @@ fn issue(
         }
         (k, UserBuf::Flat(c.addr))
     };
-    if k.len != 0 && info.flags & IORING_URING_CMD_FIXED != 0 {
+    if k.len != 0 && cmd.fixed_buffer() {
         // Registered buffers are not supported: data always goes through a bounce buffer.
         return Err(EOPNOTSUPP);
     }
-    match (queue, node) {
-        (QueueKind::Admin, _) => {
-            let d = run_admin(&of.shared, &k, &buf)?;
-            // SAFETY: `ioucmd` is live and completed once, with the flags it was issued with.
-            unsafe { orion_uring_cmd_done32(ioucmd, i32::from(d.status), d.result, issue_flags) };
-            Ok(())
-        }
-        (QueueKind::Io, Node::Namespace(nsid)) => start_io(of, ioucmd, nsid, &k, buf, nowait),
-        (QueueKind::Io, _) => Err(ENOTTY),
-    }
+    Ok(Prepared {
+        k,
+        buf,
+        queue,
+        node,
+        nowait,
+    })
 }
 
 /// An I/O command in flight: everything that must live until it has been completed.
@@ -534,81 +353,64 @@ struct InFlight {
     _q: QueueRef,
     bounce: Bounce,
     /// The bounce buffer as the device sees it (what `cmd` points at).
-    segs: KVec<crate::orion::command::Segment>,
-    cmd: Option<nowait::Command>,
+    _segs: KVec<crate::orion::command::Segment>,
+    cmd: nowait::Command,
     buf: UserBuf,
     dir: Direction,
-    /// How it ended (set by [`ended`]).
+    /// How it ended (set by [`nowait::Owner::ended`]).
     outcome: nowait::Outcome,
-    ioucmd: *mut bindings::io_uring_cmd,
+    /// The io_uring command, completed once the request has ended.
+    pending: Option<uring::Pending>,
 }
 
-/// Bounces the data in and starts an I/O command without waiting.
-fn start_io(
-    of: &OpenFile,
-    ioucmd: *mut bindings::io_uring_cmd,
-    nsid: u32,
-    k: &Checked,
-    buf: UserBuf,
-    nowait: bool,
-) -> Result {
-    let q = of.shared.queue_ref(nsid, nowait)?;
-    let qp = q.0;
+/// Bounces the data in and makes the request of an I/O command, ready to start.
+fn prepare_io(of: &NodeFile, nsid: u32, p: Prepared) -> Result<(KBox<InFlight>, nowait::Request)> {
+    let k = &p.k;
+    let q = of.shared.queue_ref(nsid, p.nowait)?;
     let bounce = of
         .shared
-        .ctrl_do(nowait, |ctrl| bounce(ctrl, k.len as usize))??;
+        .ctrl_do(p.nowait, |ctrl| bounce(ctrl, k.len as usize))??;
     if k.dir == Direction::ToDevice {
-        buf.copy_in(&bounce)?;
+        p.buf.copy_in(&bounce)?;
     }
     let segs = segments_of(&bounce)?;
+    // The segments' memory stays where it is when the vector moves into the state.
+    let cmd = nowait::Command::new(k.sqe, &segs);
     let st = KBox::new(
         InFlight {
             shared: of.shared.clone(),
             _q: q,
             bounce,
-            segs,
-            cmd: None,
-            buf,
+            _segs: segs,
+            cmd,
+            buf: p.buf,
             dir: k.dir,
             outcome: Err(EIO),
-            ioucmd,
+            pending: None,
         },
         GFP_KERNEL,
     )?;
-    let st = KBox::into_raw(st);
-    // SAFETY: `st` was just leaked: ours alone until the request is started.
-    let cmd = unsafe {
-        let c = nowait::Command::new(k.sqe, &(*st).segs, ended, st.cast());
-        &raw const *(*st).cmd.insert(c)
-    };
-    // SAFETY: the command's private word is ours; `orion_nvme_uring_finish` takes the state
-    // back from it.
-    unsafe { *orion_uring_cmd_pdu(ioucmd) = st.cast() };
-    // SAFETY:
-    // 1. `q` holds a reference on the queue, kept in the state until it is dropped.
-    // 2. The state (the command and the bounce buffer its segments describe) is boxed, stays
-    //    in place and is freed only by `orion_nvme_uring_finish`, after `ended`.
-    let r = unsafe { nowait::start(qp, cmd, k.dir == Direction::ToDevice, k.timeout_ms, nowait) };
-    if let Err(e) = r {
-        // SAFETY: not started, so `ended` will not run: the state is still ours.
-        drop(unsafe { KBox::from_raw(st) });
-        return Err(e);
-    }
-    Ok(())
+    let rq = nowait::Request::alloc(&st._q, k.dir == Direction::ToDevice, k.timeout_ms, p.nowait)?;
+    Ok((st, rq))
 }
 
-/// The request's end (any context): records the outcome and finishes in task context.
-///
-/// # Safety
-///
-/// `ctx` is the `InFlight` of a started command, which nothing else touches until the task
-/// work runs.
-unsafe fn ended(ctx: *mut c_void, outcome: nowait::Outcome) {
-    let st = ctx.cast::<InFlight>();
-    // SAFETY: caller's contract; queueing the task work orders this store before it runs.
-    unsafe {
-        (*st).outcome = outcome;
-        orion_uring_cmd_complete_in_task((*st).ioucmd);
+impl nowait::Owner for InFlight {
+    fn command(&self) -> &nowait::Command {
+        &self.cmd
+    }
+
+    /// The request's end (any context): records the outcome and finishes in task context.
+    fn ended(mut this: KBox<Self>, outcome: nowait::Outcome) {
+        this.outcome = outcome;
+        if let Some(pending) = this.pending.take() {
+            pending.complete_in_task(this);
+        }
+    }
+}
+
+impl uring::Finish for InFlight {
+    fn finish(this: KBox<Self>, user_ok: bool) -> (i32, u64) {
+        KBox::into_inner(this).result(user_ok)
     }
 }
 
@@ -616,7 +418,7 @@ impl InFlight {
     /// The completion's `res` and `res2`: the NVMe status (0 success) or -errno, and the
     /// result. Data read from the device goes out to the caller first (only while
     /// `user_ok`: otherwise -EINTR, as the reference driver when the submitter is gone).
-    fn finish(self, user_ok: bool) -> (i32, u64) {
+    fn result(self, user_ok: bool) -> (i32, u64) {
         let Self {
             shared,
             bounce,
@@ -646,29 +448,5 @@ impl InFlight {
                 (e.to_errno(), 0)
             }
         }
-    }
-}
-
-/// Finishes an I/O command in task context (called by `uring_helper.c`'s task work, which
-/// then posts the completion with `ret` and `res2`).
-///
-/// # Safety
-///
-/// `ioucmd` is a command started by [`start_io`] whose request has ended; called once.
-#[no_mangle]
-unsafe extern "C" fn orion_nvme_uring_finish(
-    ioucmd: *mut bindings::io_uring_cmd,
-    user_ok: bool,
-    ret: *mut i32,
-    res2: *mut u64,
-) {
-    // SAFETY: `start_io` left the state's address in the private word; `ended` has run, so
-    // the state is ours again.
-    let st = unsafe { KBox::from_raw((*orion_uring_cmd_pdu(ioucmd)).cast::<InFlight>()) };
-    let (r, result) = KBox::into_inner(st).finish(user_ok);
-    // SAFETY: the helper passes its locals.
-    unsafe {
-        *ret = r;
-        *res2 = result;
     }
 }

@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Request queue references and driver-private requests started without waiting
+//! (`blk_execute_rq_nowait`), whose end hands their owner back.
+//!
+//! `P` is the driver's per-request data (the tag set's `cmd_size`): a [`QueueRef<P>`] is a
+//! queue whose every request carries an initialised `P`, which is what lets [`DrvRequest`]
+//! hand it out.
+
+use core::ffi::c_uint;
+use core::marker::PhantomData;
+use kernel::{bindings, prelude::*};
+
+/// A reference on a request queue (`blk_get_queue`): the queue's memory stays while it is
+/// held. A queue whose disk is being removed is dying and refuses new requests.
+///
+/// # Invariants
+///
+/// `q` is a queue this value holds one reference on, whose tag set reserves an initialised
+/// `P` after every request.
+pub(crate) struct QueueRef<P> {
+    q: *mut bindings::request_queue,
+    _pdu: PhantomData<fn() -> P>,
+}
+
+// SAFETY: a queue reference may be used and dropped from any thread.
+unsafe impl<P> Send for QueueRef<P> {}
+// SAFETY: shared access only reads the pointer; the queue's own locking covers the rest.
+unsafe impl<P> Sync for QueueRef<P> {}
+
+impl<P> QueueRef<P> {
+    /// Takes a reference on `q`; `None` when the queue is dying.
+    ///
+    /// # Safety
+    ///
+    /// `q` is a live request queue (for the call) whose tag set reserves an initialised `P`
+    /// after every request.
+    pub(crate) unsafe fn get(q: *mut bindings::request_queue) -> Option<Self> {
+        // SAFETY: caller's contract.
+        if unsafe { bindings::blk_get_queue(q) } {
+            // INVARIANT: the reference was just taken; the `P` is the caller's contract.
+            Some(Self {
+                q,
+                _pdu: PhantomData,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The queue, for the C calls that take it; valid while `self` lives.
+    pub(crate) fn as_ptr(&self) -> *mut bindings::request_queue {
+        self.q
+    }
+}
+
+impl<P> Drop for QueueRef<P> {
+    fn drop(&mut self) {
+        // SAFETY: the reference was taken with `blk_get_queue` (type invariant), dropped once.
+        unsafe { bindings::blk_put_queue(self.q) };
+    }
+}
+
+/// The errno for a `blk_status_t` (`blk_status_to_errno`).
+pub(crate) fn status_to_errno(s: bindings::blk_status_t) -> Error {
+    // SAFETY: a plain table lookup.
+    Error::from_errno(unsafe { bindings::blk_status_to_errno(s) })
+}
+
+/// What a driver-private request's end calls: its owner, with the request's data and
+/// status. It runs in whatever context the request ends in (interrupt included), so it must
+/// not sleep.
+pub(crate) trait EndIo<P>: Send + Sized + 'static {
+    /// The request ended with `status`; blk-mq frees it after this returns.
+    fn end(this: KBox<Self>, pdu: &mut P, status: bindings::blk_status_t);
+}
+
+/// A driver-private request (`REQ_OP_DRV_IN` or `REQ_OP_DRV_OUT`), allocated and not started.
+/// Dropping it frees it.
+///
+/// # Invariants
+///
+/// `rq` is a request allocated by `blk_mq_alloc_request`, owned by this value, carrying an
+/// initialised `P`. An allocated request keeps its queue entered (`q_usage_counter`), so the
+/// queue stays until the request is freed: removing the disk freezes the queue and waits.
+pub(crate) struct DrvRequest<P> {
+    rq: *mut bindings::request,
+    _pdu: PhantomData<fn() -> P>,
+}
+
+// SAFETY: a request that is not started may be filled, started or freed from any thread.
+unsafe impl<P> Send for DrvRequest<P> {}
+
+impl<P> DrvRequest<P> {
+    /// Allocates a request on `q`: data to the device if `write`. With `nowait`, the request
+    /// is `REQ_NOWAIT` and EAGAIN comes at once when no tag is free; ENODEV when the queue is
+    /// dying.
+    pub(crate) fn alloc(q: &QueueRef<P>, write: bool, nowait: bool) -> Result<Self> {
+        let mut op = if write {
+            bindings::req_op_REQ_OP_DRV_OUT
+        } else {
+            bindings::req_op_REQ_OP_DRV_IN
+        };
+        let mut flags = 0;
+        if nowait {
+            op |= 1 << bindings::req_flag_bits___REQ_NOWAIT;
+            flags = bindings::BLK_MQ_REQ_NOWAIT;
+        }
+        // SAFETY: `q` holds a reference on a live queue (type invariant); a dying queue
+        // refuses with ENODEV.
+        let rq = kernel::error::from_err_ptr(unsafe {
+            bindings::blk_mq_alloc_request(q.as_ptr(), op, flags)
+        })?;
+        // INVARIANT: a fresh request of `q`'s tag set, which reserves a `P` (invariant of
+        // `QueueRef`).
+        Ok(Self {
+            rq,
+            _pdu: PhantomData,
+        })
+    }
+
+    /// The request's driver data.
+    pub(crate) fn pdu(&mut self) -> &mut P {
+        // SAFETY: the tag set reserves an initialised `P` after the request (type invariant);
+        // the request is ours alone until started.
+        unsafe { &mut *bindings::blk_mq_rq_to_pdu(self.rq).cast::<P>() }
+    }
+
+    /// Times the request out after `ms` milliseconds (0: the queue's default).
+    pub(crate) fn set_timeout_ms(&mut self, ms: u32) {
+        if ms != 0 {
+            // SAFETY: a plain conversion.
+            // CAST: jiffies for at most an hour fit a u32.
+            let j = unsafe { bindings::__msecs_to_jiffies(ms) } as c_uint;
+            // SAFETY: the request is ours alone until started (type invariant).
+            unsafe { (*self.rq).timeout = j };
+        }
+    }
+
+    /// Starts the request (`blk_execute_rq_nowait`); when it ends, `E::end(owner, ..)` runs
+    /// once and the request is freed.
+    pub(crate) fn execute_nowait<E: EndIo<P>>(self, owner: KBox<E>) {
+        let rq = self.rq;
+        core::mem::forget(self);
+        // SAFETY:
+        // 1. `rq` is ours (type invariant) and handed to blk-mq here, once (`self` is
+        //    forgotten, so it is not freed by `drop`).
+        // 2. `end_io::<P, E>` gets `end_io_data`, the leaked owner, which it takes back once.
+        unsafe {
+            (*rq).end_io = Some(end_io::<P, E>);
+            (*rq).end_io_data = KBox::into_raw(owner).cast();
+            bindings::blk_execute_rq_nowait(rq, false);
+        }
+    }
+}
+
+impl<P> Drop for DrvRequest<P> {
+    fn drop(&mut self) {
+        // SAFETY: an allocated request that was never started (type invariant).
+        unsafe { bindings::blk_mq_free_request(self.rq) };
+    }
+}
+
+/// A started request's end: hands the owner back; blk-mq then frees the request.
+///
+/// # Safety
+///
+/// Called by blk-mq once, for a request started by [`DrvRequest::execute_nowait`] with an
+/// owner of type `E` on a queue whose requests carry a `P`.
+unsafe extern "C" fn end_io<P, E: EndIo<P>>(
+    rq: *mut bindings::request,
+    sts: bindings::blk_status_t,
+    _iob: *const bindings::io_comp_batch,
+) -> bindings::rq_end_io_ret {
+    // SAFETY: caller's contract: `end_io_data` is the leaked `KBox<E>`, reclaimed once here;
+    // the request carries a `P`, which blk-mq no longer touches while the end runs.
+    let (owner, pdu) = unsafe {
+        (
+            KBox::from_raw((*rq).end_io_data.cast::<E>()),
+            &mut *bindings::blk_mq_rq_to_pdu(rq).cast::<P>(),
+        )
+    };
+    E::end(owner, pdu, sts);
+    bindings::rq_end_io_ret_RQ_END_IO_FREE
+}

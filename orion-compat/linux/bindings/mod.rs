@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe wrappers over the kernel's C bindings, for what the kernel crate does not wrap (or
+//! wraps in a shape the driver cannot use). This is the only part of `orion_nvme` with
+//! `unsafe` code (with `uring_helper.c`); everything above it is `#![forbid(unsafe_code)]`.
+//!
+//! Each wrapper owns or borrows the C object it stands for and states what makes its methods
+//! safe: a `// SAFETY:` proof on every `unsafe` block, `# Invariants` on the types.
+//!
+//! - [`pci`]: configuration space, bus mastering, saved state and the enable guard of a bound
+//!   PCI function, and its interrupt vectors (with affinity) and handlers.
+//! - [`dma`]: byte-offset volatile access to a coherent DMA buffer.
+//! - [`sysfs`]: static device attribute groups whose callbacks are safe functions.
+//! - [`misc`]: a misc device with ioctl and io_uring command file operations.
+//! - [`uring`]: the io_uring command an issue hook gets, and its completion.
+//! - [`blk`]: request queue references and driver-private requests started without waiting.
+
+pub(crate) mod blk;
+pub(crate) mod dma;
+pub(crate) mod misc;
+pub(crate) mod pci;
+pub(crate) mod sysfs;
+pub(crate) mod uring;
