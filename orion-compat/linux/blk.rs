@@ -35,6 +35,7 @@ use crate::sync::{LinuxMutex, LinuxSpin, LinuxSync};
 use core::ffi::{c_int, c_uint, c_void};
 use core::ptr;
 use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::sync::ArcBorrow;
 use kernel::{bindings, device::Bound, pci, prelude::*, str::CString, sync::Arc};
 
 pub(crate) mod nowait;
@@ -1758,11 +1759,12 @@ unsafe extern "C" fn blk_ioctl(
     /// `BLK_OPEN_WRITE` of `<linux/blkdev.h>`.
     const BLK_OPEN_WRITE: bindings::blk_mode_t = 1 << 1;
     // SAFETY: the device is open, so its disk, the disk's queue and `private_data` (a
-    // reference on the shared state, dropped only by `free_disk`) are alive.
+    // reference on the shared state from `Arc::into_raw`, dropped only by `free_disk`) are
+    // alive.
     let (shared, q, partition) = unsafe {
         let disk = (*bdev).bd_disk;
         (
-            &*(*disk).private_data.cast::<Shared>(),
+            ArcBorrow::from_raw((*disk).private_data.cast::<Shared>()),
             (*disk).queue,
             (*disk).part0 != bdev,
         )

@@ -35,7 +35,7 @@ use kernel::workqueue::{self, new_delayed_work, new_work, DelayedWork, Work, Wor
 use kernel::{
     bindings,
     prelude::*,
-    sync::Arc,
+    sync::{Arc, ArcBorrow},
     uaccess::{UserPtr, UserSlice},
 };
 use zerocopy::{FromBytes, IntoBytes};
@@ -103,8 +103,7 @@ pub(crate) struct Shared {
 /// The workqueue for the event poll and resets: the kernel's default unbound one (the
 /// kernel crate's `system()` is the per-CPU queue 7.3 deprecates).
 pub(crate) fn queue() -> &'static workqueue::Queue {
-    // SAFETY: `system_dfl_wq` is created at boot, before any module loads, and never freed.
-    unsafe { workqueue::Queue::from_raw(bindings::system_dfl_wq) }
+    crate::bindings::work::system_dfl()
 }
 
 /// How often the admin queue is polled for asynchronous events (about a second).
@@ -129,11 +128,9 @@ impl WorkItem for Shared {
     }
 }
 
-/// The controller's block layer, owned by the bound device.
-pub(crate) struct IoRef(pub(crate) *const crate::blk::Io<'static>);
-// SAFETY: `Io` is used from any thread; the pointer is only used under the lock, and is
-// cleared (under the lock) before the `Io` is torn down.
-unsafe impl Send for IoRef {}
+/// The controller's block layer, owned by the bound device and lent to the shared state
+/// while it is up (lifetime erased as the controller's is, see [`Shared::ctrl`]).
+pub(crate) type IoRef = crate::bindings::lend::Lent<crate::blk::Io<'static>>;
 
 /// A disk's request queue.
 #[derive(Clone, Copy)]
@@ -267,18 +264,7 @@ impl Shared {
     pub(crate) fn stop_events(self: &Arc<Self>) {
         self.stopping.store(true, Relaxed);
         self.cancel_reset_work();
-        let w: *const DelayedWork<Shared> = &self.events;
-        // SAFETY: `events` is a live delayed work item; a `struct delayed_work` starts with its
-        // `work_struct`, so the work pointer is the delayed work's.
-        let pending = unsafe {
-            let work = DelayedWork::raw_as_work(w);
-            bindings::cancel_delayed_work_sync(Work::raw_get(work).cast())
-        };
-        if pending {
-            // SAFETY: a queued run holds one reference, handed over by `enqueue_delayed`
-            // (`Arc::into_raw`); it was cancelled, so that reference is released here.
-            unsafe { drop(Arc::from_raw(Arc::as_ptr(self))) };
-        }
+        crate::bindings::work::cancel_delayed_sync::<_, 0>(self);
     }
 
     /// One poll through the core ([`events::poll`]): a controller that failed (CSTS.CFS)
@@ -402,8 +388,11 @@ impl Shared {
 
     /// Makes the block layer reachable for rescans.
     pub(crate) fn set_io(&self, io: &crate::blk::Io<'_>) {
-        let p: *const crate::blk::Io<'_> = io;
-        self.io.lock(|i| *i = Some(IoRef(p.cast())));
+        let p = core::ptr::NonNull::from(io).cast::<crate::blk::Io<'static>>();
+        // SAFETY: the `Io` lives, boxed, until the bound device's teardown, which empties the
+        // slot (`clear_io`, under the lock) first; `Io` is used from any thread.
+        let lent = unsafe { IoRef::new(p) };
+        self.io.lock(|i| *i = Some(lent));
     }
 
     /// Makes the block layer unreachable (waiting for a rescan in progress).
@@ -438,9 +427,7 @@ impl Shared {
         let ids = ids_of(&found)?;
         self.ns_ids.lock(|l| *l = ids);
         self.io.lock(|io| match io {
-            // SAFETY: the pointer is set while the `Io` lives and cleared (under this lock)
-            // before it is torn down.
-            Some(p) => unsafe { &*p.0 }.rescan(&info, &found),
+            Some(p) => p.get().rescan(&info, &found),
             None => Err(ENODEV),
         })
     }
@@ -613,18 +600,9 @@ fn refused(r: Refusal) -> Error {
     }
 }
 
-/// Whether the caller holds CAP_SYS_ADMIN.
-fn sys_admin() -> bool {
-    // SAFETY: `capable` only reads the current task's credentials.
-    // CAST: CAP_SYS_ADMIN is 21.
-    unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as c_int) }
-}
-
-use core::ffi::c_int;
-
 /// Runs a checked admin command with its data in the caller's `buf`, then what the core says
 /// follows (a rescan, or a reset after a timeout).
-fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Completion> {
+fn run_admin(shared: ArcBorrow<'_, Shared>, k: &Checked, buf: &UserBuf) -> Result<Completion> {
     let (r, b) = shared.with_ctrl(|ctrl| -> Result<_> {
         let b = bounce(ctrl, k.len as usize)?;
         if k.dir == Direction::ToDevice {
@@ -665,7 +643,7 @@ fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Completion> 
                 shared.instance,
                 opcode
             );
-            shared.schedule_reset();
+            Arc::from(shared).schedule_reset();
         }
         AdminFollowup::None => {}
     }
@@ -723,14 +701,14 @@ fn read_arg<T: FromBytes>(arg: usize) -> Result<T> {
 /// The NVMe ioctls, shared by the controller node and the disks. Returns the NVMe status (0
 /// on success, as the reference driver) or an errno.
 pub(crate) fn nvme_ioctl(
-    shared: &Shared,
+    shared: ArcBorrow<'_, Shared>,
     via: Via,
     writable: bool,
     cmd: u32,
     arg: usize,
 ) -> Result<isize> {
     let caller = Caller {
-        sys_admin: sys_admin(),
+        sys_admin: crate::bindings::sched::sys_admin(),
         writable,
     };
     let node = match via {
@@ -773,7 +751,7 @@ pub(crate) fn nvme_ioctl(
             let (k, buf) = match cmd {
                 ioctl::IO64_CMD_VEC => {
                     let c = read_arg::<PassthruCmd64>(arg)?;
-                    generic::import_vectored(shared, &c, QueueKind::Io, node, caller)?
+                    generic::import_vectored(&shared, &c, QueueKind::Io, node, caller)?
                 }
                 ioctl::SUBMIT_IO => {
                     let io = read_arg::<UserIo>(arg)?;
@@ -794,7 +772,7 @@ pub(crate) fn nvme_ioctl(
                     (k, UserBuf::Flat(c.addr))
                 }
             };
-            let d = run_io(shared, q, &k, &buf)?;
+            let d = run_io(&shared, q, &k, &buf)?;
             if cmd != ioctl::SUBMIT_IO {
                 write_result(arg, wide, d.result)?;
             }

@@ -14,10 +14,16 @@
 //! - [`misc`]: a misc device with ioctl and io_uring command file operations.
 //! - [`uring`]: the io_uring command an issue hook gets, and its completion.
 //! - [`blk`]: request queue references and driver-private requests started without waiting.
+//! - [`work`]: cancelling work items whose queued runs hold an `Arc`; the default workqueue.
+//! - [`sched`]: sleeping, and the current task's capabilities.
+//! - [`lend`]: a reference lent by an owner that takes it back before the referent goes.
 
 pub(crate) mod blk;
 pub(crate) mod dma;
+pub(crate) mod lend;
 pub(crate) mod misc;
 pub(crate) mod pci;
+pub(crate) mod sched;
 pub(crate) mod sysfs;
 pub(crate) mod uring;
+pub(crate) mod work;
