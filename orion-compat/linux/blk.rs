@@ -703,8 +703,10 @@ impl<'b> Io<'b> {
             }
             return Err(ENOMEM);
         }
-        // SAFETY: the disk is live; its queue lives as long.
-        self.shared.add_disk(ns.nsid, unsafe { (*disk).queue })?;
+        // SAFETY: the disk is live, so its queue is; the tag set of our disks reserves a
+        // `Pdu` after every request (`cmd_size`). A fresh disk's queue is not dying.
+        let q = unsafe { nowait::QueueRef::get((*disk).queue) }.ok_or(ENODEV)?;
+        self.shared.add_disk(ns.nsid, q)?;
         // The generic node last: its commands find the queue through the shared state.
         match crate::mgmt::GenericNode::register(&self.shared, ns.nsid, self.dev) {
             Ok(n) => self.disks.lock(|d| {
@@ -1772,7 +1774,12 @@ unsafe extern "C" fn blk_ioctl(
     // SAFETY: `queuedata` carries the NSID (see `add_disk`).
     // CAST: the pointer holds a u32 NSID.
     let nsid = unsafe { (*q).queuedata.addr() as u32 };
-    let via = Via::Disk(q, nsid, partition);
+    // SAFETY: the device is open, so its disk's queue is live for the call.
+    let via = Via::Disk(
+        unsafe { crate::bindings::blk::Queue::new(q) },
+        nsid,
+        partition,
+    );
     match nvme_ioctl(shared, via, mode & BLK_OPEN_WRITE != 0, cmd, arg) {
         // CAST: the value is an NSID or a 15-bit status.
         Ok(v) => v as c_int,

@@ -396,8 +396,14 @@ fn finish_probe<'b>(
             return Err(e);
         }
     };
-    shared.set_io(&io);
-    shared.put_ctrl(ctrl);
+    // SAFETY: the `Io` stays boxed in the bound device's data, neither moved nor mutably
+    // borrowed, until `OrionNvme::drop` takes it back (`clear_io`) before tearing it down; it
+    // is used from any thread.
+    shared.set_io(unsafe { mgmt::IoRef::new(core::ptr::NonNull::from(&*io).cast()) });
+    // SAFETY: only the lifetime changes. `OrionNvme::drop` takes the controller back
+    // (`take_ctrl`) while the device is still bound, so everything it borrows lives until
+    // then; users only reach it under the shared state's lock.
+    shared.put_ctrl(unsafe { core::mem::transmute::<Ctrl<'b>, Ctrl<'static>>(ctrl) });
     shared.start_events();
     let node = match mgmt::CtrlNode::register(shared.clone(), pdev) {
         Ok(n) => Some(n),
@@ -493,7 +499,11 @@ impl Drop for OrionNvme<'_> {
         self.node = None;
         self.shared.stop_events();
         // Up, or dead after a failed reset (then already disabled).
-        let mut ctrl = self.shared.take_ctrl();
+        // SAFETY: restores the lifetime `finish_probe` erased: the device is still bound.
+        let mut ctrl = self
+            .shared
+            .take_ctrl()
+            .map(|c| unsafe { core::mem::transmute::<Ctrl<'static>, Ctrl<'_>>(c) });
         let dead = self.shared.take_dead();
         if let Some(mut io) = self.io.take() {
             self.shared.clear_io();

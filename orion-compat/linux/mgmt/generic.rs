@@ -133,7 +133,7 @@ impl Shared {
             let q = d
                 .iter()
                 .find(|(n, _)| *n == nsid)
-                .map(|(_, q)| *q)
+                .map(|(_, q)| q)
                 .ok_or(ENODEV)?;
             q.get_ref().ok_or(ENODEV)
         };
@@ -204,9 +204,12 @@ impl GenericNode {
         Self::new(shared, Kind::Controller, name, pdev)
     }
 
-    /// The node's device (`/sys/class/misc/<name>`).
-    pub(crate) fn device(&self) -> *mut kernel::bindings::device {
-        self.0.device()
+    /// Adds `group` to the node's device (removed with it).
+    pub(crate) fn add_group(
+        &self,
+        group: &'static crate::bindings::sysfs::Group<crate::bindings::sysfs::MiscHost<NodeFile>>,
+    ) -> Result {
+        self.0.add_group(group)
     }
 
     fn new(
@@ -259,7 +262,7 @@ impl FileOps for NodeFile {
                 // The reference keeps the queue for the whole command.
                 nvme_ioctl(
                     self.shared.as_arc_borrow(),
-                    Via::Disk(q.as_ptr(), nsid, false),
+                    Via::Disk(q.borrow(), nsid, false),
                     writable,
                     cmd,
                     arg,
