@@ -9,6 +9,7 @@
 //!
 //! - [`pci`]: configuration space, bus mastering, saved state and the enable guard of a bound
 //!   PCI function, and its interrupt vectors (with affinity) and handlers.
+//! - [`pci_driver`]: a PCI driver registration with `shutdown` and the error handlers.
 //! - [`dma`]: byte-offset volatile access to a coherent DMA buffer.
 //! - [`sysfs`]: static device attribute groups whose callbacks are safe functions.
 //! - [`misc`]: a misc device with ioctl and io_uring command file operations.
@@ -23,6 +24,7 @@ pub(crate) mod dma;
 pub(crate) mod lend;
 pub(crate) mod misc;
 pub(crate) mod pci;
+pub(crate) mod pci_driver;
 pub(crate) mod sched;
 pub(crate) mod sysfs;
 pub(crate) mod uring;
