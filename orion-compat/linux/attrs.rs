@@ -174,7 +174,8 @@ static CTRL_ATTRS: [Attr; 13] = [
 static CTRL_LIST: AttrList<14> = AttrList::new(&CTRL_ATTRS);
 
 /// The controller node's attributes (attach only to controller nodes).
-pub(crate) static CTRL_GROUP: Group = Group::new::<CtrlAttrs, 14>(&CTRL_LIST, false);
+pub(crate) static CTRL_GROUP: Group<MiscHost<NodeFile>> =
+    Group::new::<CtrlAttrs, 14>(&CTRL_LIST, false);
 
 static NS_ATTRS: [Attr; 6] = [
     Attr::ro::<NsAttrs>(c"nsid"),
@@ -188,7 +189,7 @@ static NS_ATTRS: [Attr; 6] = [
 static NS_LIST: AttrList<7> = AttrList::new(&NS_ATTRS);
 
 /// The disks' namespace attributes.
-static NS_GROUP: Group = Group::new::<NsAttrs, 7>(&NS_LIST, true);
+static NS_GROUP: Group<<NsAttrs as Attrs>::Host> = Group::new::<NsAttrs, 7>(&NS_LIST, true);
 
 /// The disks' attribute groups (for `device_add_disk`, only on the driver's disks).
 pub(crate) static NS_GROUPS: GroupList = GroupList::new(&NS_GROUP);

@@ -35,6 +35,7 @@ use crate::sync::{LinuxMutex, LinuxSpin, LinuxSync};
 use core::ffi::{c_int, c_uint, c_void};
 use core::ptr;
 use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::sync::ArcBorrow;
 use kernel::{bindings, device::Bound, pci, prelude::*, str::CString, sync::Arc};
 
 pub(crate) mod nowait;
@@ -702,8 +703,10 @@ impl<'b> Io<'b> {
             }
             return Err(ENOMEM);
         }
-        // SAFETY: the disk is live; its queue lives as long.
-        self.shared.add_disk(ns.nsid, unsafe { (*disk).queue })?;
+        // SAFETY: the disk is live, so its queue is; the tag set of our disks reserves a
+        // `Pdu` after every request (`cmd_size`). A fresh disk's queue is not dying.
+        let q = unsafe { nowait::QueueRef::get((*disk).queue) }.ok_or(ENODEV)?;
+        self.shared.add_disk(ns.nsid, q)?;
         // The generic node last: its commands find the queue through the shared state.
         match crate::mgmt::GenericNode::register(&self.shared, ns.nsid, self.dev) {
             Ok(n) => self.disks.lock(|d| {
@@ -1758,11 +1761,12 @@ unsafe extern "C" fn blk_ioctl(
     /// `BLK_OPEN_WRITE` of `<linux/blkdev.h>`.
     const BLK_OPEN_WRITE: bindings::blk_mode_t = 1 << 1;
     // SAFETY: the device is open, so its disk, the disk's queue and `private_data` (a
-    // reference on the shared state, dropped only by `free_disk`) are alive.
+    // reference on the shared state from `Arc::into_raw`, dropped only by `free_disk`) are
+    // alive.
     let (shared, q, partition) = unsafe {
         let disk = (*bdev).bd_disk;
         (
-            &*(*disk).private_data.cast::<Shared>(),
+            ArcBorrow::from_raw((*disk).private_data.cast::<Shared>()),
             (*disk).queue,
             (*disk).part0 != bdev,
         )
@@ -1770,7 +1774,12 @@ unsafe extern "C" fn blk_ioctl(
     // SAFETY: `queuedata` carries the NSID (see `add_disk`).
     // CAST: the pointer holds a u32 NSID.
     let nsid = unsafe { (*q).queuedata.addr() as u32 };
-    let via = Via::Disk(q, nsid, partition);
+    // SAFETY: the device is open, so its disk's queue is live for the call.
+    let via = Via::Disk(
+        unsafe { crate::bindings::blk::Queue::new(q) },
+        nsid,
+        partition,
+    );
     match nvme_ioctl(shared, via, mode & BLK_OPEN_WRITE != 0, cmd, arg) {
         // CAST: the value is an NSID or a 15-bit status.
         Ok(v) => v as c_int,

@@ -13,6 +13,9 @@
 //! A command whose wait ends in a timeout may still be written by the device later: its
 //! bounce buffer is kept (quarantined) until the controller has been shut down.
 
+#![forbid(unsafe_code)]
+
+use crate::bindings::blk::Queue as BlkQueue;
 use crate::orion::command::Segment;
 use crate::orion::controller::{ControllerInfo, CtrlError, NamespaceInfo, PageBuf};
 use crate::orion::events::{self, Event, Poll};
@@ -33,9 +36,8 @@ use kernel::static_lock_class;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::workqueue::{self, new_delayed_work, new_work, DelayedWork, Work, WorkItem};
 use kernel::{
-    bindings,
     prelude::*,
-    sync::Arc,
+    sync::{Arc, ArcBorrow},
     uaccess::{UserPtr, UserSlice},
 };
 use zerocopy::{FromBytes, IntoBytes};
@@ -103,8 +105,7 @@ pub(crate) struct Shared {
 /// The workqueue for the event poll and resets: the kernel's default unbound one (the
 /// kernel crate's `system()` is the per-CPU queue 7.3 deprecates).
 pub(crate) fn queue() -> &'static workqueue::Queue {
-    // SAFETY: `system_dfl_wq` is created at boot, before any module loads, and never freed.
-    unsafe { workqueue::Queue::from_raw(bindings::system_dfl_wq) }
+    crate::bindings::work::system_dfl()
 }
 
 /// How often the admin queue is polled for asynchronous events (about a second).
@@ -129,26 +130,17 @@ impl WorkItem for Shared {
     }
 }
 
-/// The controller's block layer, owned by the bound device.
-pub(crate) struct IoRef(pub(crate) *const crate::blk::Io<'static>);
-// SAFETY: `Io` is used from any thread; the pointer is only used under the lock, and is
-// cleared (under the lock) before the `Io` is torn down.
-unsafe impl Send for IoRef {}
+/// The controller's block layer, owned by the bound device and lent to the shared state
+/// while it is up (lifetime erased as the controller's is, see [`Shared::ctrl`]).
+pub(crate) type IoRef = crate::bindings::lend::Lent<crate::blk::Io<'static>>;
 
-/// A disk's request queue.
-#[derive(Clone, Copy)]
-pub(crate) struct Queue(pub(crate) *mut bindings::request_queue);
-// SAFETY: a request queue may be used from any thread; the pointer is only used while the
-// disk is registered (see `Shared::disks`).
-unsafe impl Send for Queue {}
+/// A disk's request queue, with a reference held on it while it is listed.
+pub(crate) struct Queue(crate::blk::nowait::QueueRef);
 
 impl Queue {
     /// A reference on the queue; `None` when it is dying.
-    pub(crate) fn get_ref(self) -> Option<crate::blk::nowait::QueueRef> {
-        // SAFETY: a listed queue is the live queue of a registered disk (entries are removed,
-        // under the disks' lock, before the disk is); the tag set of our disks reserves a
-        // `blk::Pdu` after every request (`cmd_size`).
-        unsafe { crate::bindings::blk::QueueRef::get(self.0) }
+    pub(crate) fn get_ref(&self) -> Option<crate::blk::nowait::QueueRef> {
+        self.0.try_clone()
     }
 }
 
@@ -172,12 +164,8 @@ impl Identity {
         pdev: &kernel::pci::Device<kernel::device::Bound>,
     ) -> Self {
         let mut address = [0u8; 32];
-        // SAFETY: `dev_name` of a registered device is a valid NUL-terminated string.
-        let name = unsafe {
-            CStr::from_char_ptr(bindings::dev_name(
-                &raw const (*crate::mmio::raw_pci(pdev)).dev,
-            ))
-        };
+        let dev: &kernel::device::Device<kernel::device::Bound> = pdev.as_ref();
+        let name = dev.name();
         for (d, s) in address.iter_mut().zip(name.to_bytes()) {
             *d = *s;
         }
@@ -194,11 +182,6 @@ impl Identity {
         }
     }
 }
-
-// SAFETY: the controller is only reached through its lock; everything else is immutable.
-unsafe impl Send for Shared {}
-// SAFETY: as above.
-unsafe impl Sync for Shared {}
 
 impl Shared {
     /// Shared state for a controller that is being brought up (no controller inside yet).
@@ -267,18 +250,7 @@ impl Shared {
     pub(crate) fn stop_events(self: &Arc<Self>) {
         self.stopping.store(true, Relaxed);
         self.cancel_reset_work();
-        let w: *const DelayedWork<Shared> = &self.events;
-        // SAFETY: `events` is a live delayed work item; a `struct delayed_work` starts with its
-        // `work_struct`, so the work pointer is the delayed work's.
-        let pending = unsafe {
-            let work = DelayedWork::raw_as_work(w);
-            bindings::cancel_delayed_work_sync(Work::raw_get(work).cast())
-        };
-        if pending {
-            // SAFETY: a queued run holds one reference, handed over by `enqueue_delayed`
-            // (`Arc::into_raw`); it was cancelled, so that reference is released here.
-            unsafe { drop(Arc::from_raw(Arc::as_ptr(self))) };
-        }
+        crate::bindings::work::cancel_delayed_sync::<_, 0>(self);
     }
 
     /// One poll through the core ([`events::poll`]): a controller that failed (CSTS.CFS)
@@ -378,7 +350,7 @@ impl Shared {
     }
 
     /// Records a disk added for namespace `nsid`.
-    pub(crate) fn add_disk(&self, nsid: u32, q: *mut bindings::request_queue) -> Result {
+    pub(crate) fn add_disk(&self, nsid: u32, q: crate::blk::nowait::QueueRef) -> Result {
         self.disks
             .lock(|d| d.push((nsid, Queue(q)), GFP_KERNEL))
             .map_err(|_| ENOMEM)
@@ -401,9 +373,8 @@ impl Shared {
     }
 
     /// Makes the block layer reachable for rescans.
-    pub(crate) fn set_io(&self, io: &crate::blk::Io<'_>) {
-        let p: *const crate::blk::Io<'_> = io;
-        self.io.lock(|i| *i = Some(IoRef(p.cast())));
+    pub(crate) fn set_io(&self, io: IoRef) {
+        self.io.lock(|i| *i = Some(io));
     }
 
     /// Makes the block layer unreachable (waiting for a rescan in progress).
@@ -438,27 +409,20 @@ impl Shared {
         let ids = ids_of(&found)?;
         self.ns_ids.lock(|l| *l = ids);
         self.io.lock(|io| match io {
-            // SAFETY: the pointer is set while the `Io` lives and cleared (under this lock)
-            // before it is torn down.
-            Some(p) => unsafe { &*p.0 }.rescan(&info, &found),
+            Some(p) => p.get().rescan(&info, &found),
             None => Err(ENODEV),
         })
     }
 
-    /// Hands the controller over to the shared state.
-    pub(crate) fn put_ctrl(&self, ctrl: Ctrl<'_>) {
-        // SAFETY: only the lifetime changes. The controller is taken out again by
-        // `take_ctrl`, which the owner of the bound device calls before unbinding completes;
-        // until then everything it borrows lives. Users only reach it under the lock.
-        let ctrl = unsafe { core::mem::transmute::<Ctrl<'_>, Ctrl<'static>>(ctrl) };
+    /// Hands the controller over to the shared state (its lifetime erased by the bound
+    /// device, which takes it back with [`Shared::take_ctrl`] before unbinding completes).
+    pub(crate) fn put_ctrl(&self, ctrl: Ctrl<'static>) {
         self.ctrl.lock(|c| *c = Some(ctrl));
     }
 
     /// Takes the controller back for teardown; afterwards every ioctl fails with ENODEV.
-    pub(crate) fn take_ctrl<'b>(&self) -> Option<Ctrl<'b>> {
-        let c = self.ctrl.lock(|c| c.take())?;
-        // SAFETY: restores the lifetime `put_ctrl` erased (the caller's device is bound).
-        Some(unsafe { core::mem::transmute::<Ctrl<'static>, Ctrl<'b>>(c) })
+    pub(crate) fn take_ctrl(&self) -> Option<Ctrl<'static>> {
+        self.ctrl.lock(|c| c.take())
     }
 
     /// Runs `f` on the controller, if it is up.
@@ -613,18 +577,9 @@ fn refused(r: Refusal) -> Error {
     }
 }
 
-/// Whether the caller holds CAP_SYS_ADMIN.
-fn sys_admin() -> bool {
-    // SAFETY: `capable` only reads the current task's credentials.
-    // CAST: CAP_SYS_ADMIN is 21.
-    unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as c_int) }
-}
-
-use core::ffi::c_int;
-
 /// Runs a checked admin command with its data in the caller's `buf`, then what the core says
 /// follows (a rescan, or a reset after a timeout).
-fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Completion> {
+fn run_admin(shared: ArcBorrow<'_, Shared>, k: &Checked, buf: &UserBuf) -> Result<Completion> {
     let (r, b) = shared.with_ctrl(|ctrl| -> Result<_> {
         let b = bounce(ctrl, k.len as usize)?;
         if k.dir == Direction::ToDevice {
@@ -665,7 +620,7 @@ fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Completion> 
                 shared.instance,
                 opcode
             );
-            shared.schedule_reset();
+            Arc::from(shared).schedule_reset();
         }
         AdminFollowup::None => {}
     }
@@ -673,19 +628,19 @@ fn run_admin(shared: &Shared, k: &Checked, buf: &UserBuf) -> Result<Completion> 
 }
 
 /// Runs a checked I/O command on the namespace behind `q` with its data in the caller's `buf`.
-fn run_io(
-    shared: &Shared,
-    q: *mut bindings::request_queue,
-    k: &Checked,
-    buf: &UserBuf,
-) -> Result<Completion> {
+fn run_io(shared: &Shared, q: BlkQueue<'_>, k: &Checked, buf: &UserBuf) -> Result<Completion> {
     let b = shared.with_ctrl(|ctrl| bounce(ctrl, k.len as usize))??;
     if k.dir == Direction::ToDevice {
         buf.copy_in(&b)?;
     }
     let segs = segments_of(&b)?;
-    match crate::blk::execute_passthru(q, k.sqe, &segs, k.dir == Direction::ToDevice, k.timeout_ms)
-    {
+    match crate::blk::execute_passthru(
+        q.as_ptr(),
+        k.sqe,
+        &segs,
+        k.dir == Direction::ToDevice,
+        k.timeout_ms,
+    ) {
         Ok((status, result)) => {
             if status == 0 && k.dir == Direction::FromDevice {
                 buf.copy_out(&b)?;
@@ -702,11 +657,11 @@ fn run_io(
 }
 
 /// Where an ioctl came in.
-pub(crate) enum Via {
+pub(crate) enum Via<'a> {
     /// The controller node.
     Controller,
     /// A disk: its queue, NSID and whether the node is a partition.
-    Disk(*mut bindings::request_queue, u32, bool),
+    Disk(BlkQueue<'a>, u32, bool),
 }
 
 /// Reads a `T` from the caller's `arg`.
@@ -723,14 +678,14 @@ fn read_arg<T: FromBytes>(arg: usize) -> Result<T> {
 /// The NVMe ioctls, shared by the controller node and the disks. Returns the NVMe status (0
 /// on success, as the reference driver) or an errno.
 pub(crate) fn nvme_ioctl(
-    shared: &Shared,
-    via: Via,
+    shared: ArcBorrow<'_, Shared>,
+    via: Via<'_>,
     writable: bool,
     cmd: u32,
     arg: usize,
 ) -> Result<isize> {
     let caller = Caller {
-        sys_admin: sys_admin(),
+        sys_admin: crate::bindings::sched::sys_admin(),
         writable,
     };
     let node = match via {
@@ -761,7 +716,13 @@ pub(crate) fn nvme_ioctl(
             // The reference driver's deprecated I/O on the controller node: only with exactly
             // one namespace, which it then goes to (held, so teardown waits for it).
             shared.disks.lock(|d| match d.as_slice() {
-                [(nsid, q)] => nvme_ioctl(shared, Via::Disk(q.0, *nsid, false), writable, cmd, arg),
+                [(nsid, q)] => nvme_ioctl(
+                    shared,
+                    Via::Disk(q.0.borrow(), *nsid, false),
+                    writable,
+                    cmd,
+                    arg,
+                ),
                 _ => Err(EINVAL),
             })
         }
@@ -773,12 +734,11 @@ pub(crate) fn nvme_ioctl(
             let (k, buf) = match cmd {
                 ioctl::IO64_CMD_VEC => {
                     let c = read_arg::<PassthruCmd64>(arg)?;
-                    generic::import_vectored(shared, &c, QueueKind::Io, node, caller)?
+                    generic::import_vectored(&shared, &c, QueueKind::Io, node, caller)?
                 }
                 ioctl::SUBMIT_IO => {
                     let io = read_arg::<UserIo>(arg)?;
-                    // SAFETY: `q` is the live queue of the disk the ioctl came through.
-                    let lbs = unsafe { (*q).limits.logical_block_size };
+                    let lbs = q.logical_block_size();
                     let b = io.block_io().map_err(refused)?;
                     let n = passthru::block_io(&b, nsid, lbs.trailing_zeros()).map_err(refused)?;
                     let k = shared.check(&n, QueueKind::Io, node, caller)?;
@@ -794,7 +754,7 @@ pub(crate) fn nvme_ioctl(
                     (k, UserBuf::Flat(c.addr))
                 }
             };
-            let d = run_io(shared, q, &k, &buf)?;
+            let d = run_io(&shared, q, &k, &buf)?;
             if cmd != ioctl::SUBMIT_IO {
                 write_result(arg, wide, d.result)?;
             }
@@ -860,18 +820,11 @@ impl CtrlNode {
         let node = GenericNode::controller(shared, pdev)?;
         // The attributes go with the device: `misc_deregister` removes them. (They follow
         // the add event; libnvme reads them when it scans, not from the event.)
-        // SAFETY: the node is registered, so its device is.
-        let r = unsafe {
-            bindings::sysfs_create_group(
-                &raw mut (*node.device()).kobj,
-                crate::attrs::CTRL_GROUP.as_ptr(),
-            )
-        };
-        if r != 0 {
+        if let Err(e) = node.add_group(&crate::attrs::CTRL_GROUP) {
             pr_warn!(
                 "orion_nvme: onvme{}: no sysfs attributes ({})\n",
                 instance,
-                r
+                e.to_errno()
             );
         }
         Ok(KBox::pin(Self { _node: node }, GFP_KERNEL)?)

@@ -3,11 +3,17 @@
 //! orion_nvme: the orion-nvme driver core as a Rust-for-Linux PCI driver.
 //!
 //! This crate is the Linux implementation of the Orion driver API and the only place in the
-//! project where `unsafe` is allowed. The portable core (`src/`) and the API traits
+//! project where `unsafe` is allowed: in [`bindings`] (and, until it moves there, `blk`).
+//! The root denies it but for the four places where it owns the bound device's lifecycle:
+//! the DMA mask at probe, and the block layer and controller handed (lifetime erased) to the
+//! shared state at probe and taken back at unbind. (It cannot `forbid` unsafe code: that
+//! would reach into `bindings`.) The portable core (`src/`) and the API traits
 //! (`orion-compat/src/`) are compiled into this crate as modules, unchanged.
 
+#![deny(unsafe_code)]
+
 use kernel::{
-    device::Core,
+    device::{Bound, Core},
     dma::{Device as _, DmaMask},
     pci,
     prelude::*,
@@ -22,7 +28,9 @@ pub mod orion;
 use orion::{controller, spec};
 
 mod attrs;
+#[allow(unsafe_code)]
 mod bindings;
+#[allow(unsafe_code)]
 mod blk;
 mod error;
 mod mgmt;
@@ -396,7 +404,17 @@ fn finish_probe<'b>(
             return Err(e);
         }
     };
-    shared.set_io(&io);
+    #[allow(unsafe_code)]
+    // SAFETY: the `Io` stays boxed in the bound device's data, neither moved nor mutably
+    // borrowed, until `OrionNvme::drop` takes it back (`clear_io`) before tearing it down; it
+    // is used from any thread.
+    let lent = unsafe { mgmt::IoRef::new(core::ptr::NonNull::from(&*io).cast()) };
+    shared.set_io(lent);
+    #[allow(unsafe_code)]
+    // SAFETY: only the lifetime changes. `OrionNvme::drop` takes the controller back
+    // (`take_ctrl`) while the device is still bound, so everything it borrows lives until
+    // then; users only reach it under the shared state's lock.
+    let ctrl = unsafe { core::mem::transmute::<Ctrl<'b>, Ctrl<'static>>(ctrl) };
     shared.put_ctrl(ctrl);
     shared.start_events();
     let node = match mgmt::CtrlNode::register(shared.clone(), pdev) {
@@ -445,7 +463,10 @@ impl pci::Driver for OrionNvmeDriver {
         pdev.enable_device_mem()?;
         let enabled = mmio::EnabledDevice::new(pdev);
         // SAFETY: probe runs before any DMA allocation or mapping for this device.
-        unsafe { pdev.dma_set_mask_and_coherent(DmaMask::new::<64>())? };
+        #[allow(unsafe_code)]
+        unsafe {
+            pdev.dma_set_mask_and_coherent(DmaMask::new::<64>())?
+        };
         pdev.set_master();
         mmio::save_config_state(pdev);
         let bar = Bar0::new(pdev.iomap_region(0, c"orion_nvme")?)?;
@@ -493,7 +514,12 @@ impl Drop for OrionNvme<'_> {
         self.node = None;
         self.shared.stop_events();
         // Up, or dead after a failed reset (then already disabled).
-        let mut ctrl = self.shared.take_ctrl();
+        // SAFETY: restores the lifetime `finish_probe` erased: the device is still bound.
+        #[allow(unsafe_code)]
+        let mut ctrl = self
+            .shared
+            .take_ctrl()
+            .map(|c| unsafe { core::mem::transmute::<Ctrl<'static>, Ctrl<'_>>(c) });
         let dead = self.shared.take_dead();
         if let Some(mut io) = self.io.take() {
             self.shared.clear_io();
@@ -571,228 +597,113 @@ fn check_vendor_params() -> Result {
     Ok(())
 }
 
-/// The PCI driver as the kernel crate's adapter registers it, plus the `shutdown` callback
-/// that adapter leaves out (power-off and reboot shut the controllers down in order).
-struct OrionAdapter;
-
-// SAFETY: the layout is `pci::Adapter`'s for the same driver: `bindings::pci_driver` (a
-// `repr(C)` C type embedding its `struct device_driver` at `DEVICE_DRIVER_OFFSET`), and the
-// driver data is what `OrionNvmeDriver::probe` makes.
-unsafe impl kernel::driver::DriverLayout for OrionAdapter {
-    type DriverType = kernel::bindings::pci_driver;
-    type DriverData<'bound> = <OrionNvmeDriver as pci::Driver>::Data<'bound>;
-    const DEVICE_DRIVER_OFFSET: usize =
-        <pci::Adapter<OrionNvmeDriver> as kernel::driver::DriverLayout>::DEVICE_DRIVER_OFFSET;
-}
-
-// SAFETY: `register` and `unregister` are `pci::Adapter`'s, so an `unregister` follows only a
-// successful `register` of the same driver structure.
-unsafe impl kernel::driver::RegistrationOps for OrionAdapter {
-    unsafe fn register(
-        pdrv: &kernel::types::Opaque<Self::DriverType>,
-        name: &'static CStr,
-        module: &'static kernel::ThisModule,
-    ) -> Result {
-        // SAFETY: the structure is being initialised, not registered yet; the adapter below
-        // sets only `name`, `probe`, `remove` and `id_table`, so `shutdown` stays.
-        unsafe {
-            (*pdrv.get()).shutdown = Some(shutdown_callback);
-            (*pdrv.get()).err_handler = &ERR_HANDLERS.0;
-        }
-        // SAFETY: the caller's contract is the adapter's.
-        unsafe {
-            <pci::Adapter<OrionNvmeDriver> as kernel::driver::RegistrationOps>::register(
-                pdrv, name, module,
-            )
-        }
+/// What the kernel crate's PCI adapter leaves out: `shutdown` (power-off and reboot shut the
+/// controllers down in order) and the PCI error handlers. A function reset by the PCI core
+/// (sysfs `reset`, or recovery) is bracketed by a controller reset split in two halves.
+impl bindings::pci_driver::Recovery for OrionNvmeDriver {
+    /// The controller is shut down (CC.SHN) with dispatch stopped.
+    fn shutdown(_pdev: &pci::Device<Bound>, d: Pin<&OrionNvme<'_>>) {
+        d.shared.power_off();
     }
 
-    unsafe fn unregister(pdrv: &kernel::types::Opaque<Self::DriverType>) {
-        // SAFETY: the caller's contract is the adapter's.
-        unsafe {
-            <pci::Adapter<OrionNvmeDriver> as kernel::driver::RegistrationOps>::unregister(pdrv)
-        }
-    }
-}
-
-/// The PCI error handlers: a function reset by the PCI core (sysfs `reset`, or recovery) is
-/// bracketed by a controller reset split in two halves.
-struct ErrHandlers(kernel::bindings::pci_error_handlers);
-// SAFETY: immutable; the PCI core only reads it.
-unsafe impl Sync for ErrHandlers {}
-
-static ERR_HANDLERS: ErrHandlers = ErrHandlers(kernel::bindings::pci_error_handlers {
-    error_detected: Some(error_detected_callback),
-    mmio_enabled: Some(mmio_enabled_callback),
-    slot_reset: Some(slot_reset_callback),
-    reset_prepare: Some(reset_prepare_callback),
-    reset_done: Some(reset_done_callback),
-    resume: Some(resume_callback),
-    cor_error_detected: None,
-});
-
-/// The driver data of a bound device, if the probe stored it.
-///
-/// # Safety
-///
-/// `pdev` is a device bound to this driver, and the caller holds its device lock (so it is
-/// not unbound meanwhile).
-unsafe fn bound_data<'a>(pdev: *mut kernel::bindings::pci_dev) -> Option<Pin<&'a OrionNvme<'a>>> {
-    use kernel::types::ForeignOwnable;
-    // SAFETY: the driver data is null or what the adapter's probe stored with `set_drvdata`,
-    // the `into_foreign` of a `Pin<KBox<OrionNvme>>`, which lives until after `remove`; the
-    // device lock keeps `remove` away.
-    unsafe {
-        let p = kernel::bindings::dev_get_drvdata(&raw mut (*pdev).dev);
-        (!p.is_null()).then(|| <Pin<KBox<OrionNvme<'_>>> as ForeignOwnable>::borrow(p.cast()))
-    }
-}
-
-/// `reset_prepare`: the first half of a controller reset, before the function reset.
-///
-/// # Safety
-///
-/// Called by the PCI core, holding the device lock, for a device bound to this driver.
-unsafe extern "C" fn reset_prepare_callback(pdev: *mut kernel::bindings::pci_dev) {
-    // SAFETY: as the PCI core calls it.
-    if let Some(d) = unsafe { bound_data(pdev) } {
-        d.shared.function_reset_prepare();
-    }
-}
-
-/// `reset_done`: the second half, after the function reset.
-///
-/// # Safety
-///
-/// As [`reset_prepare_callback`].
-unsafe extern "C" fn reset_done_callback(pdev: *mut kernel::bindings::pci_dev) {
-    // SAFETY: as the PCI core calls it.
-    if let Some(d) = unsafe { bound_data(pdev) } {
-        d.shared.function_reset_done("function reset");
-    }
-}
-
-/// `error_detected` (PCIe AER, DPC): what the PCI core's error recovery found.
-/// - A non-fatal error (`io_normal`, the link still up): carry on; `mmio_enabled` checks the
-///   controller before recovery ends.
-/// - A fatal one (`io_frozen`: the link is being reset): the first half of a controller
-///   reset, and a slot reset is asked for.
-/// - A permanent failure: the controller is dead and its I/O fails.
-///
-/// # Safety
-///
-/// Called by the PCI core's error recovery, holding the device lock, for a bound device.
-unsafe extern "C" fn error_detected_callback(
-    pdev: *mut kernel::bindings::pci_dev,
-    state: kernel::bindings::pci_channel_state_t,
-) -> kernel::bindings::pci_ers_result_t {
-    use kernel::bindings as b;
-    // SAFETY: as the PCI core calls it.
-    let Some(d) = (unsafe { bound_data(pdev) }) else {
-        return b::pci_ers_result_PCI_ERS_RESULT_NONE;
-    };
-    let what = match state {
-        b::pci_channel_io_normal => "non-fatal, link up",
-        b::pci_channel_io_frozen => "fatal, link reset",
-        b::pci_channel_io_perm_failure => "permanent failure",
-        _ => "unknown channel state",
-    };
-    dev_err!(
-        d.pdev,
-        "orion_nvme: PCI error detected ({}, channel state {})\n",
-        what,
-        state
-    );
-    match state {
-        b::pci_channel_io_normal => b::pci_ers_result_PCI_ERS_RESULT_CAN_RECOVER,
-        b::pci_channel_io_perm_failure => {
-            // A recovery that began a reset and then failed ends that reset here.
-            if !d.shared.function_reset_abandon() {
-                d.shared.power_off();
+    /// What the PCI core's error recovery found.
+    /// - A non-fatal error (`io_normal`, the link still up): carry on; `mmio_enabled` checks
+    ///   the controller before recovery ends.
+    /// - A fatal one (`io_frozen`: the link is being reset): the first half of a controller
+    ///   reset, and a slot reset is asked for.
+    /// - A permanent failure: the controller is dead and its I/O fails.
+    fn error_detected(
+        _pdev: &pci::Device<Bound>,
+        d: Pin<&OrionNvme<'_>>,
+        state: kernel::bindings::pci_channel_state_t,
+    ) -> kernel::bindings::pci_ers_result_t {
+        use kernel::bindings as b;
+        let what = match state {
+            b::pci_channel_io_normal => "non-fatal, link up",
+            b::pci_channel_io_frozen => "fatal, link reset",
+            b::pci_channel_io_perm_failure => "permanent failure",
+            _ => "unknown channel state",
+        };
+        dev_err!(
+            d.pdev,
+            "orion_nvme: PCI error detected ({}, channel state {})\n",
+            what,
+            state
+        );
+        match state {
+            b::pci_channel_io_normal => b::pci_ers_result_PCI_ERS_RESULT_CAN_RECOVER,
+            b::pci_channel_io_perm_failure => {
+                // A recovery that began a reset and then failed ends that reset here.
+                if !d.shared.function_reset_abandon() {
+                    d.shared.power_off();
+                }
+                b::pci_ers_result_PCI_ERS_RESULT_DISCONNECT
             }
+            _ => {
+                d.shared.function_reset_prepare();
+                b::pci_ers_result_PCI_ERS_RESULT_NEED_RESET
+            }
+        }
+    }
+
+    /// After a non-fatal error, the controller must still answer its registers with CSTS.CFS
+    /// clear; if not, the first half of a controller reset, and a slot reset.
+    fn mmio_enabled(
+        _pdev: &pci::Device<Bound>,
+        d: Pin<&OrionNvme<'_>>,
+    ) -> kernel::bindings::pci_ers_result_t {
+        use kernel::bindings as b;
+        match d.shared.with_ctrl(|c| c.check_alive().map(|_| ())) {
+            Ok(Ok(())) => {
+                dev_info!(
+                    d.pdev,
+                    "orion_nvme: controller healthy after the PCI error\n"
+                );
+                b::pci_ers_result_PCI_ERS_RESULT_RECOVERED
+            }
+            Ok(Err(e)) => {
+                dev_err!(
+                    d.pdev,
+                    "orion_nvme: controller unhealthy after the PCI error ({:?}); asking for a slot reset\n",
+                    e
+                );
+                d.shared.function_reset_prepare();
+                b::pci_ers_result_PCI_ERS_RESULT_NEED_RESET
+            }
+            // Dead already, or being unbound: nothing to recover.
+            Err(_) => b::pci_ers_result_PCI_ERS_RESULT_DISCONNECT,
+        }
+    }
+
+    /// The link was reset, which reset the function and cleared its configuration space; the
+    /// state saved at probe is restored (and saved again for a later recovery), then the
+    /// second half of the controller reset. Recovered if the controller came back.
+    fn slot_reset(
+        pdev: &pci::Device<Bound>,
+        d: Pin<&OrionNvme<'_>>,
+    ) -> kernel::bindings::pci_ers_result_t {
+        use kernel::bindings as b;
+        bindings::pci::restore_and_save_state(pdev);
+        d.shared.function_reset_done("PCI error recovery");
+        if d.shared.is_live() {
+            b::pci_ers_result_PCI_ERS_RESULT_RECOVERED
+        } else {
             b::pci_ers_result_PCI_ERS_RESULT_DISCONNECT
         }
-        _ => {
-            d.shared.function_reset_prepare();
-            b::pci_ers_result_PCI_ERS_RESULT_NEED_RESET
-        }
     }
-}
 
-/// `mmio_enabled`: after a non-fatal error, the controller must still answer its registers
-/// with CSTS.CFS clear; if not, the first half of a controller reset, and a slot reset.
-///
-/// # Safety
-///
-/// As [`error_detected_callback`].
-unsafe extern "C" fn mmio_enabled_callback(
-    pdev: *mut kernel::bindings::pci_dev,
-) -> kernel::bindings::pci_ers_result_t {
-    use kernel::bindings as b;
-    // SAFETY: as the PCI core calls it.
-    let Some(d) = (unsafe { bound_data(pdev) }) else {
-        return b::pci_ers_result_PCI_ERS_RESULT_NONE;
-    };
-    match d.shared.with_ctrl(|c| c.check_alive().map(|_| ())) {
-        Ok(Ok(())) => {
-            dev_info!(
-                d.pdev,
-                "orion_nvme: controller healthy after the PCI error\n"
-            );
-            b::pci_ers_result_PCI_ERS_RESULT_RECOVERED
-        }
-        Ok(Err(e)) => {
-            dev_err!(
-                d.pdev,
-                "orion_nvme: controller unhealthy after the PCI error ({:?}); asking for a slot reset\n",
-                e
-            );
-            d.shared.function_reset_prepare();
-            b::pci_ers_result_PCI_ERS_RESULT_NEED_RESET
-        }
-        // Dead already, or being unbound: nothing to recover.
-        Err(_) => b::pci_ers_result_PCI_ERS_RESULT_DISCONNECT,
+    /// The first half of a controller reset, before the function reset.
+    fn reset_prepare(_pdev: &pci::Device<Bound>, d: Pin<&OrionNvme<'_>>) {
+        d.shared.function_reset_prepare();
     }
-}
 
-/// `slot_reset`: the link was reset, which reset the function and cleared its configuration
-/// space; the state saved at probe is restored (and saved again for a later recovery), then
-/// the second half of the controller reset. Recovered if the controller came back.
-///
-/// # Safety
-///
-/// As [`error_detected_callback`].
-unsafe extern "C" fn slot_reset_callback(
-    pdev: *mut kernel::bindings::pci_dev,
-) -> kernel::bindings::pci_ers_result_t {
-    use kernel::bindings as b;
-    // SAFETY: as the PCI core calls it.
-    let Some(d) = (unsafe { bound_data(pdev) }) else {
-        return b::pci_ers_result_PCI_ERS_RESULT_NONE;
-    };
-    // SAFETY: `pdev` is a valid, bound device (the PCI core holds its lock); restoring puts
-    // back the state `save_config_state` saved at probe (BARs, command register, MSI-X) and
-    // consumes it, so it is saved again.
-    unsafe {
-        b::pci_restore_state(pdev);
-        b::pci_save_state(pdev);
+    /// The second half, after the function reset.
+    fn reset_done(_pdev: &pci::Device<Bound>, d: Pin<&OrionNvme<'_>>) {
+        d.shared.function_reset_done("function reset");
     }
-    d.shared.function_reset_done("PCI error recovery");
-    if d.shared.is_live() {
-        b::pci_ers_result_PCI_ERS_RESULT_RECOVERED
-    } else {
-        b::pci_ers_result_PCI_ERS_RESULT_DISCONNECT
-    }
-}
 
-/// `resume`: recovery is over and I/O flows again.
-///
-/// # Safety
-///
-/// As [`error_detected_callback`].
-unsafe extern "C" fn resume_callback(pdev: *mut kernel::bindings::pci_dev) {
-    // SAFETY: as the PCI core calls it.
-    if let Some(d) = unsafe { bound_data(pdev) } {
+    /// Recovery is over and I/O flows again.
+    fn resume(_pdev: &pci::Device<Bound>, d: Pin<&OrionNvme<'_>>) {
         dev_info!(
             d.pdev,
             "orion_nvme: PCI error recovery done: controller {}\n",
@@ -801,25 +712,12 @@ unsafe extern "C" fn resume_callback(pdev: *mut kernel::bindings::pci_dev) {
     }
 }
 
-/// `pci_driver.shutdown`: the controller is shut down (CC.SHN) with dispatch stopped.
-///
-/// # Safety
-///
-/// Called by the PCI core for a device bound to this driver.
-unsafe extern "C" fn shutdown_callback(pdev: *mut kernel::bindings::pci_dev) {
-    // SAFETY: the device core runs `shutdown` holding the device lock (so not concurrently
-    // with `remove`).
-    if let Some(d) = unsafe { bound_data(pdev) } {
-        d.shared.power_off();
-    }
-}
-
 /// The module: checks its parameters, then registers the PCI driver.
 #[pin_data]
 struct OrionModule {
     _config_ok: (),
     #[pin]
-    _driver: kernel::driver::Registration<OrionAdapter>,
+    _driver: kernel::driver::Registration<bindings::pci_driver::Adapter<OrionNvmeDriver>>,
 }
 
 impl kernel::InPlaceModule for OrionModule {

@@ -17,6 +17,9 @@
 //! back, it is kept disabled as [`DeadCtrl`], its disks are marked dead and every request
 //! fails with an I/O error until the device is unbound.
 
+#![forbid(unsafe_code)]
+
+use crate::bindings::{sched, work};
 use crate::blk::Io;
 use crate::mgmt::Shared;
 use crate::orion::controller::{Controller, CtrlError, Disabled};
@@ -26,8 +29,8 @@ use crate::platform::LinuxPlatform;
 use crate::Ctrl;
 use kernel::prelude::*;
 use kernel::sync::atomic::{Acquire, Full, Relaxed, Release};
-use kernel::sync::{Arc, ArcBorrow};
-use kernel::workqueue::{Work, WorkItem};
+use kernel::sync::Arc;
+use kernel::workqueue::WorkItem;
 
 /// A controller that a reset could not bring back, kept (disabled) until unbind.
 pub(crate) type DeadCtrl<'b> = Controller<LinuxPlatform<'b>, Disabled>;
@@ -88,28 +91,17 @@ impl Shared {
 
     /// Queues a reset on the system workqueue (from the timeout handler and the event poll,
     /// which must not run one themselves). A reset already queued is not queued twice.
-    pub(crate) fn schedule_reset(&self) {
+    pub(crate) fn schedule_reset(self: &Arc<Self>) {
         if self.stopping.load(Relaxed) || self.is_recovering() {
             return;
         }
-        // SAFETY: every `Shared` lives in an `Arc` (it is only made by `Shared::new`, through
-        // `Arc::pin_init`), and `&self` keeps that `Arc` alive for the duration of the call,
-        // so `self` is the pointer `Arc::into_raw` would give.
-        let this: Arc<Shared> = unsafe { ArcBorrow::from_raw(core::ptr::from_ref(self)) }.into();
         // Already queued: the reference comes back and is dropped.
-        let _ = crate::mgmt::queue().enqueue::<_, 1>(this);
+        let _ = work::system_dfl().enqueue::<_, 1>(self.clone());
     }
 
     /// Cancels a queued reset (releasing its reference) and waits for a running one.
     pub(crate) fn cancel_reset_work(self: &Arc<Self>) {
-        let w: *const Work<Shared, 1> = &self.reset_work;
-        // SAFETY: `reset_work` is a live work item of this `Shared`.
-        let pending = unsafe { kernel::bindings::cancel_work_sync(Work::raw_get(w)) };
-        if pending {
-            // SAFETY: a queued run holds one reference, handed over by `enqueue`
-            // (`Arc::into_raw`); it was cancelled, so that reference is released here.
-            unsafe { drop(Arc::from_raw(Arc::as_ptr(self))) };
-        }
+        work::cancel_sync::<_, 1>(self);
     }
 
     /// Resets the controller and brings it back with its queues (see the module docs).
@@ -120,9 +112,8 @@ impl Shared {
             return Err(EBUSY);
         }
         let r = self.io.lock(|io| match io {
-            // SAFETY: the pointer is set while the `Io` lives and cleared (under this lock)
-            // before it is torn down.
-            Some(p) if !self.stopping.load(Relaxed) => Ok(self.reset_locked(unsafe { &*p.0 }, why)),
+            // The `Io` is lent while it lives, taken back (under this lock) before teardown.
+            Some(p) if !self.stopping.load(Relaxed) => Ok(self.reset_locked(p.get(), why)),
             _ => Err(ENODEV),
         });
         self.resetting.store(false, Release);
@@ -198,8 +189,8 @@ impl Shared {
                 );
                 return;
             }
-            // SAFETY: sleeping is allowed here (process context, no spin lock held).
-            unsafe { kernel::bindings::msleep(10) };
+            // Process context, no spin lock held.
+            sched::msleep(10);
             waited += 10;
         }
         pr_warn!(
@@ -207,9 +198,9 @@ impl Shared {
             self.instance
         );
         let parked = self.io.lock(|io| match io {
-            // SAFETY: as in `reset`; the pointer stays valid until `function_reset_done`
-            // because the device cannot be unbound while the PCI core holds its lock.
-            Some(p) if !self.stopping.load(Relaxed) => self.slots().park(unsafe { &*p.0 }).ok(),
+            // As in `reset`; the device cannot be unbound (so the `Io` stays lent) until
+            // `function_reset_done`, because the PCI core holds its lock.
+            Some(p) if !self.stopping.load(Relaxed) => self.slots().park(p.get()).ok(),
             _ => None,
         });
         match parked {
@@ -224,11 +215,9 @@ impl Shared {
         let Some(p) = self.parked.lock(|x| x.take()) else {
             return;
         };
-        let o = self.io.lock(|io| {
-            // SAFETY: as in `function_reset_prepare`.
-            io.as_ref()
-                .map(|ptr| self.slots().unpark(unsafe { &*ptr.0 }, p))
-        });
+        let o = self
+            .io
+            .lock(|io| io.as_ref().map(|ptr| self.slots().unpark(ptr.get(), p)));
         self.resetting.store(false, Release);
         if let Some(o) = o {
             let _ = self.after_reset(o, why);
@@ -243,8 +232,7 @@ impl Shared {
             return false;
         };
         let counts = self.io.lock(|io| match io {
-            // SAFETY: as in `function_reset_prepare`.
-            Some(ptr) => self.slots().give_up(unsafe { &*ptr.0 }, p),
+            Some(ptr) => self.slots().give_up(ptr.get(), p),
             None => self.slots().give_up_without_io(p),
         });
         self.resetting.store(false, Release);
@@ -257,11 +245,10 @@ impl Shared {
         true
     }
 
-    /// The controller of a device being unbound after a failed reset, with its real lifetime.
-    pub(crate) fn take_dead<'b>(&self) -> Option<DeadCtrl<'b>> {
-        let d = self.dead.lock(|d| d.take())?;
-        // SAFETY: restores the lifetime erased when it was stored (the device is bound).
-        Some(unsafe { core::mem::transmute::<DeadCtrl<'static>, DeadCtrl<'b>>(d) })
+    /// The controller of a device being unbound after a failed reset, for the unbind to drop
+    /// (while everything it borrows still lives).
+    pub(crate) fn take_dead(&self) -> Option<DeadCtrl<'static>> {
+        self.dead.lock(|d| d.take())
     }
 }
 
@@ -274,9 +261,7 @@ impl Shared {
     pub(crate) fn power_off(self: &Arc<Self>) {
         self.stop_events();
         let done = self.io.lock(|io| {
-            // SAFETY: the pointer is set while the `Io` lives and cleared (under this lock)
-            // before it is torn down.
-            let io = io.as_ref().map(|p| unsafe { &*p.0 });
+            let io = io.as_ref().map(|p| p.get());
             self.slots().power_off(io)
         });
         match done {

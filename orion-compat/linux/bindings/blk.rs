@@ -52,6 +52,61 @@ impl<P> QueueRef<P> {
     pub(crate) fn as_ptr(&self) -> *mut bindings::request_queue {
         self.q
     }
+
+    /// Another reference on the queue; `None` when it is dying.
+    pub(crate) fn try_clone(&self) -> Option<Self> {
+        // SAFETY: the queue is live while `self` holds its reference (type invariant), and its
+        // requests carry a `P`.
+        unsafe { Self::get(self.q) }
+    }
+
+    /// The queue, borrowed while `self` holds its reference.
+    #[inline]
+    pub(crate) fn borrow(&self) -> Queue<'_> {
+        // SAFETY: the queue is live while `self` holds its reference (type invariant).
+        unsafe { Queue::new(self.q) }
+    }
+}
+
+/// A request queue that is live for `'a`.
+///
+/// # Invariants
+///
+/// `q` is a live request queue for `'a`.
+#[derive(Clone, Copy)]
+pub(crate) struct Queue<'a> {
+    q: *mut bindings::request_queue,
+    _live: PhantomData<&'a bindings::request_queue>,
+}
+
+impl<'a> Queue<'a> {
+    /// Borrows `q`.
+    ///
+    /// # Safety
+    ///
+    /// `q` is a live request queue for `'a`.
+    #[inline]
+    pub(crate) unsafe fn new(q: *mut bindings::request_queue) -> Self {
+        // INVARIANT: the caller's contract.
+        Self {
+            q,
+            _live: PhantomData,
+        }
+    }
+
+    /// The queue, for the C calls that take it; valid for `'a`.
+    #[inline]
+    pub(crate) fn as_ptr(self) -> *mut bindings::request_queue {
+        self.q
+    }
+
+    /// The queue's logical block size, in bytes.
+    #[inline]
+    pub(crate) fn logical_block_size(self) -> u32 {
+        // SAFETY: the queue is live (type invariant); the limits are read as the block layer's
+        // own readers do (`queue_logical_block_size`), without a lock.
+        unsafe { (*self.q).limits.logical_block_size }
+    }
 }
 
 impl<P> Drop for QueueRef<P> {

@@ -108,6 +108,24 @@ impl<F: FileOps> Registration<F> {
     }
 }
 
+impl<F: FileOps> Registration<F> {
+    /// Adds the attribute group `group` to the node's device (`sysfs_create_group`);
+    /// deregistering the node removes it with the device.
+    pub(crate) fn add_group(
+        &self,
+        group: &'static super::sysfs::Group<super::sysfs::MiscHost<F>>,
+    ) -> Result {
+        // SAFETY: registered (type invariant), so the device is live and registered; the
+        // group is for the misc nodes of `F` (its host), which this node is, and is static.
+        let r =
+            unsafe { bindings::sysfs_create_group(&raw mut (*self.device()).kobj, group.as_ptr()) };
+        if r != 0 {
+            return Err(Error::from_errno(r));
+        }
+        Ok(())
+    }
+}
+
 impl<F: FileOps> Drop for Registration<F> {
     fn drop(&mut self) {
         // SAFETY: registered (type invariant), deregistered once. `misc_deregister` waits for

@@ -9,15 +9,23 @@
 //!
 //! - [`pci`]: configuration space, bus mastering, saved state and the enable guard of a bound
 //!   PCI function, and its interrupt vectors (with affinity) and handlers.
+//! - [`pci_driver`]: a PCI driver registration with `shutdown` and the error handlers.
 //! - [`dma`]: byte-offset volatile access to a coherent DMA buffer.
 //! - [`sysfs`]: static device attribute groups whose callbacks are safe functions.
 //! - [`misc`]: a misc device with ioctl and io_uring command file operations.
 //! - [`uring`]: the io_uring command an issue hook gets, and its completion.
 //! - [`blk`]: request queue references and driver-private requests started without waiting.
+//! - [`work`]: cancelling work items whose queued runs hold an `Arc`; the default workqueue.
+//! - [`sched`]: sleeping, and the current task's capabilities.
+//! - [`lend`]: a reference lent by an owner that takes it back before the referent goes.
 
 pub(crate) mod blk;
 pub(crate) mod dma;
+pub(crate) mod lend;
 pub(crate) mod misc;
 pub(crate) mod pci;
+pub(crate) mod pci_driver;
+pub(crate) mod sched;
 pub(crate) mod sysfs;
 pub(crate) mod uring;
+pub(crate) mod work;

@@ -131,6 +131,18 @@ pub(crate) fn save_state(pdev: &pci::Device<Bound>) {
     unsafe { bindings::pci_save_state(as_raw(pdev)) };
 }
 
+/// Restores the configuration space saved by [`save_state`] after a link reset cleared it
+/// (`pci_restore_state`, which consumes the saved state), then saves it again for a later
+/// recovery.
+pub(crate) fn restore_and_save_state(pdev: &pci::Device<Bound>) {
+    // SAFETY: a valid device of a bound function; restoring writes back the state saved in
+    // the device's own save area (nothing if none was saved), saving reads it again.
+    unsafe {
+        bindings::pci_restore_state(as_raw(pdev));
+        bindings::pci_save_state(as_raw(pdev));
+    }
+}
+
 /// Undoes `pci_enable_device_mem` when dropped; the kernel crate does not.
 ///
 /// # Invariants

@@ -276,17 +276,17 @@ impl<const M: usize> AttrList<M> {
     }
 }
 
-/// An `attribute_group` in a static.
+/// An `attribute_group` in a static, for devices of host `H`.
 #[repr(transparent)]
-pub(crate) struct Group(bindings::attribute_group);
+pub(crate) struct Group<H>(bindings::attribute_group, PhantomData<fn() -> H>);
 
 // SAFETY: immutable; the kernel only reads it.
-unsafe impl Sync for Group {}
+unsafe impl<H> Sync for Group<H> {}
 
-impl Group {
+impl<H: Host> Group<H> {
     /// The group of `list`, whose attributes are all `A`'s; `is_visible` asks `A::visible`
     /// when `with_visible`.
-    pub(crate) const fn new<A: Attrs, const M: usize>(
+    pub(crate) const fn new<A: Attrs<Host = H>, const M: usize>(
         list: &'static AttrList<M>,
         with_visible: bool,
     ) -> Self {
@@ -297,19 +297,22 @@ impl Group {
         } else {
             None
         };
-        Self(bindings::attribute_group {
-            name: ptr::null(),
-            __bindgen_anon_1: bindings::attribute_group__bindgen_ty_1 { is_visible },
-            is_bin_visible: None,
-            bin_size: None,
-            __bindgen_anon_2: bindings::attribute_group__bindgen_ty_2 {
-                attrs_const: list.0.as_ptr(),
+        Self(
+            bindings::attribute_group {
+                name: ptr::null(),
+                __bindgen_anon_1: bindings::attribute_group__bindgen_ty_1 { is_visible },
+                is_bin_visible: None,
+                bin_size: None,
+                __bindgen_anon_2: bindings::attribute_group__bindgen_ty_2 {
+                    attrs_const: list.0.as_ptr(),
+                },
+                bin_attrs: ptr::null(),
             },
-            bin_attrs: ptr::null(),
-        })
+            PhantomData,
+        )
     }
 
-    /// The group, for the C calls that attach it: only to devices of its `A::Host`.
+    /// The group, for the C calls that attach it: only to devices of its host `H`.
     pub(crate) fn as_ptr(&'static self) -> *const bindings::attribute_group {
         &self.0
     }
@@ -324,7 +327,7 @@ unsafe impl Sync for GroupList {}
 
 impl GroupList {
     /// The list of `group` alone.
-    pub(crate) const fn new(group: &'static Group) -> Self {
+    pub(crate) const fn new<H: Host>(group: &'static Group<H>) -> Self {
         Self([&raw const group.0, ptr::null()])
     }
 

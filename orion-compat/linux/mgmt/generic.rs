@@ -27,10 +27,11 @@
 
 use super::uapi::{ioctl, IoVec, PassthruCmd64, UringCmd, MAX_IOVECS};
 use super::{
-    bounce, drain, fill, nvme_ioctl, refused, run_admin, scratch, segments_of, sys_admin, user_ptr,
-    Bounce, Ctrl, Shared, Via,
+    bounce, drain, fill, nvme_ioctl, refused, run_admin, scratch, segments_of, user_ptr, Bounce,
+    Ctrl, Shared, Via,
 };
 use crate::bindings::misc::{self, FileOps};
+use crate::bindings::sched::sys_admin;
 use crate::bindings::uring;
 use crate::blk::nowait::{self, QueueRef};
 use crate::orion::passthru::{self, Caller, Checked, Direction, Node, QueueKind};
@@ -132,7 +133,7 @@ impl Shared {
             let q = d
                 .iter()
                 .find(|(n, _)| *n == nsid)
-                .map(|(_, q)| *q)
+                .map(|(_, q)| q)
                 .ok_or(ENODEV)?;
             q.get_ref().ok_or(ENODEV)
         };
@@ -203,9 +204,12 @@ impl GenericNode {
         Self::new(shared, Kind::Controller, name, pdev)
     }
 
-    /// The node's device (`/sys/class/misc/<name>`).
-    pub(crate) fn device(&self) -> *mut kernel::bindings::device {
-        self.0.device()
+    /// Adds `group` to the node's device (removed with it).
+    pub(crate) fn add_group(
+        &self,
+        group: &'static crate::bindings::sysfs::Group<crate::bindings::sysfs::MiscHost<NodeFile>>,
+    ) -> Result {
+        self.0.add_group(group)
     }
 
     fn new(
@@ -243,7 +247,13 @@ impl FileOps for NodeFile {
     /// The NVMe ioctls, as on the whole-disk node (or the controller node).
     fn ioctl(&self, writable: bool, cmd: u32, arg: usize) -> Result<isize> {
         match self.kind {
-            Kind::Controller => nvme_ioctl(&self.shared, Via::Controller, writable, cmd, arg),
+            Kind::Controller => nvme_ioctl(
+                self.shared.as_arc_borrow(),
+                Via::Controller,
+                writable,
+                cmd,
+                arg,
+            ),
             // The node's NSID needs no queue: it answers even once the disk is gone (as the
             // reference driver's generic node).
             // CAST: an NSID is at most 0xffff_fffe; isize is 64 bits here.
@@ -251,8 +261,8 @@ impl FileOps for NodeFile {
             Kind::Namespace(nsid) => self.shared.queue_ref(nsid, false).and_then(|q| {
                 // The reference keeps the queue for the whole command.
                 nvme_ioctl(
-                    &self.shared,
-                    Via::Disk(q.as_ptr(), nsid, false),
+                    self.shared.as_arc_borrow(),
+                    Via::Disk(q.borrow(), nsid, false),
                     writable,
                     cmd,
                     arg,
@@ -268,7 +278,7 @@ impl FileOps for NodeFile {
             Err(e) => return cmd.fail(e),
         };
         match (p.queue, p.node) {
-            (QueueKind::Admin, _) => match run_admin(&self.shared, &p.k, &p.buf) {
+            (QueueKind::Admin, _) => match run_admin(self.shared.as_arc_borrow(), &p.k, &p.buf) {
                 Ok(d) => cmd.done32(i32::from(d.status), d.result),
                 Err(e) => cmd.fail(e),
             },
