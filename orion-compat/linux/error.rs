@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
+#![forbid(unsafe_code)]
+
 //! The Linux backend's error type and its mapping to the shared `ErrorKind`.
 
 use crate::orion_compat::ErrorKind;

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
+#![forbid(unsafe_code)]
+
 //! Locks and shared values of the Orion driver API on the kernel's `SpinLockIrq`, `Mutex` and
 //! `Arc`.
 
