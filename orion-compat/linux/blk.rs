@@ -117,7 +117,7 @@ struct Inner {
     /// Commands submitted on this queue since it was created.
     submitted: u64,
     /// What the queue keeps while the controller grants fewer queues than probe did (see
-    /// [`Io::restore_queues`]): it is out of service until a later reset grants it again.
+    /// [`ResetIo::restore`]): it is out of service until a later reset grants it again.
     parked: Option<Kept>,
 }
 
@@ -802,10 +802,84 @@ struct Orphans {
 // again; any thread may do that.
 unsafe impl Send for Orphans {}
 
-impl<'b> Io<'b> {
+impl Io<'_> {
+    /// Ends or resubmits one request a reset interrupted.
+    ///
+    /// # Safety
+    ///
+    /// `rq` is one of our requests that was in flight and is owned by the caller.
+    unsafe fn interrupted(&self, rq: *mut bindings::request, n: &mut Interruptions) {
+        // SAFETY: caller's contract.
+        unsafe { unmap(self, rq) };
+        // SAFETY: as above.
+        let p = unsafe { pdu(rq) };
+        match recovery::after_reset(p.retries, !p.passthru.is_null()) {
+            Interrupted::Retry => {
+                p.retries += 1;
+                n.retried += 1;
+                // SAFETY: a started request of ours, not on the device; blk-mq dispatches it
+                // again once the queues are unquiesced and the requeue list kicked.
+                unsafe { bindings::blk_mq_requeue_request(rq, false) };
+            }
+            Interrupted::Fail => {
+                n.failed += 1;
+                p.status = BLK_STS_IOERR;
+                // What a passthrough caller sees for a command a reset ended, as the
+                // reference driver reports it.
+                p.nvme_status = recovery::ENDED_BY_RESET.0;
+                p.result = 0;
+                // SAFETY: ours to end, once.
+                unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };
+            }
+        }
+    }
+
+    /// `queue_rq` for a hardware context whose queue went away at a reset (see
+    /// [`ResetIo::restore`]): the request's bios are taken back (to be submitted again by
+    /// [`ResetIo::remap`]) and the empty request ends. A request with no bios of its own (the
+    /// flush machinery's cache flush) or a passthrough command cannot be sent elsewhere:
+    /// it fails, as a passthrough command interrupted by a reset does.
+    ///
+    /// # Safety
+    ///
+    /// `rq` is a request blk-mq handed to `queue_rq`, owned by us.
+    unsafe fn give_back(&self, rq: *mut bindings::request) -> bindings::blk_status_t {
+        // SAFETY: caller's contract.
+        let (op, has_bio) = unsafe {
+            bindings::blk_mq_start_request(rq);
+            ((*rq).cmd_flags & REQ_OP_MASK, !(*rq).bio.is_null())
+        };
+        // SAFETY: as above.
+        let p = unsafe { pdu(rq) };
+        let passthru =
+            op == bindings::req_op_REQ_OP_DRV_IN || op == bindings::req_op_REQ_OP_DRV_OUT;
+        if has_bio && !passthru {
+            // SAFETY: the request is ours and not on the device; its bios move to the list
+            // (the list lock orders this against `remap` taking it).
+            self.orphans
+                .lock(|o| unsafe { bindings::blk_steal_bios(&mut o.list, rq) });
+            p.status = BLK_STS_OK;
+            // SAFETY: ours to end, once; it has no bios left to complete.
+            unsafe { bindings::blk_mq_end_request(rq, BLK_STS_OK) };
+        } else {
+            self.orphans.lock(|o| o.failed += 1);
+            p.status = BLK_STS_IOERR;
+            p.nvme_status = recovery::ENDED_BY_RESET.0;
+            p.result = 0;
+            // SAFETY: as above.
+            unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };
+        }
+        BLK_STS_OK
+    }
+}
+
+/// The block side of the core's reset state machine ([`recovery::reset`]).
+impl<'b> ResetIo<LinuxPlatform<'b>> for Io<'b> {
+    type Kept = KVec<Option<Kept>>;
+
     /// Reset step 1: no new dispatch (requests wait in blk-mq), then what the controller has
     /// already completed is reaped and ended normally.
-    pub(crate) fn quiesce(&self) {
+    fn quiesce(&self) {
         // SAFETY: the tag set is live while `self` is (freed only by `teardown`).
         unsafe { bindings::blk_mq_quiesce_tagset(self.set_ptr) };
         for hq in self.queues.iter() {
@@ -815,7 +889,7 @@ impl<'b> Io<'b> {
 
     /// Masks pin-based interrupts at the controller while the admin queue is busy (see
     /// [`mask_pin_interrupts`]); MSI-X needs nothing.
-    pub(crate) fn mask_pins(&self, ctrl: &Ctrl<'_>) {
+    fn mask(&self, ctrl: &Ctrl<'b>) {
         if self.pin_based {
             mask_pin_interrupts(ctrl);
         }
@@ -825,7 +899,7 @@ impl<'b> Io<'b> {
     /// every command still in flight is taken off its queue, its data unmapped, and its
     /// request resubmitted later or failed ([`recovery::after_reset`]); the queue pairs are
     /// dropped, keeping what the queues need to be created again.
-    pub(crate) fn take_queues(&self) -> (KVec<Option<Kept>>, Interruptions) {
+    fn take(&self) -> (Self::Kept, Interruptions) {
         let mut kept = KVec::new();
         let mut n = Interruptions::default();
         for hq in self.queues.iter() {
@@ -881,48 +955,17 @@ impl<'b> Io<'b> {
         (kept, n)
     }
 
-    /// Ends or resubmits one request a reset interrupted.
-    ///
-    /// # Safety
-    ///
-    /// `rq` is one of our requests that was in flight and is owned by the caller.
-    unsafe fn interrupted(&self, rq: *mut bindings::request, n: &mut Interruptions) {
-        // SAFETY: caller's contract.
-        unsafe { unmap(self, rq) };
-        // SAFETY: as above.
-        let p = unsafe { pdu(rq) };
-        match recovery::after_reset(p.retries, !p.passthru.is_null()) {
-            Interrupted::Retry => {
-                p.retries += 1;
-                n.retried += 1;
-                // SAFETY: a started request of ours, not on the device; blk-mq dispatches it
-                // again once the queues are unquiesced and the requeue list kicked.
-                unsafe { bindings::blk_mq_requeue_request(rq, false) };
-            }
-            Interrupted::Fail => {
-                n.failed += 1;
-                p.status = BLK_STS_IOERR;
-                // What a passthrough caller sees for a command a reset ended, as the
-                // reference driver reports it.
-                p.nvme_status = recovery::ENDED_BY_RESET.0;
-                p.result = 0;
-                // SAFETY: ours to end, once.
-                unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };
-            }
-        }
-    }
-
     /// Reset step 3, on the enabled controller: the shadow doorbells are handed back and the
     /// first `granted` queues (the number the controller now grants, which may be fewer than
     /// at probe, or more again) are created over what they kept; the rest stay parked, out
-    /// of service. Their hardware contexts go away at [`Io::remap`]; until then a request
+    /// of service. Their hardware contexts go away at [`ResetIo::remap`]; until then a request
     /// dispatched to one is given back to the block layer (`queue_rq`).
-    pub(crate) fn restore_queues(
+    fn restore(
         &self,
         ctrl: &mut Ctrl<'b>,
-        kept: KVec<Option<Kept>>,
+        kept: Self::Kept,
         granted: u16,
-    ) -> Result<(), crate::orion::controller::CtrlError> {
+    ) -> core::result::Result<(), CtrlError> {
         // CAST: at most the count granted at probe, a u16.
         let n = (u32::from(granted)).min(self.queues.len() as u32);
         if n == 0 {
@@ -954,13 +997,13 @@ impl<'b> Io<'b> {
     }
 
     /// The I/O queues in service.
-    pub(crate) fn live_queues(&self) -> u16 {
+    fn live_queues(&self) -> u16 {
         // CAST: at most the count granted at probe, a u16.
         self.live.load(Relaxed) as u16
     }
 
     /// The I/O queues asked for at a reset: as many as probe created.
-    pub(crate) fn queue_count(&self) -> u16 {
+    fn queue_count(&self) -> u16 {
         // CAST: at most the count granted at probe, a u16.
         self.queues.len() as u16
     }
@@ -968,7 +1011,7 @@ impl<'b> Io<'b> {
     /// Reset step 4: dispatch resumes and the interrupted requests go out again. With `dead`
     /// (the controller did not come back) the disks are marked dead first, so everything
     /// queued and submitted later fails at once instead of waiting.
-    pub(crate) fn resume(&self, dead: bool) {
+    fn resume(&self, dead: bool) {
         self.disks.lock(|d| {
             for x in d.iter() {
                 if dead {
@@ -987,9 +1030,7 @@ impl<'b> Io<'b> {
             }
         });
     }
-}
 
-impl Io<'_> {
     /// Reset step 5, after dispatch resumed, when the controller granted a different number
     /// of queues than the tag set has hardware contexts: blk-mq remaps the contexts to the
     /// queues now in service (it waits, frozen, for every request still held by one, which
@@ -1002,7 +1043,7 @@ impl Io<'_> {
     /// request end (it kills the controller); the remap then goes on, on a dead controller.
     /// While a reset runs, the timeout handler leaves stuck commands to it, so without this
     /// bound a controller that stops completing here would hang the reset for good.
-    pub(crate) fn remap(&self, stuck: &mut dyn FnMut(u32)) -> Option<Remapped> {
+    fn remap(&self, stuck: &mut dyn FnMut(u32)) -> Option<Remapped> {
         let to = self.live.load(Relaxed);
         // SAFETY: the tag set is live while `self` is; `nr_hw_queues` only changes here.
         let from = unsafe { (*self.set_ptr).nr_hw_queues };
@@ -1076,86 +1117,6 @@ impl Io<'_> {
             resubmitted,
             failed,
         })
-    }
-
-    /// `queue_rq` for a hardware context whose queue went away at a reset (see
-    /// [`Io::restore_queues`]): the request's bios are taken back (to be submitted again by
-    /// [`Io::remap`]) and the empty request ends. A request with no bios of its own (the
-    /// flush machinery's cache flush) or a passthrough command cannot be sent elsewhere:
-    /// it fails, as a passthrough command interrupted by a reset does.
-    ///
-    /// # Safety
-    ///
-    /// `rq` is a request blk-mq handed to `queue_rq`, owned by us.
-    unsafe fn give_back(&self, rq: *mut bindings::request) -> bindings::blk_status_t {
-        // SAFETY: caller's contract.
-        let (op, has_bio) = unsafe {
-            bindings::blk_mq_start_request(rq);
-            ((*rq).cmd_flags & REQ_OP_MASK, !(*rq).bio.is_null())
-        };
-        // SAFETY: as above.
-        let p = unsafe { pdu(rq) };
-        let passthru =
-            op == bindings::req_op_REQ_OP_DRV_IN || op == bindings::req_op_REQ_OP_DRV_OUT;
-        if has_bio && !passthru {
-            // SAFETY: the request is ours and not on the device; its bios move to the list
-            // (the list lock orders this against `remap` taking it).
-            self.orphans
-                .lock(|o| unsafe { bindings::blk_steal_bios(&mut o.list, rq) });
-            p.status = BLK_STS_OK;
-            // SAFETY: ours to end, once; it has no bios left to complete.
-            unsafe { bindings::blk_mq_end_request(rq, BLK_STS_OK) };
-        } else {
-            self.orphans.lock(|o| o.failed += 1);
-            p.status = BLK_STS_IOERR;
-            p.nvme_status = recovery::ENDED_BY_RESET.0;
-            p.result = 0;
-            // SAFETY: as above.
-            unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };
-        }
-        BLK_STS_OK
-    }
-}
-
-/// The block side of the core's reset state machine ([`recovery::reset`]).
-impl<'b> ResetIo<LinuxPlatform<'b>> for Io<'b> {
-    type Kept = KVec<Option<Kept>>;
-
-    fn quiesce(&self) {
-        Io::quiesce(self);
-    }
-
-    fn mask(&self, ctrl: &Ctrl<'b>) {
-        self.mask_pins(ctrl);
-    }
-
-    fn take(&self) -> (Self::Kept, Interruptions) {
-        self.take_queues()
-    }
-
-    fn queue_count(&self) -> u16 {
-        Io::queue_count(self)
-    }
-
-    fn live_queues(&self) -> u16 {
-        Io::live_queues(self)
-    }
-
-    fn restore(
-        &self,
-        ctrl: &mut Ctrl<'b>,
-        kept: Self::Kept,
-        granted: u16,
-    ) -> core::result::Result<(), crate::orion::controller::CtrlError> {
-        self.restore_queues(ctrl, kept, granted)
-    }
-
-    fn resume(&self, dead: bool) {
-        Io::resume(self, dead);
-    }
-
-    fn remap(&self, stuck: &mut dyn FnMut(u32)) -> Option<Remapped> {
-        Io::remap(self, stuck)
     }
 
     fn note(&self, note: ResetNote) {
