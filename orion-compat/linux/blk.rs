@@ -561,10 +561,8 @@ impl<'b> Io<'b> {
                         .disks
                         .lock(|d| d.iter().find(|x| x.nsid == nsid).map(|x| (x.disk, x.lbs)));
                     if let Some((disk, lbs)) = disk {
-                        let shift = lbs.trailing_zeros().saturating_sub(9);
-                        // A lying NSZE must not wrap the capacity (nor resize it again at
-                        // every rescan once capped).
-                        let sectors = blocks.min(u64::MAX >> shift) << shift;
+                        // Compared capped: a lying NSZE is not resized again at every rescan.
+                        let sectors = sectors_of(blocks, lbs);
                         // SAFETY: as above.
                         if unsafe { (*(*disk).part0).bd_nr_sectors } != sectors {
                             // SAFETY: as above.
@@ -665,8 +663,7 @@ impl<'b> Io<'b> {
             (*disk).fops = &FOPS.0;
             // One reference on the shared state per disk, dropped by `free_disk`.
             (*disk).private_data = Arc::into_raw(self.shared.clone()).cast_mut().cast();
-            // A lying NSZE must not wrap the capacity.
-            bindings::set_capacity(disk, ns.blocks.min(u64::MAX >> shift) << shift);
+            bindings::set_capacity(disk, sectors_of(ns.blocks, g.logical_block_size));
             bindings::device_add_disk(
                 &raw mut (*self.pdev()).dev,
                 disk,
@@ -1174,6 +1171,13 @@ impl Drop for Io<'_> {
             core::mem::forget(self.vectors.take());
         }
     }
+}
+
+/// A capacity of `blocks` logical blocks of `lbs` bytes in 512-byte sectors, saturating: a
+/// lying NSZE must not wrap it.
+fn sectors_of(blocks: u64, lbs: u32) -> u64 {
+    let shift = lbs.trailing_zeros().saturating_sub(9);
+    blocks.min(u64::MAX >> shift) << shift
 }
 
 /// Masks the controller's pin-based/MSI interrupts (INTMS). The admin queue is polled, but
