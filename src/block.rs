@@ -205,6 +205,11 @@ where
         }
     }
 
+    /// The register window the doorbells are rung through.
+    pub fn mmio(&self) -> &M {
+        &self.mmio
+    }
+
     /// The I/O queues the handler has (created at probe).
     pub fn queue_count(&self) -> u16 {
         u16::try_from(self.queues.as_ref().len()).unwrap_or(u16::MAX)
