@@ -15,6 +15,7 @@
 use crate::orion::command::{CidSlot, IoOp, IoRequest, Segment};
 use crate::orion::controller::{Controller, CtrlError, Enabled, Platform};
 use crate::orion::io::{IoQueue, MAX_SEGMENTS};
+use crate::orion::queue::ShadowDoorbells;
 use crate::orion::recovery::ladder::Expired;
 use crate::orion::recovery::reset::{Interruptions, Remapped, ResetIo, ResetNote};
 use crate::orion::recovery::{after_reset, Interrupted};
@@ -37,8 +38,8 @@ const REAP_BATCH: usize = 32;
 
 /// The containers a platform gives each hardware queue.
 pub trait HwStorage: 'static {
-    /// Coherent DMA memory (queue rings and PRP list pages).
-    type Mem: CoherentMem;
+    /// Coherent DMA memory (queue rings, PRP list pages, shadow doorbells).
+    type Mem: CoherentMem + Send + Sync;
     /// The CID slots, one per tag of the ring.
     type Slots: AsRef<[CidSlot]> + AsMut<[CidSlot]>;
     /// The PRP list memory of every tag (see [`IoQueue::new`]).
@@ -151,6 +152,7 @@ pub struct BlockCounts {
 /// Disk `DiskId(n)` is namespace `n`.
 pub struct BlockIo<T: HwStorage, M, L, Q> {
     mmio: M,
+    shadow: Option<ShadowDoorbells<T::Mem>>,
     queues: Q,
     /// Queues in service on the controller (a prefix of `queues`).
     live: AtomicU16,
@@ -177,6 +179,7 @@ where
         let live = u16::try_from(queues.as_ref().len()).unwrap_or(u16::MAX);
         Self {
             mmio,
+            shadow: None,
             queues,
             live: AtomicU16::new(live),
             page,
@@ -186,6 +189,15 @@ where
             timeouts: AtomicU32::new(0),
             storage: PhantomData,
         }
+    }
+
+    /// Uses the shadow doorbell buffers `sh` (from
+    /// [`Controller::setup_shadow_doorbells`], set up before the queues were created): the
+    /// doorbells are then written there, and through MMIO only when the controller's EventIdx
+    /// asks for it. A reset hands them to the controller again.
+    pub fn with_shadow_doorbells(mut self, sh: ShadowDoorbells<T::Mem>) -> Self {
+        self.shadow = Some(sh);
+        self
     }
 
     /// The shape to create the platform's queues with: one hardware queue per I/O queue,
@@ -249,7 +261,7 @@ where
     }
 
     fn ring(&self, q: &mut Queue<T>) {
-        if q.ring(&self.mmio, None).is_err() {
+        if q.ring(&self.mmio, self.shadow.as_ref()).is_err() {
             self.ring_failed.fetch_add(1, Relaxed);
         }
     }
@@ -422,7 +434,7 @@ type Handler<B> = <B as BlockQueues>::Handler;
 
 /// What one [`reap`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Reaped {
+pub struct ReapCounts {
     /// Requests ended through [`BlockQueues::complete`].
     pub completed: u32,
     /// Entries that ended nothing (counted in [`BlockCounts::bogus`] too).
@@ -436,7 +448,7 @@ pub struct Reaped {
 /// A completion the device should not have posted (a bogus CID) or one the platform refuses
 /// is counted and ends nothing. A `hwq` the core does not have, or a queue not live, reaps
 /// nothing.
-pub fn reap<T, M, L, Q, B>(queues: &B, hwq: HwQueue) -> Reaped
+pub fn reap<T, M, L, Q, B>(queues: &B, hwq: HwQueue) -> ReapCounts
 where
     T: HwStorage,
     M: Mmio + Send + Sync + 'static,
@@ -445,7 +457,7 @@ where
     B: BlockQueues<Handler = BlockIo<T, M, L, Q>>,
 {
     let io: &Handler<B> = queues.handler();
-    let mut out = Reaped::default();
+    let mut out = ReapCounts::default();
     let Some(l) = io.queue(hwq) else {
         return out;
     };
@@ -457,7 +469,7 @@ where
             let Some(q) = h.q.as_mut() else { return 0 };
             q.reap(
                 &io.mmio,
-                None,
+                io.shadow.as_ref(),
                 REAP_BATCH,
                 |tag, status, _, _| {
                     if let Some(b) = batch.get_mut(got) {
@@ -506,7 +518,7 @@ pub struct Taken(());
 /// [`BlockIo`]) and its disks `D`.
 ///
 /// It serves controllers whose queues have interrupt vectors of their own (MSI-X): its
-/// [`ResetIo::mask`] does nothing, and it sets up no shadow doorbells.
+/// [`ResetIo::mask`] does nothing (pin-based interrupts are not masked at the controller).
 pub struct BlockReset<'a, B, D> {
     queues: &'a B,
     disks: &'a [D],
@@ -645,8 +657,9 @@ where
         self.queues.handler().live_queues()
     }
 
-    /// Re-creates the first `granted` queues (at most as many as probe created) over what
-    /// they kept; the rest stay parked, out of service. No queue granted, or a queue whose
+    /// Hands the shadow doorbells (if any) to the controller again, then re-creates the
+    /// first `granted` queues (at most as many as probe created) over what they kept; the
+    /// rest stay parked, out of service. No queue granted, or a queue whose
     /// state was lost, is an error.
     fn restore(
         &self,
@@ -658,6 +671,9 @@ where
         let n = usize::from(granted).min(io.queues.as_ref().len());
         if n == 0 {
             return Err(CtrlError::Invalid("no I/O queue granted"));
+        }
+        if let Some(sh) = &io.shadow {
+            ctrl.restore_shadow_doorbells(sh)?;
         }
         for (i, l) in io.queues.as_ref().iter().enumerate() {
             if i >= n {

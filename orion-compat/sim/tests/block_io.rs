@@ -89,7 +89,19 @@ fn media(shadow: &HashMap<u64, Vec<u8>>, lba: u64) -> Vec<u8> {
 
 #[test]
 fn an_fio_like_mix_completes_every_request_exactly_once_with_its_data() {
-    let d = Driver::probe_with(NvmeBuilder::new().max_io_queues(2), 2, 64);
+    fio_mix(false);
+}
+
+#[test]
+fn the_mix_on_shadow_doorbells_across_resets() {
+    fio_mix(true);
+}
+
+/// 300 rounds of a random batch on two queues, each reaped before the next; with `dbbuf`,
+/// on shadow doorbells and with a controller reset every 100 rounds (`dbbuf`).
+fn fio_mix(dbbuf: bool) {
+    let d = Driver::probe_with(NvmeBuilder::new().max_io_queues(2), 2, 64, dbbuf);
+    assert_eq!(d.r.nvme.doorbell_buffer().is_some(), dbbuf);
     assert_eq!(d.geometry.logical_block_size as usize, BS);
     assert!(d.geometry.discard.is_some() && d.geometry.max_write_zeroes_blocks >= 16);
     let nsid = d.namespaces[0].nsid;
@@ -112,6 +124,13 @@ fn an_fio_like_mix_completes_every_request_exactly_once_with_its_data() {
     let (mut submitted, mut ended, mut reads_checked) = (0usize, 0usize, 0usize);
     let mut by_op: BTreeMap<&'static str, usize> = BTreeMap::new();
     for round in 0..300 {
+        if dbbuf && round % 100 == 99 {
+            let o = d.reset().unwrap();
+            assert_eq!((o.dead, o.interrupted), (false, Default::default()));
+            assert!(d.r.nvme.doorbell_buffer().is_some(), "handed over again");
+            let events = d.r.sim.block.take_events();
+            assert_eq!(events, [BlockEvent::Quiesced, BlockEvent::Resumed]);
+        }
         let mut pending: HashMap<(HwQueue, Tag), Pending> = HashMap::new();
         let mut next_tag = [0u16; 2];
         let batch = 1 + rng.below(24);
@@ -244,7 +263,7 @@ fn an_fio_like_mix_completes_every_request_exactly_once_with_its_data() {
 
 #[test]
 fn a_full_queue_is_reaped_in_batches_and_rung_once_by_commit() {
-    let d = Driver::probe_with(NvmeBuilder::new(), 1, 64);
+    let d = Driver::probe_with(NvmeBuilder::new(), 1, 64, false);
     let tags = d.queues.config().depth;
     assert_eq!(tags, 63);
     let nsid = d.namespaces[0].nsid;

@@ -102,16 +102,26 @@ pub(crate) struct Driver {
 impl Driver {
     /// Probes a controller built by `b` with `queues` I/O queues, all granted.
     pub(crate) fn probe(b: NvmeBuilder, queues: u16) -> Self {
-        Self::probe_with(b, queues, DEPTH)
+        Self::probe_with(b, queues, DEPTH, false)
     }
 
-    /// Probes a controller built by `b` with `queues` I/O queues of `depth` ring entries.
-    pub(crate) fn probe_with(b: NvmeBuilder, queues: u16, depth: u32) -> Self {
+    /// Probes a controller built by `b` with `queues` I/O queues of `depth` ring entries,
+    /// on shadow doorbells (Doorbell Buffer Config) if `shadow`.
+    pub(crate) fn probe_with(b: NvmeBuilder, queues: u16, depth: u32, shadow: bool) -> Self {
         let (r, mut c) = up(b);
         c.identify().unwrap();
         let granted = c.set_queue_count(queues).unwrap();
         assert_eq!(granted, queues, "the test asks for what the model grants");
         let page = c.page_size();
+        let sh = if shadow {
+            Some(
+                c.setup_shadow_doorbells(queues)
+                    .unwrap()
+                    .expect("DBBC offered"),
+            )
+        } else {
+            None
+        };
         let mut hw = Vec::new();
         for qid in 1..=queues {
             let slots = vec![CidSlot::default(); depth as usize];
@@ -135,7 +145,10 @@ impl Driver {
             nvme: r.nvme.clone(),
             fail: AtomicBool::new(false),
         };
-        let handler: Handler = BlockIo::new(bar, hw, page);
+        let mut handler: Handler = BlockIo::new(bar, hw, page);
+        if let Some(sh) = sh {
+            handler = handler.with_shadow_doorbells(sh);
+        }
         let config = handler.config();
         assert_eq!(
             (config.hw_queues, u32::from(config.depth)),
