@@ -692,6 +692,8 @@ where
             // INVARIANT: parked was taken above; the queue is live again.
             l.lock(|h| h.q = Some(q));
         }
+        // Relaxed: dispatch is stopped; resuming it (through the platform's locks) orders
+        // this store before the next `queue_rq`.
         // CAST: n <= granted, a u16.
         io.live.store(n as u16, Relaxed);
         Ok(())
