@@ -16,6 +16,7 @@ extern crate orion_compat;
 #[cfg(not(orion_kernel))]
 extern crate self as orion;
 
+pub mod block;
 pub mod command;
 pub mod config;
 pub mod controller;
