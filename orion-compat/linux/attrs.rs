@@ -7,7 +7,8 @@
 //! each disk (`/sys/block/onvme<C>n<NSID>/`). Values and formats are the reference driver's.
 
 use crate::bindings::sysfs::{Attr, AttrList, Attrs, DiskHost, Group, GroupList, MiscHost, Page};
-use crate::mgmt::{NodeData, NodeFile, Shared};
+use crate::ctrl::Shared;
+use crate::mgmt::{NodeData, NodeFile};
 use core::fmt::Write;
 use kernel::prelude::*;
 

@@ -9,13 +9,17 @@
 //! core's [`IoQueue`]; this module only moves requests between blk-mq and it.
 //!
 //! Lifetimes: the [`Io`] value is boxed and never moves. Its address is the tag set's
-//! `driver_data` and every hardware context's `driver_data`; each [`HwQueue`] is boxed too,
-//! and its address is the `dev_id` of its interrupt. [`Io::teardown`] removes the disks, frees
-//! the tag set and the interrupts before the queues, so no callback can run once the memory
-//! those pointers name is freed.
+//! `driver_data` and every hardware context's `driver_data`; each [`HwQueue`] is shared with
+//! its interrupt handler. [`Io::teardown`] removes the disks, frees the tag set and the
+//! interrupts before the queues, so no callback can run once the memory those pointers name
+//! is freed.
+//!
+//! The layer above (the controller's state, the ioctls, the nodes) is reached only through
+//! [`Owner`], which it implements: this module imports nothing above it.
 
-use crate::mgmt::{nvme_ioctl, Shared, Via};
-use crate::mmio::Bar0;
+use crate::bindings::blk::Queue as BlkQueue;
+use crate::bindings::sysfs::GroupList;
+use crate::mmio::{Bar0, BoundPci};
 use crate::orion::command::{CidSlot, IoOp, IoRequest, Segment};
 use crate::orion::controller::{Controller, ControllerInfo, CtrlError, Enabled, NamespaceInfo};
 use crate::orion::interrupt;
@@ -30,7 +34,7 @@ use crate::orion_compat::block::{BlockStatus, TimeoutAction};
 use crate::orion_compat::irq::{IrqHandler, IrqKind, IrqKinds, IrqReturn, VectorRequest};
 use crate::orion_compat::{Dma as _, IrqVectors as _, Lock as _, Locks as _, Pci as _};
 use crate::pcidev::{LinuxPci, LinuxRegistration, LinuxVectors};
-use crate::platform::{LinuxCoherent, LinuxPlatform};
+use crate::platform::{LinuxCoherent, LinuxPlatform, Show};
 use crate::sync::{LinuxMutex, LinuxSpin, LinuxSync};
 use core::ffi::{c_int, c_uint, c_void};
 use core::ptr;
@@ -39,6 +43,69 @@ use kernel::sync::ArcBorrow;
 use kernel::{bindings, device::Bound, pci, prelude::*, str::CString, sync::Arc};
 
 pub(crate) mod nowait;
+
+/// What the block layer needs from the driver state above it, which it names only through
+/// this trait: bookkeeping of the disks (for the controller node's I/O commands), the disks'
+/// front-ends (their ioctls and generic nodes), and the controller's side of the timeout
+/// ladder.
+///
+/// Every method may sleep unless it says otherwise.
+pub(crate) trait Owner: Send + Sync + Sized + 'static {
+    /// What a disk's front-end keeps while the disk exists; dropped before the disk is
+    /// removed.
+    type DiskFront: Send;
+
+    /// The block layer has `io_queues` I/O queues of `depth` entries in service (at setup,
+    /// and after a reset that changed their number). Never sleeps.
+    fn queues_changed(&self, io_queues: u32, depth: u32);
+
+    /// A disk was added for namespace `nsid` on the request queue `q`; an error removes it
+    /// again.
+    fn disk_added(&self, nsid: u32, q: nowait::QueueRef) -> Result;
+
+    /// Registers the front-end of namespace `nsid`'s disk under the PCI device (after
+    /// [`Owner::disk_added`]); an error only leaves the disk without one.
+    fn disk_front(
+        this: &Arc<Self>,
+        nsid: u32,
+        pdev: &pci::Device<Bound>,
+    ) -> Result<Self::DiskFront>;
+
+    /// Namespace `nsid`'s disk is about to be removed: forget its queue.
+    fn disk_removing(&self, nsid: u32);
+
+    /// Every disk is about to be removed.
+    fn disks_removing(&self);
+
+    /// An ioctl `cmd` with argument `arg` on an open disk of namespace `nsid` (`partition`
+    /// if opened through a partition, `writable` if opened for writing), whose queue is `q`:
+    /// the value to return, or the errno.
+    fn disk_ioctl(
+        this: ArcBorrow<'_, Self>,
+        q: BlkQueue<'_>,
+        nsid: u32,
+        partition: bool,
+        writable: bool,
+        cmd: u32,
+        arg: usize,
+    ) -> Result<isize>;
+
+    /// The device is going away: expired requests are ended at once. Never sleeps.
+    fn is_stopping(&self) -> bool;
+
+    /// A reset is under way. Never sleeps.
+    fn is_recovering(&self) -> bool;
+
+    /// The controller is up (not dead, not between the halves of a reset).
+    fn is_live(&self) -> bool;
+
+    /// Sends Abort for command `cid` on submission queue `sqid`: whether the controller
+    /// reported it aborted.
+    fn abort(&self, sqid: u16, cid: u16) -> core::result::Result<bool, CtrlError>;
+
+    /// Asks for a controller reset, run later from a work item. Never sleeps.
+    fn schedule_reset(this: &Arc<Self>);
+}
 
 /// Scatterlist entries per request: the most segments a request may have.
 const MAX_SEGS: usize = io::MAX_SEGMENTS as usize;
@@ -126,9 +193,9 @@ struct Inner {
 unsafe impl Send for Inner {}
 
 /// One hardware queue: an NVMe I/O queue pair.
-pub(crate) struct HwQueue<'b> {
+pub(crate) struct HwQueue {
     inner: LinuxSpin<Inner>,
-    bar: Bar0<'b>,
+    bar: Bar0,
     shadow: Option<Arc<ShadowDoorbells<LinuxCoherent>>>,
     qid: u16,
     polled: bool,
@@ -170,21 +237,14 @@ struct Passthru {
 // from whichever context it ends in.
 unsafe impl Send for Passthru {}
 
-/// The interrupt handler of one I/O queue: reaps it.
-struct QueueIrq(*const HwQueue<'static>);
-
-// SAFETY: the pointer names a boxed `HwQueue`, which is `Sync` in all but its lifetime, and
-// is only dereferenced while the registration lives (see `Io::teardown`).
-unsafe impl Send for QueueIrq {}
-// SAFETY: as above.
-unsafe impl Sync for QueueIrq {}
+/// The interrupt handler of one I/O queue: reaps it. It shares the queue with the block
+/// layer's state, which drops its registration (and `free_irq` waits for a running handler)
+/// before deleting the queue on the controller.
+struct QueueIrq(Arc<HwQueue>);
 
 impl IrqHandler for QueueIrq {
     fn handle(&self, _vector: u16) -> IrqReturn {
-        // SAFETY: the registration holding this handler is dropped (and `free_irq` waits for
-        // a running handler) before the queue it points at.
-        let hq = unsafe { &*self.0 };
-        if reap(hq) > 0 {
+        if reap(&self.0) > 0 {
             IrqReturn::Handled
         } else {
             IrqReturn::None
@@ -193,13 +253,15 @@ impl IrqHandler for QueueIrq {
 }
 
 /// Block-layer state of one controller.
-pub(crate) struct Io<'b> {
-    dev: &'b pci::Device<Bound>,
+pub(crate) struct Io<O: Owner> {
+    /// The PCI device, bound while this value lives (it is torn down before the unbind
+    /// completes).
+    dev: Arc<BoundPci>,
     set: KBox<bindings::blk_mq_tag_set>,
     set_live: bool,
     /// Every queue probe created, interrupt-driven ones first, then the polled ones; queue
     /// `i` is I/O queue `i + 1` and hardware context `i`.
-    queues: KVec<KBox<HwQueue<'b>>>,
+    queues: KVec<Arc<HwQueue>>,
     nr_default: u32,
     nr_poll: u32,
     /// How many of `queues` (a prefix) are in service: all of them unless a reset found the
@@ -217,73 +279,79 @@ pub(crate) struct Io<'b> {
     spread: bool,
     /// INTx or MSI: interrupts are masked at the controller with INTMS/INTMC.
     pin_based: bool,
-    irqs: KVec<LinuxRegistration<'b, QueueIrq>>,
-    vectors: Option<LinuxVectors<'b>>,
+    irqs: KVec<LinuxRegistration<QueueIrq>>,
+    vectors: Option<LinuxVectors>,
     /// The shadow doorbell buffers every queue uses, if the controller took them.
     shadow: Option<Arc<ShadowDoorbells<LinuxCoherent>>>,
     /// The disks, changed by probe, rescans and teardown.
-    disks: LinuxMutex<KVec<Disk>>,
+    disks: LinuxMutex<KVec<Disk<O::DiskFront>>>,
     /// The tag set, for the C side (which changes it): taken once from `set` in `setup`.
     set_ptr: *mut bindings::blk_mq_tag_set,
     /// The controller's memory page size.
     page: u64,
     instance: u32,
-    /// The controller's shared state (the disks' ioctls reach the controller through it).
-    shared: Arc<Shared>,
+    /// The driver state above (the disks' ioctls reach the controller through it).
+    owner: Arc<O>,
+    /// The I/O queues' depth (entries).
+    depth: u32,
+    /// The disks' sysfs attribute groups.
+    ns_groups: &'static GroupList,
     /// Requests ended by the timeout handler.
     pub(crate) timeouts: kernel::sync::atomic::Atomic<u32>,
 }
 
-// SAFETY: the raw pointers name the bound PCI device, the tag set and disks this value owns;
-// all of them may be used from any thread.
-unsafe impl Send for Io<'_> {}
+// SAFETY: the raw pointers name the tag set and disks this value owns; all of them may be
+// used from any thread.
+unsafe impl<O: Owner> Send for Io<O> {}
 // SAFETY: as above; shared access only reads them or goes through the queues' locks.
-unsafe impl Sync for Io<'_> {}
+unsafe impl<O: Owner> Sync for Io<O> {}
 
 /// One namespace's disk.
-struct Disk {
+struct Disk<F> {
     nsid: u32,
     disk: *mut bindings::gendisk,
     /// Logical block size it was created with.
     lbs: u32,
-    /// Its generic node `/dev/ong<C>n<NSID>` (none if registering it failed); unregistered
-    /// before the disk is removed.
-    generic: Option<crate::mgmt::GenericNode>,
+    /// Its front-end (on Linux: the generic node `/dev/ong<C>n<NSID>`; none if registering it
+    /// failed), dropped before the disk is removed.
+    front: Option<F>,
 }
 
 // SAFETY: a gendisk may be managed from any thread.
-unsafe impl Send for Disk {}
+unsafe impl<F: Send> Send for Disk<F> {}
 
 /// What the probe asks for.
 pub(crate) struct IoParams {
+    /// The disks' sysfs attribute groups.
+    pub(crate) ns_groups: &'static GroupList,
     pub(crate) granted: u16,
     pub(crate) poll_queues: u32,
     pub(crate) queue_depth: u32,
     pub(crate) instance: u32,
 }
 
-type Ctrl<'b> = Controller<LinuxPlatform<'b>, Enabled>;
+type Ctrl = Controller<LinuxPlatform, Enabled>;
 
-impl<'b> Io<'b> {
-    /// The bound device's `struct pci_dev`.
+impl<O: Owner> Io<O> {
+    /// The device's `struct pci_dev`: bound while `self` lives (see [`Io::dev`]).
     fn pdev(&self) -> *mut bindings::pci_dev {
-        crate::mmio::raw_pci(self.dev)
+        self.dev.as_raw()
     }
 
     /// Sets up vectors, I/O queues, the tag set and a disk per usable namespace. On error,
     /// everything done so far is undone (the controller stays enabled).
     #[inline(never)]
     pub(crate) fn start(
-        pdev: &'b pci::Device<Bound>,
-        ctrl: &mut Ctrl<'b>,
-        bar: &Bar0<'b>,
+        dev: Arc<BoundPci>,
+        ctrl: &mut Ctrl,
+        bar: &Bar0,
         namespaces: &[NamespaceInfo],
         p: &IoParams,
-        shared: Arc<Shared>,
+        owner: Arc<O>,
     ) -> Result<KBox<Self>> {
         let mut io = KBox::new(
             Io {
-                dev: pdev,
+                dev,
                 set: KBox::new(bindings::blk_mq_tag_set::default(), GFP_KERNEL)?,
                 set_live: false,
                 queues: KVec::new(),
@@ -302,7 +370,9 @@ impl<'b> Io<'b> {
                 set_ptr: ptr::null_mut(),
                 page: 4096,
                 instance: p.instance,
-                shared,
+                owner,
+                depth: 0,
+                ns_groups: p.ns_groups,
                 timeouts: kernel::sync::atomic::Atomic::new(0),
                 live: Atomic::new(0),
                 remapped: Atomic::new(false),
@@ -312,7 +382,7 @@ impl<'b> Io<'b> {
             },
             GFP_KERNEL,
         )?;
-        match io.setup(pdev, ctrl, bar, namespaces, p) {
+        match io.setup(ctrl, bar, namespaces, p) {
             Ok(()) => Ok(io),
             Err(e) => {
                 io.teardown(Some(ctrl));
@@ -323,16 +393,17 @@ impl<'b> Io<'b> {
 
     fn setup(
         &mut self,
-        pdev: &'b pci::Device<Bound>,
-        ctrl: &mut Ctrl<'b>,
-        bar: &Bar0<'b>,
+        ctrl: &mut Ctrl,
+        bar: &Bar0,
         namespaces: &[NamespaceInfo],
         p: &IoParams,
     ) -> Result {
         // The core's queue and vector plan: vector 0 is the admin queue's, the rest serve
         // one interrupt queue each; poll queues have none.
         let ask = interrupt::Ask::of(p.granted, p.poll_queues);
-        let pci = LinuxPci::new(pdev)?;
+        let dev = self.dev.clone();
+        let pdev = dev.device();
+        let pci = LinuxPci::new(dev.clone())?;
         let request = VectorRequest {
             min: 1,
             max: ask.max_vectors(),
@@ -426,7 +497,7 @@ impl<'b> Io<'b> {
                     parked: None,
                 })
                 .map_err(|(e, _)| e.0)?;
-            let hq = KBox::new(
+            let hq = Arc::new(
                 HwQueue {
                     inner,
                     bar: bar.clone(),
@@ -443,7 +514,7 @@ impl<'b> Io<'b> {
         if let Some(vectors) = &self.vectors {
             for hq in self.queues.iter().take(nr_default as usize) {
                 let Some(v) = hq.vector else { continue };
-                let handler = QueueIrq(ptr::from_ref::<HwQueue<'b>>(&**hq).cast());
+                let handler = QueueIrq(hq.clone());
                 let reg = vectors.register(v, handler).map_err(|(e, _)| {
                     dev_err!(pdev, "orion_nvme: vector {}: {:?}\n", v, e.0);
                     e.0
@@ -470,7 +541,8 @@ impl<'b> Io<'b> {
             depth,
             if shadow.is_some() { "" } else { "no " }
         );
-        self.shared.set_queues(total, depth);
+        self.depth = depth;
+        self.owner.queues_changed(total, depth);
         self.shadow = shadow;
         self.live.store(total, Relaxed);
 
@@ -478,7 +550,7 @@ impl<'b> Io<'b> {
         let me = ptr::from_mut(self).cast::<c_void>();
         self.set_ptr = &raw mut *self.set;
         let set = &mut *self.set;
-        set.ops = &OPS;
+        set.ops = &Self::OPS;
         set.nr_hw_queues = total;
         set.nr_maps = if nr_poll > 0 {
             bindings::hctx_type_HCTX_MAX_TYPES
@@ -512,10 +584,10 @@ impl<'b> Io<'b> {
             Ok(g) => self.add_disk(ns, &g),
             Err(why) => {
                 dev_warn!(
-                    self.dev,
+                    self.dev.device(),
                     "orion_nvme: namespace {}: {}; no disk\n",
                     ns.nsid,
-                    crate::Show(&why)
+                    Show(&why)
                 );
                 Ok(())
             }
@@ -585,15 +657,15 @@ impl<'b> Io<'b> {
 
     /// Removes namespace `nsid`'s disk, waiting for its requests.
     fn remove_disk(&self, nsid: u32) {
-        self.shared.forget_disk(nsid);
+        self.owner.disk_removing(nsid);
         let taken = self.disks.lock(|d| {
             let i = d.iter().position(|x| x.nsid == nsid)?;
             Some(d.remove(i))
         });
         if let Some(Ok(x)) = taken {
-            drop(x.generic);
+            drop(x.front);
             dev_info!(
-                self.dev,
+                self.dev.device(),
                 "orion_nvme: disk onvme{}n{} removed\n",
                 self.instance,
                 nsid
@@ -607,7 +679,7 @@ impl<'b> Io<'b> {
     }
 
     fn add_disk(&self, ns: &NamespaceInfo, g: &crate::orion_compat::block::DiskGeometry) -> Result {
-        let pdev = self.dev;
+        let pdev = self.dev.device();
         if g.check().is_err() || g.logical_block_size > 4096 {
             dev_warn!(
                 pdev,
@@ -660,21 +732,17 @@ impl<'b> Io<'b> {
             for (d, s) in (*disk).disk_name.iter_mut().take(31).zip(name.to_bytes()) {
                 *d = *s;
             }
-            (*disk).fops = &FOPS.0;
-            // One reference on the shared state per disk, dropped by `free_disk`.
-            (*disk).private_data = Arc::into_raw(self.shared.clone()).cast_mut().cast();
+            (*disk).fops = &Self::FOPS.0;
+            // One reference on the owner per disk, dropped by `free_disk`.
+            (*disk).private_data = Arc::into_raw(self.owner.clone()).cast_mut().cast();
             bindings::set_capacity(disk, sectors_of(ns.blocks, g.logical_block_size));
-            bindings::device_add_disk(
-                &raw mut (*self.pdev()).dev,
-                disk,
-                crate::attrs::NS_GROUPS.as_ptr(),
-            )
+            bindings::device_add_disk(&raw mut (*self.pdev()).dev, disk, self.ns_groups.as_ptr())
         };
         if r != 0 {
             // SAFETY: the disk was never added, so `free_disk` will not run: release the
-            // shared reference here, then drop our reference on the disk.
+            // owner's reference here, then drop our reference on the disk.
             unsafe {
-                drop(Arc::from_raw((*disk).private_data.cast::<Shared>()));
+                drop(Arc::from_raw((*disk).private_data.cast::<O>()));
                 (*disk).private_data = ptr::null_mut();
                 bindings::put_disk(disk);
             }
@@ -687,7 +755,7 @@ impl<'b> Io<'b> {
                     nsid: ns.nsid,
                     disk,
                     lbs,
-                    generic: None,
+                    front: None,
                 },
                 GFP_KERNEL,
             )
@@ -703,12 +771,16 @@ impl<'b> Io<'b> {
         // SAFETY: the disk is live, so its queue is; the tag set of our disks reserves a
         // `Pdu` after every request (`cmd_size`). A fresh disk's queue is not dying.
         let q = unsafe { nowait::QueueRef::get((*disk).queue) }.ok_or(ENODEV)?;
-        self.shared.add_disk(ns.nsid, q)?;
-        // The generic node last: its commands find the queue through the shared state.
-        match crate::mgmt::GenericNode::register(&self.shared, ns.nsid, self.dev) {
+        self.owner.disk_added(ns.nsid, q)?;
+        // The front-end last: its commands find the queue through the owner.
+        let front = self
+            .dev
+            .with(|p| O::disk_front(&self.owner, ns.nsid, p))
+            .and_then(|r| r);
+        match front {
             Ok(n) => self.disks.lock(|d| {
                 if let Some(x) = d.iter_mut().find(|x| x.disk == disk) {
-                    x.generic = Some(n);
+                    x.front = Some(n);
                 }
             }),
             Err(e) => dev_warn!(
@@ -736,10 +808,10 @@ impl<'b> Io<'b> {
     /// Removes the disks (waiting for their requests), frees the tag set and interrupts,
     /// deletes the I/O queues on the controller and frees the vectors.
     /// Without a controller (it died in a reset), nothing is deleted on the device.
-    pub(crate) fn teardown(&mut self, mut ctrl: Option<&mut Ctrl<'b>>) {
-        self.shared.forget_disks();
+    pub(crate) fn teardown(&mut self, mut ctrl: Option<&mut Ctrl>) {
+        self.owner.disks_removing();
         while let Some(x) = self.disks.lock(|d| d.pop()) {
-            drop(x.generic);
+            drop(x.front);
             // SAFETY: each disk was added by `add_disk` and is removed once.
             unsafe {
                 bindings::del_gendisk(x.disk);
@@ -761,7 +833,7 @@ impl<'b> Io<'b> {
         while let Some(hq) = self.queues.pop() {
             let (q, n) = hq.inner.lock(|i| (i.q.take(), i.submitted));
             dev_info!(
-                self.dev,
+                self.dev.device(),
                 "orion_nvme: I/O queue {} ({}): {} commands\n",
                 hq.qid,
                 if hq.polled { "poll" } else { "interrupt" },
@@ -799,7 +871,7 @@ struct Orphans {
 // again; any thread may do that.
 unsafe impl Send for Orphans {}
 
-impl Io<'_> {
+impl<O: Owner> Io<O> {
     /// Ends or resubmits one request a reset interrupted.
     ///
     /// # Safety
@@ -871,7 +943,7 @@ impl Io<'_> {
 }
 
 /// The block side of the core's reset state machine ([`recovery::reset`]).
-impl<'b> ResetIo<LinuxPlatform<'b>> for Io<'b> {
+impl<O: Owner> ResetIo<LinuxPlatform> for Io<O> {
     type Kept = KVec<Option<Kept>>;
 
     /// Reset step 1: no new dispatch (requests wait in blk-mq), then what the controller has
@@ -886,7 +958,7 @@ impl<'b> ResetIo<LinuxPlatform<'b>> for Io<'b> {
 
     /// Masks pin-based interrupts at the controller while the admin queue is busy (see
     /// [`mask_pin_interrupts`]); MSI-X needs nothing.
-    fn mask(&self, ctrl: &Ctrl<'b>) {
+    fn mask(&self, ctrl: &Ctrl) {
         if self.pin_based {
             mask_pin_interrupts(ctrl);
         }
@@ -959,7 +1031,7 @@ impl<'b> ResetIo<LinuxPlatform<'b>> for Io<'b> {
     /// dispatched to one is given back to the block layer (`queue_rq`).
     fn restore(
         &self,
-        ctrl: &mut Ctrl<'b>,
+        ctrl: &mut Ctrl,
         kept: Self::Kept,
         granted: u16,
     ) -> core::result::Result<(), CtrlError> {
@@ -1091,7 +1163,7 @@ impl<'b> ResetIo<LinuxPlatform<'b>> for Io<'b> {
             // SAFETY: frozen (started) above, once.
             unsafe { bindings::blk_mq_unfreeze_queue_non_owner(q) };
         }
-        self.shared.set_queues(to, self.shared.sqsize() + 1);
+        self.owner.queues_changed(to, self.depth);
         let (list, failed) = self
             .orphans
             .lock(|o| (core::mem::take(&mut o.list), core::mem::take(&mut o.failed)));
@@ -1158,7 +1230,7 @@ impl<'b> ResetIo<LinuxPlatform<'b>> for Io<'b> {
     }
 }
 
-impl Drop for Io<'_> {
+impl<O: Owner> Drop for Io<O> {
     fn drop(&mut self) {
         // `teardown` must have run; if not (a bug), at least never free memory a live
         // registration points at: leak instead.
@@ -1184,7 +1256,7 @@ fn sectors_of(blocks: u64, lbs: u32) -> u64 {
 /// its completions still raise them; on a line shared with another controller's handler, a
 /// level interrupt nobody acknowledges storms until the kernel disables the line. Only legal
 /// while MSI-X is off.
-pub(crate) fn mask_pin_interrupts(ctrl: &Ctrl<'_>) {
+pub(crate) fn mask_pin_interrupts(ctrl: &Ctrl) {
     let _ = ctrl.mask_interrupts();
 }
 
@@ -1193,11 +1265,13 @@ pub(crate) fn mask_pin_interrupts(ctrl: &Ctrl<'_>) {
 /// # Safety
 ///
 /// `hctx` is a live hardware context of one of our tag sets.
-unsafe fn io_of<'a>(hctx: *mut bindings::blk_mq_hw_ctx) -> Option<(&'a Io<'a>, &'a HwQueue<'a>)> {
+unsafe fn io_of<'a, O: Owner>(
+    hctx: *mut bindings::blk_mq_hw_ctx,
+) -> Option<(&'a Io<O>, &'a HwQueue)> {
     // SAFETY: `init_hctx` stored the `Io` address in `driver_data`; the `Io` outlives the tag
     // set. `queue_num` indexes the queues (one per hardware queue, same order).
     unsafe {
-        let io = &*(*hctx).driver_data.cast::<Io<'a>>();
+        let io = &*(*hctx).driver_data.cast::<Io<O>>();
         let hq = &**io.queues.get((*hctx).queue_num as usize)?;
         Some((io, hq))
     }
@@ -1216,7 +1290,7 @@ unsafe fn pdu<'a>(rq: *mut bindings::request) -> &'a mut Pdu {
 /// # Safety
 ///
 /// `rq` is one of our requests and `io` its controller's state.
-unsafe fn unmap(io: &Io<'_>, rq: *mut bindings::request) {
+unsafe fn unmap<O: Owner>(io: &Io<O>, rq: *mut bindings::request) {
     // SAFETY: caller's contract.
     let p = unsafe { pdu(rq) };
     if p.nents > 0 {
@@ -1235,7 +1309,7 @@ unsafe fn unmap(io: &Io<'_>, rq: *mut bindings::request) {
 }
 
 /// Reaps `hq`'s completion queue and ends the requests found; returns the entries consumed.
-fn reap(hq: &HwQueue<'_>) -> usize {
+fn reap(hq: &HwQueue) -> usize {
     let mut total = 0;
     loop {
         let mut done = [ptr::null_mut::<bindings::request>(); BATCH];
@@ -1259,7 +1333,12 @@ fn reap(hq: &HwQueue<'_>) -> usize {
                     let p = unsafe { pdu(rq) };
                     // Passthrough failures are the caller's to report.
                     if status != BlockStatus::Ok && p.passthru.is_null() {
-                        pr_warn!("qid {} tag {}: {}\n", hq.qid, tag, crate::Show(&raw));
+                        pr_warn!(
+                            "qid {} tag {}: {}\n",
+                            hq.qid,
+                            tag,
+                            Show(&raw)
+                        );
                     }
                     p.status = blk_sts(status);
                     p.nvme_status = raw.0;
@@ -1304,12 +1383,12 @@ unsafe extern "C" fn init_hctx(
 /// # Safety
 ///
 /// Called by blk-mq with a context of our tag set and a request it hands us.
-unsafe extern "C" fn queue_rq(
+unsafe extern "C" fn queue_rq<O: Owner>(
     hctx: *mut bindings::blk_mq_hw_ctx,
     bd: *const bindings::blk_mq_queue_data,
 ) -> bindings::blk_status_t {
     // SAFETY: blk-mq calls with a live context of our tag set and a request it owns.
-    let Some((io, hq)) = (unsafe { io_of(hctx) }) else {
+    let Some((io, hq)) = (unsafe { io_of::<O>(hctx) }) else {
         return BLK_STS_IOERR;
     };
     // SAFETY: as above.
@@ -1398,7 +1477,8 @@ unsafe extern "C" fn queue_rq(
         if n <= 0 {
             return BLK_STS_IOERR;
         }
-        // SAFETY: `sg[..n]` describes the request's pages; the device is ours.
+        // SAFETY: `sg[..n]` describes the request's pages; the device is bound (requests
+        // arrive only while the tag set lives, and `Io` frees it before the unbind ends).
         let mapped = unsafe {
             bindings::dma_map_sg_attrs(&raw mut (*io.pdev()).dev, p.sg.as_mut_ptr(), n, p.dir, 0)
         };
@@ -1439,7 +1519,7 @@ unsafe extern "C" fn queue_rq(
 /// Submits a request's command on `hq` under `tag` with `build`, records the request and
 /// rings the doorbell if it is the last of a batch.
 fn submit(
-    hq: &HwQueue<'_>,
+    hq: &HwQueue,
     tag: u16,
     rq: *mut bindings::request,
     last: bool,
@@ -1524,9 +1604,9 @@ pub(crate) fn execute_passthru(
 /// # Safety
 ///
 /// Called by blk-mq with a context of our tag set.
-unsafe extern "C" fn commit_rqs(hctx: *mut bindings::blk_mq_hw_ctx) {
+unsafe extern "C" fn commit_rqs<O: Owner>(hctx: *mut bindings::blk_mq_hw_ctx) {
     // SAFETY: a live context of our tag set.
-    let Some((_, hq)) = (unsafe { io_of(hctx) }) else {
+    let Some((_, hq)) = (unsafe { io_of::<O>(hctx) }) else {
         return;
     };
     hq.inner.lock(|inner| {
@@ -1542,10 +1622,10 @@ unsafe extern "C" fn commit_rqs(hctx: *mut bindings::blk_mq_hw_ctx) {
 /// # Safety
 ///
 /// Called by blk-mq for a request of our tag set that was completed.
-unsafe extern "C" fn complete(rq: *mut bindings::request) {
+unsafe extern "C" fn complete<O: Owner>(rq: *mut bindings::request) {
     // SAFETY: `rq` is ours and was completed by `reap` or the timeout handler.
     unsafe {
-        if let Some((io, _)) = io_of((*rq).mq_hctx) {
+        if let Some((io, _)) = io_of::<O>((*rq).mq_hctx) {
             unmap(io, rq);
         }
         bindings::blk_mq_end_request(rq, pdu(rq).status);
@@ -1557,12 +1637,12 @@ unsafe extern "C" fn complete(rq: *mut bindings::request) {
 /// # Safety
 ///
 /// Called by blk-mq with a context of our tag set.
-unsafe extern "C" fn poll(
+unsafe extern "C" fn poll<O: Owner>(
     hctx: *mut bindings::blk_mq_hw_ctx,
     _iob: *mut bindings::io_comp_batch,
 ) -> c_int {
     // SAFETY: a live context of our tag set.
-    let Some((_, hq)) = (unsafe { io_of(hctx) }) else {
+    let Some((_, hq)) = (unsafe { io_of::<O>(hctx) }) else {
         return 0;
     };
     // CAST: bounded by the queue depth.
@@ -1570,32 +1650,32 @@ unsafe extern "C" fn poll(
 }
 
 /// The controller's side of the timeout ladder, for one expired request.
-struct LadderCtrl<'a, 'b> {
-    io: &'a Io<'b>,
+struct LadderCtrl<'a, O: Owner> {
+    io: &'a Io<O>,
     qid: u16,
     tag: u16,
 }
 
-impl LadderHost for LadderCtrl<'_, '_> {
+impl<O: Owner> LadderHost for LadderCtrl<'_, O> {
     fn stopping(&self) -> bool {
-        self.io.shared.is_stopping()
+        self.io.owner.is_stopping()
     }
 
     fn recovering(&self) -> bool {
-        self.io.shared.is_recovering()
+        self.io.owner.is_recovering()
     }
 
     fn can_abort(&self) -> bool {
         // Waits for the controller's lock: only asked when no reset runs.
-        self.io.shared.is_live()
+        self.io.owner.is_live()
     }
 
     fn abort(&self, sqid: u16, cid: u16) -> core::result::Result<bool, CtrlError> {
-        self.io.shared.abort(sqid, cid)
+        self.io.owner.abort(sqid, cid)
     }
 
     fn schedule_reset(&self) {
-        self.io.shared.schedule_reset();
+        O::schedule_reset(&self.io.owner);
     }
 
     fn note(&self, note: LadderNote) {
@@ -1637,14 +1717,14 @@ impl LadderHost for LadderCtrl<'_, '_> {
 }
 
 /// The expired request, as blk-mq's timeout handler holds it.
-struct LadderRq<'a, 'b> {
-    io: &'a Io<'b>,
-    hq: &'a HwQueue<'b>,
+struct LadderRq<'a, O: Owner> {
+    io: &'a Io<O>,
+    hq: &'a HwQueue,
     rq: *mut bindings::request,
     tag: u16,
 }
 
-impl Expired for LadderRq<'_, '_> {
+impl<O: Owner> Expired for LadderRq<'_, O> {
     fn reap_and_find(&mut self, cancel: bool) -> Option<u16> {
         reap(self.hq);
         let (rq, tag) = (self.rq, self.tag);
@@ -1691,9 +1771,11 @@ impl Expired for LadderRq<'_, '_> {
 /// # Safety
 ///
 /// Called by blk-mq for a request of our tag set, holding a reference on it.
-unsafe extern "C" fn timeout(rq: *mut bindings::request) -> bindings::blk_eh_timer_return {
+unsafe extern "C" fn timeout<O: Owner>(
+    rq: *mut bindings::request,
+) -> bindings::blk_eh_timer_return {
     // SAFETY: blk-mq holds a reference on `rq` for the duration of the call.
-    let Some((io, hq)) = (unsafe { io_of((*rq).mq_hctx) }) else {
+    let Some((io, hq)) = (unsafe { io_of::<O>((*rq).mq_hctx) }) else {
         return bindings::blk_eh_timer_return_BLK_EH_DONE;
     };
     // SAFETY: as above.
@@ -1717,7 +1799,7 @@ unsafe extern "C" fn timeout(rq: *mut bindings::request) -> bindings::blk_eh_tim
 /// # Safety
 ///
 /// Called by the block layer for an open block device of one of our disks.
-unsafe extern "C" fn blk_ioctl(
+unsafe extern "C" fn blk_ioctl<O: Owner>(
     bdev: *mut bindings::block_device,
     mode: bindings::blk_mode_t,
     cmd: c_uint,
@@ -1726,12 +1808,11 @@ unsafe extern "C" fn blk_ioctl(
     /// `BLK_OPEN_WRITE` of `<linux/blkdev.h>`.
     const BLK_OPEN_WRITE: bindings::blk_mode_t = 1 << 1;
     // SAFETY: the device is open, so its disk, the disk's queue and `private_data` (a
-    // reference on the shared state from `Arc::into_raw`, dropped only by `free_disk`) are
-    // alive.
-    let (shared, q, partition) = unsafe {
+    // reference on the owner from `Arc::into_raw`, dropped only by `free_disk`) are alive.
+    let (owner, q, partition) = unsafe {
         let disk = (*bdev).bd_disk;
         (
-            ArcBorrow::from_raw((*disk).private_data.cast::<Shared>()),
+            ArcBorrow::from_raw((*disk).private_data.cast::<O>()),
             (*disk).queue,
             (*disk).part0 != bdev,
         )
@@ -1740,28 +1821,32 @@ unsafe extern "C" fn blk_ioctl(
     // CAST: the pointer holds a u32 NSID.
     let nsid = unsafe { (*q).queuedata.addr() as u32 };
     // SAFETY: the device is open, so its disk's queue is live for the call.
-    let via = Via::Disk(
-        unsafe { crate::bindings::blk::Queue::new(q) },
+    let q = unsafe { BlkQueue::new(q) };
+    match O::disk_ioctl(
+        owner,
+        q,
         nsid,
         partition,
-    );
-    match nvme_ioctl(shared, via, mode & BLK_OPEN_WRITE != 0, cmd, arg) {
+        mode & BLK_OPEN_WRITE != 0,
+        cmd,
+        arg,
+    ) {
         // CAST: the value is an NSID or a 15-bit status.
         Ok(v) => v as c_int,
         Err(e) => e.to_errno(),
     }
 }
 
-/// The disks' `free_disk`: drops the disk's reference on the shared state.
+/// The disks' `free_disk`: drops the disk's reference on the owner.
 ///
 /// # Safety
 ///
 /// Called once by the block layer when one of our disks is freed.
-unsafe extern "C" fn free_disk(disk: *mut bindings::gendisk) {
+unsafe extern "C" fn free_disk<O: Owner>(disk: *mut bindings::gendisk) {
     // SAFETY: `add_disk` stored a reference from `Arc::into_raw` here; this is its only
     // release.
     unsafe {
-        let p = (*disk).private_data.cast::<Shared>();
+        let p = (*disk).private_data.cast::<O>();
         if !p.is_null() {
             drop(Arc::from_raw(p));
         }
@@ -1774,10 +1859,10 @@ unsafe extern "C" fn free_disk(disk: *mut bindings::gendisk) {
 /// # Safety
 ///
 /// Called by blk-mq for our tag set.
-unsafe extern "C" fn map_queues(set: *mut bindings::blk_mq_tag_set) {
+unsafe extern "C" fn map_queues<O: Owner>(set: *mut bindings::blk_mq_tag_set) {
     // SAFETY: our tag set; `driver_data` is its `Io`.
     unsafe {
-        let io = &*(*set).driver_data.cast::<Io<'_>>();
+        let io = &*(*set).driver_data.cast::<Io<O>>();
         let maps = &mut (*set).map;
         // The queues in service are a prefix: interrupt-driven ones first (at least one).
         let live = io.live.load(Relaxed).max(1);
@@ -1806,57 +1891,60 @@ unsafe extern "C" fn map_queues(set: *mut bindings::blk_mq_tag_set) {
     }
 }
 
-/// The disks' operations. Static: a disk held open (a file descriptor kept across unbind)
-/// outlives the controller's block state, and its last close still calls through them
-/// (`release`) and `free_disk`.
-static FOPS: Fops = Fops(bindings::block_device_operations {
-    submit_bio: None,
-    poll_bio: None,
-    open: None,
-    release: None,
-    ioctl: Some(blk_ioctl),
-    compat_ioctl: None,
-    check_events: None,
-    unlock_native_capacity: None,
-    getgeo: None,
-    set_read_only: None,
-    free_disk: Some(free_disk),
-    swap_slot_free_notify: None,
-    report_zones: None,
-    devnode: None,
-    get_unique_id: None,
-    // The module cannot be unloaded while a disk is open.
-    owner: <crate::OrionModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr(),
-    pr_ops: ptr::null(),
-    alternative_gpt_sector: None,
-});
-
-/// [`FOPS`] (its module pointer makes it `!Sync` as bindgen sees it).
+/// [`Io::FOPS`] (its module pointer makes it `!Sync` as bindgen sees it).
 struct Fops(bindings::block_device_operations);
 
 // SAFETY: the table is never written; the module it names lives as long as the table.
 unsafe impl Sync for Fops {}
 
-/// The blk-mq callbacks. Fields that only some configurations have (`show_rq` exists only
-/// with `CONFIG_BLK_DEBUG_FS`) are never named: they start zeroed.
-#[allow(clippy::needless_update)]
-static OPS: bindings::blk_mq_ops = bindings::blk_mq_ops {
-    queue_rq: Some(queue_rq),
-    commit_rqs: Some(commit_rqs),
-    queue_rqs: None,
-    get_budget: None,
-    put_budget: None,
-    set_rq_budget_token: None,
-    get_rq_budget_token: None,
-    timeout: Some(timeout),
-    poll: Some(poll),
-    complete: Some(complete),
-    init_hctx: Some(init_hctx),
-    exit_hctx: None,
-    init_request: None,
-    exit_request: None,
-    cleanup_rq: None,
-    busy: None,
-    map_queues: Some(map_queues),
-    ..pin_init::zeroed()
-};
+impl<O: Owner> Io<O> {
+    /// The disks' operations. In static memory (a promoted constant): a disk held open (a
+    /// file descriptor kept across unbind) outlives the controller's block state, and its
+    /// last close still calls through them (`release`) and `free_disk`.
+    const FOPS: Fops = Fops(bindings::block_device_operations {
+        submit_bio: None,
+        poll_bio: None,
+        open: None,
+        release: None,
+        ioctl: Some(blk_ioctl::<O>),
+        compat_ioctl: None,
+        check_events: None,
+        unlock_native_capacity: None,
+        getgeo: None,
+        set_read_only: None,
+        free_disk: Some(free_disk::<O>),
+        swap_slot_free_notify: None,
+        report_zones: None,
+        devnode: None,
+        get_unique_id: None,
+        // The module cannot be unloaded while a disk is open.
+        owner: <crate::OrionModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr(),
+        pr_ops: ptr::null(),
+        alternative_gpt_sector: None,
+    });
+
+    /// The blk-mq callbacks, in static memory (a promoted constant). Fields that only some
+    /// configurations have (`show_rq` exists only with `CONFIG_BLK_DEBUG_FS`) are never
+    /// named: they start zeroed.
+    #[allow(clippy::needless_update)]
+    const OPS: bindings::blk_mq_ops = bindings::blk_mq_ops {
+        queue_rq: Some(queue_rq::<O>),
+        commit_rqs: Some(commit_rqs::<O>),
+        queue_rqs: None,
+        get_budget: None,
+        put_budget: None,
+        set_rq_budget_token: None,
+        get_rq_budget_token: None,
+        timeout: Some(timeout::<O>),
+        poll: Some(poll::<O>),
+        complete: Some(complete::<O>),
+        init_hctx: Some(init_hctx),
+        exit_hctx: None,
+        init_request: None,
+        exit_request: None,
+        cleanup_rq: None,
+        busy: None,
+        map_queues: Some(map_queues::<O>),
+        ..pin_init::zeroed()
+    };
+}

@@ -16,26 +16,22 @@
 #![forbid(unsafe_code)]
 
 use crate::bindings::blk::Queue as BlkQueue;
+use crate::blk::nowait::QueueRef;
+use crate::ctrl::{Bounce, Shared};
 use crate::orion::command::Segment;
-use crate::orion::controller::{ControllerInfo, CtrlError, NamespaceInfo, PageBuf};
-use crate::orion::events::{self, Event, Poll};
-use crate::orion::namespace::RescanCount;
+use crate::orion::controller::CtrlError;
 use crate::orion::passthru::bounce::{
     admin_followup, admin_timeout, AdminError, AdminFollowup, BounceError, MAX_TIMEOUT_MS,
 };
 use crate::orion::passthru::{
     self, Caller, Checked, Completion, Direction, Limits, Node, QueueKind, Refusal,
 };
-use crate::orion::spec::identify::NsIds;
 use crate::orion::spec::log::Effects;
 use crate::orion_compat::{ErrorKind, Lock as _};
-use crate::platform::LinuxCoherent;
-use crate::sync::LinuxMutex;
-use crate::Ctrl;
-use kernel::static_lock_class;
-use kernel::sync::atomic::{Atomic, Relaxed};
-use kernel::workqueue::{self, new_delayed_work, new_work, DelayedWork, Work, WorkItem};
+use crate::platform::Ctrl;
 use kernel::{
+    device::Bound,
+    pci,
     prelude::*,
     sync::{Arc, ArcBorrow},
     uaccess::{UserPtr, UserSlice},
@@ -47,398 +43,10 @@ mod uapi;
 pub(crate) use generic::{GenericNode, NodeData, NodeFile, UserBuf};
 use uapi::{ioctl, PassthruCmd, PassthruCmd64, UserIo};
 
-/// The core's bounce buffer for passthrough data, in coherent memory (its chunks in a
-/// vector: the buffer itself stays small on the kernel stack).
-pub(crate) type Bounce =
-    crate::orion::passthru::bounce::Bounce<LinuxCoherent, KVec<Option<LinuxCoherent>>>;
 /// The most bytes copied between the caller and a bounce buffer at a time.
 const COPY_CHUNK: usize = crate::orion::passthru::bounce::CHUNK;
 
-/// Controller state shared by the probe, the controller node, the disks and teardown.
-#[pin_data]
-pub(crate) struct Shared {
-    /// Polls for asynchronous events once a second while the controller is up.
-    #[pin]
-    events: DelayedWork<Shared>,
-    /// Resets the controller when the timeout handler or the event poll asks for it.
-    #[pin]
-    pub(crate) reset_work: Work<Shared, 1>,
-    /// Set when the device goes away: the event work stops re-queueing itself.
-    pub(crate) stopping: Atomic<bool>,
-    /// A controller reset is in progress.
-    pub(crate) resetting: Atomic<bool>,
-    /// Resets done since probe.
-    pub(crate) resets: Atomic<u32>,
-    /// The controller, while it is up. Its lifetime is erased: it is taken out (and the real
-    /// lifetime restored) before the device is unbound, see [`Shared::take_ctrl`].
-    pub(crate) ctrl: LinuxMutex<Option<Ctrl<'static>>>,
-    /// The controller, disabled, after a reset that could not bring it back (lifetime erased
-    /// the same way); I/O fails and the ioctls answer ENODEV until the device is unbound.
-    pub(crate) dead: LinuxMutex<Option<crate::reset::DeadCtrl<'static>>>,
-    /// A function reset between `reset_prepare` and `reset_done` (lifetime erased the same
-    /// way).
-    pub(crate) parked: LinuxMutex<Option<crate::reset::Parked>>,
-    /// Bounce buffers of commands that timed out, freed after the controller is shut down.
-    quarantine: LinuxMutex<KVec<Bounce>>,
-    /// The controller's Commands Supported and Effects log, if it has one (a page, read as
-    /// [`Effects`]).
-    effects: Option<KBox<PageBuf>>,
-    /// Largest passthrough data transfer (MDTS, capped like block I/O).
-    max_data: u32,
-    /// The `C` of `onvme<C>`.
-    pub(crate) instance: u32,
-    /// What sysfs shows of the controller.
-    pub(crate) identity: Identity,
-    /// Identifiers of each namespace found (replaced by a rescan).
-    ns_ids: LinuxMutex<KVec<(u32, NsIds)>>,
-    /// The block layer, while it is up (for rescans and resets); see [`Shared::set_io`].
-    pub(crate) io: LinuxMutex<Option<IoRef>>,
-    /// Queues in use, the admin queue included (0 until the block layer is up).
-    queues: Atomic<u32>,
-    /// I/O submission queue size, 0's based.
-    sqsize: Atomic<u32>,
-    /// The disks' queues by NSID, for the controller node's I/O command; held while such a
-    /// command runs, emptied before the disks are removed.
-    disks: LinuxMutex<KVec<(u32, Queue)>>,
-}
-
-/// The workqueue for the event poll and resets: the kernel's default unbound one (the
-/// kernel crate's `system()` is the per-CPU queue 7.3 deprecates).
-pub(crate) fn queue() -> &'static workqueue::Queue {
-    crate::bindings::work::system_dfl()
-}
-
-/// How often the admin queue is polled for asynchronous events (about a second).
-// CAST: HZ is at most 1000.
-const EVENT_POLL_JIFFIES: usize = kernel::bindings::HZ as usize;
-
-kernel::impl_has_delayed_work! {
-    impl HasDelayedWork<Self> for Shared { self.events }
-}
-
-impl WorkItem for Shared {
-    type Pointer = Arc<Shared>;
-
-    fn run(this: Arc<Shared>) {
-        if this.stopping.load(Relaxed) {
-            return;
-        }
-        Shared::poll_events(&this);
-        if !this.stopping.load(Relaxed) {
-            let _ = queue().enqueue_delayed(this, EVENT_POLL_JIFFIES);
-        }
-    }
-}
-
-/// The controller's block layer, owned by the bound device and lent to the shared state
-/// while it is up (lifetime erased as the controller's is, see [`Shared::ctrl`]).
-pub(crate) type IoRef = crate::bindings::lend::Lent<crate::blk::Io<'static>>;
-
-/// A disk's request queue, with a reference held on it while it is listed.
-pub(crate) struct Queue(crate::blk::nowait::QueueRef);
-
-impl Queue {
-    /// A reference on the queue; `None` when it is dying.
-    pub(crate) fn get_ref(&self) -> Option<crate::blk::nowait::QueueRef> {
-        self.0.try_clone()
-    }
-}
-
-/// The controller's identity as sysfs shows it.
-pub(crate) struct Identity {
-    pub(crate) vid: u16,
-    pub(crate) cntlid: u16,
-    pub(crate) model: [u8; 40],
-    pub(crate) serial: [u8; 20],
-    pub(crate) firmware: [u8; 8],
-    pub(crate) subnqn: [u8; 256],
-    /// The PCI address, NUL padded.
-    pub(crate) address: [u8; 32],
-    pub(crate) numa_node: i32,
-}
-
-impl Identity {
-    /// From Identify Controller and the PCI device.
-    pub(crate) fn new(
-        info: &ControllerInfo,
-        pdev: &kernel::pci::Device<kernel::device::Bound>,
-    ) -> Self {
-        let mut address = [0u8; 32];
-        let dev: &kernel::device::Device<kernel::device::Bound> = pdev.as_ref();
-        let name = dev.name();
-        for (d, s) in address.iter_mut().zip(name.to_bytes()) {
-            *d = *s;
-        }
-        Self {
-            vid: info.vid,
-            cntlid: info.cntlid,
-            model: info.mn,
-            serial: info.sn,
-            firmware: info.fr,
-            subnqn: info.subnqn,
-            address,
-            // Without CONFIG_NUMA every device is on no particular node.
-            numa_node: -1,
-        }
-    }
-}
-
 impl Shared {
-    /// Shared state for a controller that is being brought up (no controller inside yet).
-    pub(crate) fn new(
-        instance: u32,
-        max_data: u32,
-        effects: Option<KBox<PageBuf>>,
-        identity: Identity,
-        namespaces: &[NamespaceInfo],
-    ) -> Result<Arc<Self>> {
-        let ctrl = LinuxMutex::with_class(None, c"orion_nvme::ctrl", static_lock_class!())?;
-        let quarantine =
-            LinuxMutex::with_class(KVec::new(), c"orion_nvme::quarantine", static_lock_class!())?;
-        let disks =
-            LinuxMutex::with_class(KVec::new(), c"orion_nvme::node_disks", static_lock_class!())?;
-        let ns_ids = LinuxMutex::with_class(
-            ids_of(namespaces)?,
-            c"orion_nvme::ns_ids",
-            static_lock_class!(),
-        )?;
-        let io = LinuxMutex::with_class(None, c"orion_nvme::io", static_lock_class!())?;
-        let dead = LinuxMutex::with_class(None, c"orion_nvme::dead", static_lock_class!())?;
-        let parked = LinuxMutex::with_class(None, c"orion_nvme::parked", static_lock_class!())?;
-        Arc::pin_init(
-            pin_init!(Self {
-                events <- new_delayed_work!("orion_nvme::events"),
-                reset_work <- new_work!("orion_nvme::reset"),
-                stopping: Atomic::new(false),
-                resetting: Atomic::new(false),
-                resets: Atomic::new(0),
-                ctrl,
-                dead,
-                parked,
-                quarantine,
-                effects,
-                max_data,
-                instance,
-                identity,
-                ns_ids,
-                io,
-                queues: Atomic::new(0),
-                sqsize: Atomic::new(0),
-                disks,
-            }),
-            GFP_KERNEL,
-        )
-    }
-
-    /// Arms asynchronous events and starts polling for them.
-    pub(crate) fn start_events(self: &Arc<Self>) {
-        let r = self.with_ctrl(|c| c.start_async_events());
-        if !matches!(r, Ok(Ok(()))) {
-            pr_warn!(
-                "orion_nvme: onvme{}: no asynchronous events: {:?}\n",
-                self.instance,
-                r.map(|x| x.map_err(|_| ()))
-            );
-            return;
-        }
-        let _ = queue().enqueue_delayed(self.clone(), EVENT_POLL_JIFFIES);
-    }
-
-    /// Stops the event and reset work: no new run starts, a queued one is cancelled (its
-    /// reference released) and a running one is waited for. Call before the controller is
-    /// taken.
-    pub(crate) fn stop_events(self: &Arc<Self>) {
-        self.stopping.store(true, Relaxed);
-        self.cancel_reset_work();
-        crate::bindings::work::cancel_delayed_sync::<_, 0>(self);
-    }
-
-    /// One poll through the core ([`events::poll`]): a controller that failed (CSTS.CFS)
-    /// or vanished is reset (the reset decides whether it comes back); a completed event is
-    /// serviced (its log page read, which clears it, the request re-armed) and reported, and
-    /// a namespace change rescans.
-    fn poll_events(self: &Arc<Self>) {
-        let polled = match self.with_ctrl(events::poll) {
-            Ok(Ok(p)) => p,
-            _ => return,
-        };
-        let s = match polled {
-            Poll::Quiet => return,
-            Poll::Reset(why) => {
-                pr_err!(
-                    "orion_nvme: onvme{}: {}; resetting\n",
-                    self.instance,
-                    why.describe()
-                );
-                self.schedule_reset();
-                return;
-            }
-            Poll::Event(s) => s,
-        };
-        match s.event {
-            Event::Smart { info, warning } => pr_crit!(
-                "orion_nvme: onvme{}: SMART/Health event (information {:#04x}): critical warning {:#04x}{}\n",
-                self.instance,
-                info,
-                warning.0,
-                crate::Show(&warning)
-            ),
-            Event::NamespacesChanged => {}
-            Event::Other { kind, info, log } => pr_info!(
-                "orion_nvme: onvme{}: asynchronous event {:?} information {:#04x} log {:#04x}\n",
-                self.instance,
-                kind,
-                info,
-                log
-            ),
-        }
-        if let Some(e) = s.failed {
-            pr_warn!(
-                "orion_nvme: onvme{}: handling an asynchronous event: {:?}\n",
-                self.instance,
-                e
-            );
-        }
-        if s.event.needs_rescan() {
-            match self.rescan() {
-                Ok(x) => pr_info!(
-                    "orion_nvme: onvme{}: namespaces changed: {} disks added, {} removed, {} resized\n",
-                    self.instance,
-                    x.added,
-                    x.removed,
-                    x.resized
-                ),
-                Err(e) => pr_warn!("orion_nvme: onvme{}: rescan after a namespace change: {:?}\n", self.instance, e),
-            }
-        }
-    }
-
-    /// Rescans after `why` (a reset, a command that changes namespaces) and logs what the
-    /// disks did, if anything, or why the rescan failed.
-    pub(crate) fn rescan_and_log(&self, why: core::fmt::Arguments<'_>) {
-        match self.rescan() {
-            Ok(x) if x.any() => pr_info!(
-                "orion_nvme: onvme{}: after {}: {} disks added, {} removed, {} resized\n",
-                self.instance,
-                why,
-                x.added,
-                x.removed,
-                x.resized
-            ),
-            Ok(_) => {}
-            Err(e) => pr_warn!(
-                "orion_nvme: onvme{}: rescan after {}: {:?}\n",
-                self.instance,
-                why,
-                e
-            ),
-        }
-    }
-
-    /// Records the queues the block layer set up: I/O queue count and depth.
-    pub(crate) fn set_queues(&self, io_queues: u32, depth: u32) {
-        self.queues.store(io_queues + 1, Relaxed);
-        self.sqsize.store(depth.saturating_sub(1), Relaxed);
-    }
-
-    pub(crate) fn queue_count(&self) -> u32 {
-        self.queues.load(Relaxed)
-    }
-
-    pub(crate) fn sqsize(&self) -> u32 {
-        self.sqsize.load(Relaxed)
-    }
-
-    /// Records a disk added for namespace `nsid`.
-    pub(crate) fn add_disk(&self, nsid: u32, q: crate::blk::nowait::QueueRef) -> Result {
-        self.disks
-            .lock(|d| d.push((nsid, Queue(q)), GFP_KERNEL))
-            .map_err(|_| ENOMEM)
-    }
-
-    /// Forgets the disks (waiting for a controller-node I/O command that uses one).
-    pub(crate) fn forget_disks(&self) {
-        self.disks.lock(|d| d.clear());
-    }
-
-    /// Whether the controller is up (not being torn down).
-    pub(crate) fn is_live(&self) -> bool {
-        self.ctrl.lock(|c| c.is_some())
-    }
-
-    /// The identifiers of namespace `nsid`.
-    pub(crate) fn ns_ids(&self, nsid: u32) -> Option<NsIds> {
-        self.ns_ids
-            .lock(|l| l.iter().find(|(n, _)| *n == nsid).map(|(_, i)| *i))
-    }
-
-    /// Makes the block layer reachable for rescans.
-    pub(crate) fn set_io(&self, io: IoRef) {
-        self.io.lock(|i| *i = Some(io));
-    }
-
-    /// Makes the block layer unreachable (waiting for a rescan in progress).
-    pub(crate) fn clear_io(&self) {
-        self.io.lock(|i| *i = None);
-    }
-
-    /// Forgets namespace `nsid`'s disk (waiting for a controller-node command using it).
-    pub(crate) fn forget_disk(&self, nsid: u32) {
-        self.disks.lock(|d| d.retain(|(n, _)| *n != nsid));
-    }
-
-    /// Rescans the namespaces: disks appear for new ones, go for gone ones, and follow
-    /// capacity and format changes.
-    pub(crate) fn rescan(&self) -> Result<RescanCount> {
-        let mut found = KVec::new();
-        let mut oom = false;
-        let info = self.with_ctrl(|ctrl| -> Result<ControllerInfo> {
-            ctrl.for_each_namespace(
-                |ns| oom |= found.push(ns, GFP_KERNEL).is_err(),
-                |nsid, why| pr_warn!("orion_nvme: namespace {} skipped: {}\n", nsid, why),
-            )
-            .map_err(|e| {
-                pr_warn!("orion_nvme: rescan failed: {:?}\n", e);
-                EIO
-            })?;
-            ctrl.info().cloned().ok_or(ENODEV)
-        })??;
-        if oom {
-            return Err(ENOMEM);
-        }
-        let ids = ids_of(&found)?;
-        self.ns_ids.lock(|l| *l = ids);
-        self.io.lock(|io| match io {
-            Some(p) => p.get().rescan(&info, &found),
-            None => Err(ENODEV),
-        })
-    }
-
-    /// Hands the controller over to the shared state (its lifetime erased by the bound
-    /// device, which takes it back with [`Shared::take_ctrl`] before unbinding completes).
-    pub(crate) fn put_ctrl(&self, ctrl: Ctrl<'static>) {
-        self.ctrl.lock(|c| *c = Some(ctrl));
-    }
-
-    /// Takes the controller back for teardown; afterwards every ioctl fails with ENODEV.
-    pub(crate) fn take_ctrl(&self) -> Option<Ctrl<'static>> {
-        self.ctrl.lock(|c| c.take())
-    }
-
-    /// Runs `f` on the controller, if it is up.
-    pub(crate) fn with_ctrl<R>(&self, f: impl FnOnce(&mut Ctrl<'static>) -> R) -> Result<R> {
-        self.ctrl.lock(|c| c.as_mut().map(f)).ok_or(ENODEV)
-    }
-
-    /// Frees quarantined buffers; call only once the controller can no longer write memory.
-    pub(crate) fn release_quarantine(&self) -> usize {
-        self.quarantine.lock(|q| {
-            let n = q.len();
-            q.clear();
-            n
-        })
-    }
-
     /// The core's verdict on `cmd` from `caller` through `node` for `queue`, a refusal as its
     /// errno.
     pub(crate) fn check(
@@ -463,27 +71,6 @@ impl Shared {
             max_timeout_ms: MAX_TIMEOUT_MS,
         }
     }
-
-    fn quarantine(&self, b: Bounce) {
-        self.quarantine.lock(move |q| {
-            if q.reserve(1, GFP_KERNEL).is_ok() {
-                // Cannot fail: the room is reserved.
-                let _ = q.push_within_capacity(b);
-            } else {
-                // Leaked rather than freed under the device.
-                core::mem::forget(b);
-            }
-        });
-    }
-}
-
-/// The identifiers of `namespaces`, by NSID.
-fn ids_of(namespaces: &[NamespaceInfo]) -> Result<KVec<(u32, NsIds)>> {
-    let mut v = KVec::with_capacity(namespaces.len(), GFP_KERNEL)?;
-    for ns in namespaces {
-        v.push((ns.nsid, ns.ids), GFP_KERNEL)?;
-    }
-    Ok(v)
 }
 
 /// The errno for a bounce buffer that could not be built or filled.
@@ -497,7 +84,7 @@ fn bounce_errno(e: BounceError) -> Error {
 }
 
 /// A bounce buffer of `len` bytes for a command on `ctrl`.
-pub(crate) fn bounce(ctrl: &Ctrl<'_>, len: usize) -> Result<Bounce> {
+pub(crate) fn bounce(ctrl: &Ctrl, len: usize) -> Result<Bounce> {
     let n = Bounce::chunks_for(len, ctrl.page_size());
     let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
     for _ in 0..n {
@@ -810,17 +397,18 @@ pub(crate) struct CtrlNode {
 }
 
 impl CtrlNode {
-    /// Registers `/dev/onvme<instance>`, a child of the PCI device `pdev`, with its sysfs
-    /// attributes.
+    /// Registers `/dev/onvme<instance>`, a child of the PCI device `pdev`, with the sysfs
+    /// attributes `attrs`.
     pub(crate) fn register(
         shared: Arc<Shared>,
-        pdev: &kernel::pci::Device<kernel::device::Bound>,
+        pdev: &pci::Device<Bound>,
+        attrs: &'static crate::bindings::sysfs::Group<crate::bindings::sysfs::MiscHost<NodeFile>>,
     ) -> Result<Pin<KBox<Self>>> {
         let instance = shared.instance;
         let node = GenericNode::controller(shared, pdev)?;
         // The attributes go with the device: `misc_deregister` removes them. (They follow
         // the add event; libnvme reads them when it scans, not from the event.)
-        if let Err(e) = node.add_group(&crate::attrs::CTRL_GROUP) {
+        if let Err(e) = node.add_group(attrs) {
             pr_warn!(
                 "orion_nvme: onvme{}: no sysfs attributes ({})\n",
                 instance,
@@ -828,5 +416,63 @@ impl CtrlNode {
             );
         }
         Ok(KBox::pin(Self { _node: node }, GFP_KERNEL)?)
+    }
+}
+
+/// The block layer's view of the controller's state: the disks' queues for the controller
+/// node, their generic nodes, their ioctls, and the timeout ladder's questions.
+impl crate::blk::Owner for Shared {
+    type DiskFront = GenericNode;
+
+    fn queues_changed(&self, io_queues: u32, depth: u32) {
+        self.set_queues(io_queues, depth);
+    }
+
+    fn disk_added(&self, nsid: u32, q: QueueRef) -> Result {
+        self.add_disk(nsid, q)
+    }
+
+    fn disk_front(this: &Arc<Self>, nsid: u32, pdev: &pci::Device<Bound>) -> Result<GenericNode> {
+        GenericNode::register(this, nsid, pdev)
+    }
+
+    fn disk_removing(&self, nsid: u32) {
+        self.forget_disk(nsid);
+    }
+
+    fn disks_removing(&self) {
+        self.forget_disks();
+    }
+
+    fn disk_ioctl(
+        this: ArcBorrow<'_, Self>,
+        q: BlkQueue<'_>,
+        nsid: u32,
+        partition: bool,
+        writable: bool,
+        cmd: u32,
+        arg: usize,
+    ) -> Result<isize> {
+        nvme_ioctl(this, Via::Disk(q, nsid, partition), writable, cmd, arg)
+    }
+
+    fn is_stopping(&self) -> bool {
+        Shared::is_stopping(self)
+    }
+
+    fn is_recovering(&self) -> bool {
+        Shared::is_recovering(self)
+    }
+
+    fn is_live(&self) -> bool {
+        Shared::is_live(self)
+    }
+
+    fn abort(&self, sqid: u16, cid: u16) -> core::result::Result<bool, CtrlError> {
+        Shared::abort(self, sqid, cid)
+    }
+
+    fn schedule_reset(this: &Arc<Self>) {
+        Shared::schedule_reset(this);
     }
 }

@@ -4,10 +4,9 @@
 //!
 //! This crate is the Linux implementation of the Orion driver API and the only place in the
 //! project where `unsafe` is allowed: in [`bindings`] (and, until it moves there, `blk`).
-//! The root denies it but for the four places where it owns the bound device's lifecycle:
-//! the DMA mask at probe, and the block layer and controller handed (lifetime erased) to the
-//! shared state at probe and taken back at unbind. (It cannot `forbid` unsafe code: that
-//! would reach into `bindings`.) The portable core (`src/`) and the API traits
+//! The root denies it but for the one place where it owns the bound device's lifecycle:
+//! the DMA mask at probe. (It cannot `forbid` unsafe code: that would reach into
+//! `bindings`.) The portable core (`src/`) and the API traits
 //! (`orion-compat/src/`) are compiled into this crate as modules, unchanged.
 
 #![deny(unsafe_code)]
@@ -17,6 +16,7 @@ use kernel::{
     dma::{Device as _, DmaMask},
     pci,
     prelude::*,
+    sync::Arc,
 };
 
 #[path = "../src/lib.rs"]
@@ -32,6 +32,7 @@ mod attrs;
 mod bindings;
 #[allow(unsafe_code)]
 mod blk;
+mod ctrl;
 mod error;
 mod mgmt;
 mod mmio;
@@ -40,22 +41,9 @@ mod platform;
 mod reset;
 mod sync;
 
-/// Prints a core type (which implements `core::fmt::Display`) through the kernel's formatting
-/// macros, which use their own `Display` trait.
-struct Show<'a, T>(&'a T);
-
-impl<T: core::fmt::Display> kernel::fmt::Display for Show<'_, T> {
-    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
-        core::fmt::Display::fmt(self.0, f)
-    }
-}
-
-use controller::{Controller, Enabled, Settings};
-use mmio::Bar0;
-use platform::{LinuxClock, LinuxDma, LinuxPlatform};
-
-/// The controller, once brought up by the core.
-type Ctrl<'b> = Controller<LinuxPlatform<'b>, Enabled>;
+use controller::{Controller, Settings};
+use mmio::{Bar0, BoundPci};
+use platform::{Ctrl, LinuxClock, LinuxDma, LinuxPlatform, Show};
 
 /// Per-device state, alive from probe until the device is unbound.
 ///
@@ -65,9 +53,8 @@ struct OrionNvme<'bound> {
     pdev: &'bound pci::Device,
     /// The controller node, `/dev/onvme<C>` (none if its registration failed).
     node: Option<Pin<KBox<mgmt::CtrlNode>>>,
-    io: Option<KBox<blk::Io<'bound>>>,
     /// The controller (inside, while up) and what the ioctls need.
-    shared: kernel::sync::Arc<mgmt::Shared>,
+    shared: kernel::sync::Arc<ctrl::Shared>,
     _instance: Instance,
     _enabled: mmio::EnabledDevice<'bound>,
 }
@@ -110,12 +97,7 @@ fn log_results(
 
 /// Runs the Orion driver API conformance kit on this device's Linux implementations (the
 /// checks that are safe on a live NVMe BAR0) and logs each result.
-fn conformance(
-    pdev: &pci::Device<Core<'_>>,
-    bar: &Bar0<'_>,
-    dma: &LinuxDma<'_>,
-    clock: &LinuxClock,
-) {
+fn conformance(pdev: &pci::Device<Core<'_>>, bar: &Bar0, dma: &LinuxDma, clock: &LinuxClock) {
     use orion_compat::conformance as kit;
     // CAST: BAR0 of an NVMe controller is far below 4 GiB.
     let bar_len = pdev.resource_len(0).unwrap_or(0) as usize;
@@ -134,8 +116,8 @@ fn conformance(
 }
 
 /// The controller as brought up: granted I/O queue count and the usable namespaces.
-struct Up<'b> {
-    ctrl: Ctrl<'b>,
+struct Up {
+    ctrl: Ctrl,
     granted: u16,
     namespaces: KVec<controller::NamespaceInfo>,
 }
@@ -152,12 +134,12 @@ impl orion_compat::irq::IrqHandler for Quiet {
 /// Runs the PCI and interrupt checks of the conformance kit on the Linux implementations,
 /// with the controller up: the admin completion queue posts on vector 0, so an admin command
 /// raises it. Runs before the block layer allocates its own vectors.
-fn conformance_irq(pdev: &pci::Device<Core<'_>>, ctrl: &mut Ctrl<'_>) {
+fn conformance_irq(pdev: &pci::Device<Core<'_>>, dev: &Arc<BoundPci>, ctrl: &mut Ctrl) {
     use orion_compat::conformance as kit;
     use orion_compat::irq::{IrqKinds, VectorRequest};
     use orion_compat::{Clock as _, IrqRegistration as _, IrqVectors as _};
     use spec::features::{Fid, Sel};
-    let Ok(lp) = pcidev::LinuxPci::new(pdev) else {
+    let Ok(lp) = pcidev::LinuxPci::new(dev.clone()) else {
         dev_err!(pdev, "orion_nvme: conformance (pci/irq): out of memory\n");
         return;
     };
@@ -224,19 +206,18 @@ fn step_failed(pdev: &pci::Device<Core<'_>>, what: &str, e: controller::CtrlErro
 
 /// Brings the controller up through the core ([`orion::driver::bring_up`]: enable, Identify,
 /// Number of Queues, the namespaces) and logs what it found.
-fn bring_up<'b>(
-    pdev: &'b pci::Device<Core<'_>>,
-    bar: Bar0<'b>,
-    dma: LinuxDma<'b>,
+fn bring_up(
+    pdev: &pci::Device<Core<'_>>,
+    bar: Bar0,
+    dma: LinuxDma,
     clock: LinuxClock,
-) -> Result<KBox<Up<'b>>> {
+) -> Result<KBox<Up>> {
     let fail = |what: &str, e: controller::CtrlError| step_failed(pdev, what, e);
     // Allocated first, so a failure cannot leave an enabled controller behind.
-    let slot = KBox::<Up<'b>>::new_uninit(GFP_KERNEL)?;
+    let slot = KBox::<Up>::new_uninit(GFP_KERNEL)?;
     let scratch = KBox::<controller::PageBuf>::zeroed(GFP_KERNEL)?;
-    let ctrl =
-        Controller::<LinuxPlatform<'b>, _>::new(bar, dma, clock, scratch, Settings::default())
-            .map_err(|e| fail("taking over the controller", e))?;
+    let ctrl = Controller::<LinuxPlatform, _>::new(bar, dma, clock, scratch, Settings::default())
+        .map_err(|e| fail("taking over the controller", e))?;
     let want = orion::interrupt::queues_wanted(kernel::cpu::nr_cpu_ids(), &config());
     let mut namespaces = KVec::new();
     let mut oom = false;
@@ -325,7 +306,7 @@ impl Drop for Instance {
 /// The controller's Commands Supported and Effects log, if it has one and it can be read.
 fn command_effects(
     pdev: &pci::Device<Core<'_>>,
-    ctrl: &mut Ctrl<'_>,
+    ctrl: &mut Ctrl,
 ) -> Option<KBox<controller::PageBuf>> {
     use zerocopy::FromBytes as _;
     let mut page = KBox::<controller::PageBuf>::zeroed(GFP_KERNEL).ok()?;
@@ -350,10 +331,11 @@ fn command_effects(
 #[inline(never)]
 fn finish_probe<'b>(
     pdev: &'b pci::Device<Core<'_>>,
-    up: KBox<Up<'b>>,
+    dev: Arc<BoundPci>,
+    up: KBox<Up>,
     instance: Instance,
     enabled: mmio::EnabledDevice<'b>,
-    shared_bar: Bar0<'b>,
+    shared_bar: Bar0,
 ) -> Result<OrionNvme<'b>> {
     let Up {
         mut ctrl,
@@ -361,7 +343,7 @@ fn finish_probe<'b>(
         namespaces,
     } = KBox::into_inner(up);
     if module_parameters::conformance.value() {
-        conformance_irq(pdev, &mut ctrl);
+        conformance_irq(pdev, &dev, &mut ctrl);
     }
     // The Commands Supported and Effects log decides what unprivileged passthrough may send.
     let effects = command_effects(pdev, &mut ctrl);
@@ -369,13 +351,13 @@ fn finish_probe<'b>(
         .info()
         .map_or(4096, |i| orion::io::max_transfer(i, ctrl.page_size()));
     let identity = match ctrl.info() {
-        Some(i) => mgmt::Identity::new(i, pdev),
+        Some(i) => ctrl::Identity::new(i, pdev),
         None => {
             let _ = ctrl.shutdown();
             return Err(ENODEV);
         }
     };
-    let shared = match mgmt::Shared::new(instance.0, max_data, effects, identity, &namespaces) {
+    let shared = match ctrl::Shared::new(instance.0, max_data, effects, identity, &namespaces) {
         Ok(s) => s,
         Err(e) => {
             let _ = ctrl.shutdown();
@@ -384,13 +366,14 @@ fn finish_probe<'b>(
     };
     let cfg = config();
     let params = blk::IoParams {
+        ns_groups: &attrs::NS_GROUPS,
         granted,
         poll_queues: cfg.poll_queues,
         queue_depth: cfg.queue_depth,
         instance: instance.0,
     };
     let io = match blk::Io::start(
-        pdev,
+        dev,
         &mut ctrl,
         &shared_bar,
         &namespaces,
@@ -404,20 +387,10 @@ fn finish_probe<'b>(
             return Err(e);
         }
     };
-    #[allow(unsafe_code)]
-    // SAFETY: the `Io` stays boxed in the bound device's data, neither moved nor mutably
-    // borrowed, until `OrionNvme::drop` takes it back (`clear_io`) before tearing it down; it
-    // is used from any thread.
-    let lent = unsafe { mgmt::IoRef::new(core::ptr::NonNull::from(&*io).cast()) };
-    shared.set_io(lent);
-    #[allow(unsafe_code)]
-    // SAFETY: only the lifetime changes. `OrionNvme::drop` takes the controller back
-    // (`take_ctrl`) while the device is still bound, so everything it borrows lives until
-    // then; users only reach it under the shared state's lock.
-    let ctrl = unsafe { core::mem::transmute::<Ctrl<'b>, Ctrl<'static>>(ctrl) };
+    shared.set_io(io);
     shared.put_ctrl(ctrl);
     shared.start_events();
-    let node = match mgmt::CtrlNode::register(shared.clone(), pdev) {
+    let node = match mgmt::CtrlNode::register(shared.clone(), pdev, &attrs::CTRL_GROUP) {
         Ok(n) => Some(n),
         Err(e) => {
             dev_warn!(
@@ -432,7 +405,6 @@ fn finish_probe<'b>(
     Ok(OrionNvme {
         pdev,
         node,
-        io: Some(io),
         shared,
         _instance: instance,
         _enabled: enabled,
@@ -469,6 +441,7 @@ impl pci::Driver for OrionNvmeDriver {
         };
         pdev.set_master();
         mmio::save_config_state(pdev);
+        let dev = BoundPci::new(pdev)?;
         let bar = Bar0::new(pdev.iomap_region(0, c"orion_nvme")?)?;
         let regs = controller::RegisterSnapshot::read(&bar).map_err(|e| {
             dev_err!(pdev, "cannot read controller registers: {:?}\n", e);
@@ -481,7 +454,7 @@ impl pci::Driver for OrionNvmeDriver {
             pdev.device_id(),
             Show(&regs)
         );
-        let dma = LinuxDma::new(pdev.as_ref());
+        let dma = LinuxDma::new(dev.clone());
         let clock = LinuxClock::new();
         if module_parameters::conformance.value() {
             conformance(pdev, &bar, &dma, &clock);
@@ -494,7 +467,7 @@ impl pci::Driver for OrionNvmeDriver {
         // Bring-up and the rest run in separate frames, so the deep call chains under each
         // (enable, add_disk) do not stack on top of both: the kernel stack is 16 KiB.
         let up = bring_up(pdev, bar, dma, clock)?;
-        finish_probe(pdev, up, instance, enabled, shared_bar)
+        finish_probe(pdev, dev, up, instance, enabled, shared_bar)
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
@@ -514,15 +487,9 @@ impl Drop for OrionNvme<'_> {
         self.node = None;
         self.shared.stop_events();
         // Up, or dead after a failed reset (then already disabled).
-        // SAFETY: restores the lifetime `finish_probe` erased: the device is still bound.
-        #[allow(unsafe_code)]
-        let mut ctrl = self
-            .shared
-            .take_ctrl()
-            .map(|c| unsafe { core::mem::transmute::<Ctrl<'static>, Ctrl<'_>>(c) });
+        let mut ctrl = self.shared.take_ctrl();
         let dead = self.shared.take_dead();
-        if let Some(mut io) = self.io.take() {
-            self.shared.clear_io();
+        if let Some(mut io) = self.shared.clear_io() {
             io.teardown(ctrl.as_mut());
             let t = io.timeouts.load(kernel::sync::atomic::Relaxed);
             if t > 0 {

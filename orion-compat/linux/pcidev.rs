@@ -12,15 +12,13 @@
 
 use crate::bindings::pci as bpci;
 use crate::error::LinuxError;
-use crate::mmio::Bar0;
+use crate::mmio::{Bar0, BoundPci};
 use crate::orion_compat::irq::{
     IrqHandler, IrqKind, IrqRegistration, IrqReturn, IrqVectors, VectorRequest,
 };
 use crate::orion_compat::pci::{Pci, PciIds, CONFIG_SPACE_LEN};
 use kernel::{
-    device::Bound,
     error::code,
-    pci,
     prelude::*,
     sync::{
         atomic::{Atomic, Full, Relaxed},
@@ -28,18 +26,19 @@ use kernel::{
     },
 };
 
-/// A bound PCI function as the Orion [`Pci`] trait.
-pub(crate) struct LinuxPci<'b> {
-    pdev: &'b pci::Device<Bound>,
+/// A bound PCI function as the Orion [`Pci`] trait. Once the function is unbound every
+/// access fails with ENODEV and it reads as not present.
+pub(crate) struct LinuxPci {
+    dev: Arc<BoundPci>,
     /// Set while a vector allocation made through this value is alive.
     allocated: Arc<Atomic<bool>>,
 }
 
-impl<'b> LinuxPci<'b> {
-    /// The Orion view of `pdev`.
-    pub(crate) fn new(pdev: &'b pci::Device<Bound>) -> Result<Self> {
+impl LinuxPci {
+    /// The Orion view of `dev`.
+    pub(crate) fn new(dev: Arc<BoundPci>) -> Result<Self> {
         Ok(Self {
-            pdev,
+            dev,
             allocated: Arc::new(Atomic::new(false), GFP_KERNEL)?,
         })
     }
@@ -62,13 +61,13 @@ impl Drop for Release {
     }
 }
 
-impl<'b> Pci for LinuxPci<'b> {
+impl Pci for LinuxPci {
     type Error = LinuxError;
-    type Bar = Bar0<'b>;
-    type Vectors = LinuxVectors<'b>;
+    type Bar = Bar0;
+    type Vectors = LinuxVectors;
 
     fn ids(&self) -> PciIds {
-        let d = self.pdev;
+        let d = self.dev.device();
         PciIds {
             vendor: d.vendor_id().as_raw(),
             device: d.device_id(),
@@ -83,58 +82,58 @@ impl<'b> Pci for LinuxPci<'b> {
         if index >= 6 {
             return 0;
         }
-        self.pdev.resource_len(u32::from(index)).unwrap_or(0)
+        self.dev
+            .device()
+            .resource_len(u32::from(index))
+            .unwrap_or(0)
     }
 
-    fn map_bar(&self, index: u8) -> Result<Bar0<'b>, LinuxError> {
+    fn map_bar(&self, index: u8) -> Result<Bar0, LinuxError> {
         if index >= 6 {
             return Err(LinuxError(code::EINVAL));
         }
-        let bar = self
-            .pdev
-            .iomap_region(u32::from(index), c"orion_nvme")
-            .map_err(LinuxError)?;
-        Bar0::new(bar).map_err(LinuxError)
+        let bar = self.dev.with(|p| {
+            let bar = p.iomap_region(u32::from(index), c"orion_nvme")?;
+            Bar0::new(bar)
+        })??;
+        Ok(bar)
     }
 
     fn config_read8(&self, offset: usize) -> Result<u8, LinuxError> {
-        Ok(bpci::config_read8(self.pdev, Self::at(offset, 1)?)?)
+        let at = Self::at(offset, 1)?;
+        Ok(self.dev.with(|p| bpci::config_read8(p, at))??)
     }
 
     fn config_read16(&self, offset: usize) -> Result<u16, LinuxError> {
-        Ok(bpci::config_read16(self.pdev, Self::at(offset, 2)?)?)
+        let at = Self::at(offset, 2)?;
+        Ok(self.dev.with(|p| bpci::config_read16(p, at))??)
     }
 
     fn config_read32(&self, offset: usize) -> Result<u32, LinuxError> {
-        Ok(bpci::config_read32(self.pdev, Self::at(offset, 4)?)?)
+        let at = Self::at(offset, 4)?;
+        Ok(self.dev.with(|p| bpci::config_read32(p, at))??)
     }
 
     fn config_write8(&self, offset: usize, value: u8) -> Result<(), LinuxError> {
-        Ok(bpci::config_write8(self.pdev, Self::at(offset, 1)?, value)?)
+        let at = Self::at(offset, 1)?;
+        Ok(self.dev.with(|p| bpci::config_write8(p, at, value))??)
     }
 
     fn config_write16(&self, offset: usize, value: u16) -> Result<(), LinuxError> {
-        Ok(bpci::config_write16(
-            self.pdev,
-            Self::at(offset, 2)?,
-            value,
-        )?)
+        let at = Self::at(offset, 2)?;
+        Ok(self.dev.with(|p| bpci::config_write16(p, at, value))??)
     }
 
     fn config_write32(&self, offset: usize, value: u32) -> Result<(), LinuxError> {
-        Ok(bpci::config_write32(
-            self.pdev,
-            Self::at(offset, 4)?,
-            value,
-        )?)
+        let at = Self::at(offset, 4)?;
+        Ok(self.dev.with(|p| bpci::config_write32(p, at, value))??)
     }
 
     fn set_bus_master(&self, enable: bool) -> Result<(), LinuxError> {
-        bpci::set_bus_master(self.pdev, enable);
-        Ok(())
+        Ok(self.dev.with(|p| bpci::set_bus_master(p, enable))?)
     }
 
-    fn alloc_irq_vectors(&self, r: &VectorRequest) -> Result<LinuxVectors<'b>, LinuxError> {
+    fn alloc_irq_vectors(&self, r: &VectorRequest) -> Result<LinuxVectors, LinuxError> {
         if r.min == 0 || r.min > r.max || r.kinds.is_empty() || r.pre_vectors > r.max {
             return Err(LinuxError(code::EINVAL));
         }
@@ -151,18 +150,18 @@ impl<'b> Pci for LinuxPci<'b> {
             spread: r.pre_vectors < r.max,
         };
         // The flag is cleared when the allocation is freed (or at once if it fails).
-        let inner = bpci::alloc_vectors(self.pdev, &ask, Release(self.allocated.clone()))?;
+        let inner = bpci::alloc_vectors(&self.dev, &ask, Release(self.allocated.clone()))?;
         Ok(LinuxVectors { inner })
     }
 
     fn is_present(&self) -> bool {
-        bpci::is_present(self.pdev)
+        self.dev.with(bpci::is_present).unwrap_or(false)
     }
 }
 
 /// Interrupt vectors of a bound device.
-pub(crate) struct LinuxVectors<'b> {
-    inner: bpci::Vectors<'b, Release>,
+pub(crate) struct LinuxVectors {
+    inner: bpci::Vectors<Release>,
 }
 
 /// An Orion handler as the bindings' handler.
@@ -175,13 +174,13 @@ impl<H: IrqHandler> bpci::Handler for Adapt<H> {
 }
 
 /// A handler registered on one vector.
-pub(crate) struct LinuxRegistration<'b, H: IrqHandler> {
-    reg: bpci::Registration<'b, Release, Adapt<H>>,
+pub(crate) struct LinuxRegistration<H: IrqHandler> {
+    reg: bpci::Registration<Release, Adapt<H>>,
 }
 
-impl<'b> IrqVectors for LinuxVectors<'b> {
+impl IrqVectors for LinuxVectors {
     type Error = LinuxError;
-    type Registration<H: IrqHandler> = LinuxRegistration<'b, H>;
+    type Registration<H: IrqHandler> = LinuxRegistration<H>;
 
     fn count(&self) -> u16 {
         self.inner.count()
@@ -199,7 +198,7 @@ impl<'b> IrqVectors for LinuxVectors<'b> {
         &self,
         vector: u16,
         handler: H,
-    ) -> Result<LinuxRegistration<'b, H>, (LinuxError, H)> {
+    ) -> Result<LinuxRegistration<H>, (LinuxError, H)> {
         match self.inner.register(vector, Adapt(handler)) {
             Ok(reg) => Ok(LinuxRegistration { reg }),
             Err((e, Adapt(h))) => Err((LinuxError(e), h)),
@@ -207,7 +206,7 @@ impl<'b> IrqVectors for LinuxVectors<'b> {
     }
 }
 
-impl<H: IrqHandler> IrqRegistration for LinuxRegistration<'_, H> {
+impl<H: IrqHandler> IrqRegistration for LinuxRegistration<H> {
     type Handler = H;
 
     fn handler(&self) -> &H {

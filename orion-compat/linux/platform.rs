@@ -7,38 +7,54 @@
 
 use crate::bindings::dma::CoherentBytes;
 use crate::error::LinuxError;
-use crate::mmio::Bar0;
-use crate::orion::controller::{PageBuf, Platform};
+use crate::mmio::{Bar0, BoundPci};
+use crate::orion::controller::{Controller, Enabled, PageBuf, Platform};
 use crate::orion_compat::dma::{BusAddr, CoherentMem, Direction, Dma, DmaMapping, Fence, Segment};
 use crate::orion_compat::time::{Clock, Duration, Instant};
-use core::marker::PhantomData;
 use kernel::{
     alloc::KBox,
-    device::{Bound, Device},
     error::code,
     prelude::*,
-    sync::barrier::{dma_mb, Full, Read, Write},
+    sync::{
+        barrier::{dma_mb, Full, Read, Write},
+        Arc,
+    },
     time::{self, delay, Delta, Monotonic},
 };
 
-/// The Linux platform for a device bound for `'b`.
-pub(crate) struct LinuxPlatform<'b>(PhantomData<&'b ()>);
+/// The Linux platform: what the core's `Controller` is driven through. Nothing in it borrows
+/// the device: BAR0 and DMA reach it through device-managed handles that refuse with ENODEV
+/// once it is unbound.
+pub(crate) struct LinuxPlatform;
 
-impl<'b> Platform for LinuxPlatform<'b> {
-    type Mmio = Bar0<'b>;
-    type Dma = LinuxDma<'b>;
+impl Platform for LinuxPlatform {
+    type Mmio = Bar0;
+    type Dma = LinuxDma;
     type Clock = LinuxClock;
     type Scratch = KBox<PageBuf>;
 }
 
-/// DMA allocations for one bound device.
-pub(crate) struct LinuxDma<'b> {
-    dev: &'b Device<Bound>,
+/// The controller, once brought up by the core.
+pub(crate) type Ctrl = Controller<LinuxPlatform, Enabled>;
+
+/// Prints a core type (which implements `core::fmt::Display`) through the kernel's formatting
+/// macros, which use their own `Display` trait.
+pub(crate) struct Show<'a, T>(pub(crate) &'a T);
+
+impl<T: core::fmt::Display> kernel::fmt::Display for Show<'_, T> {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        core::fmt::Display::fmt(self.0, f)
+    }
 }
 
-impl<'b> LinuxDma<'b> {
+/// DMA allocations for one device, while it is bound.
+pub(crate) struct LinuxDma {
+    dev: Arc<BoundPci>,
+}
+
+impl LinuxDma {
     /// DMA for `dev`, whose DMA mask has been set.
-    pub(crate) fn new(dev: &'b Device<Bound>) -> Self {
+    pub(crate) fn new(dev: Arc<BoundPci>) -> Self {
         Self { dev }
     }
 }
@@ -125,7 +141,7 @@ impl AsMut<[u8]> for NoBuf {
     }
 }
 
-impl Dma for LinuxDma<'_> {
+impl Dma for LinuxDma {
     type Error = LinuxError;
     type Coherent = LinuxCoherent;
     type Buf = NoBuf;
@@ -138,7 +154,9 @@ impl Dma for LinuxDma<'_> {
         // dma_alloc_coherent aligns to the allocation's page order: asking for at least
         // `align` bytes (rounded to a power of two) gives at least `align` alignment.
         let size = len.max(align).next_power_of_two();
-        let mem = CoherentBytes::zeroed(self.dev, size)?;
+        let mem = self
+            .dev
+            .with(|pdev| CoherentBytes::zeroed(pdev.as_ref(), size))??;
         if mem.dma_address() % (align as u64) != 0 {
             return Err(LinuxError(code::ENOMEM));
         }

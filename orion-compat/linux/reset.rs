@@ -19,25 +19,17 @@
 
 #![forbid(unsafe_code)]
 
-use crate::bindings::{sched, work};
+use crate::bindings::sched;
 use crate::blk::Io;
-use crate::mgmt::Shared;
-use crate::orion::controller::{Controller, CtrlError, Disabled};
-use crate::orion::recovery::reset::{self as core_reset, NoController, Outcome, Slots};
+use crate::ctrl::{DeadCtrl, Shared};
+use crate::orion::controller::CtrlError;
+use crate::orion::recovery::reset::{NoController, Outcome, Slots};
 use crate::orion_compat::Lock as _;
-use crate::platform::LinuxPlatform;
-use crate::Ctrl;
+use crate::platform::{Ctrl, LinuxPlatform};
 use kernel::prelude::*;
-use kernel::sync::atomic::{Acquire, Full, Relaxed, Release};
+use kernel::sync::atomic::{Full, Relaxed, Release};
 use kernel::sync::Arc;
 use kernel::workqueue::WorkItem;
-
-/// A controller that a reset could not bring back, kept (disabled) until unbind.
-pub(crate) type DeadCtrl<'b> = Controller<LinuxPlatform<'b>, Disabled>;
-
-kernel::impl_has_work! {
-    impl HasWork<Self, 1> for Shared { self.reset_work }
-}
 
 impl WorkItem<1> for Shared {
     type Pointer = Arc<Shared>;
@@ -51,59 +43,10 @@ impl WorkItem<1> for Shared {
     }
 }
 
-/// A reset between its halves: the controller disabled and what its queues keep.
-pub(crate) type Parked = core_reset::Parked<LinuxPlatform<'static>, KVec<Option<crate::blk::Kept>>>;
-
-type LiveSlot = crate::sync::LinuxMutex<Option<Ctrl<'static>>>;
-type DeadSlot = crate::sync::LinuxMutex<Option<DeadCtrl<'static>>>;
+type LiveSlot = crate::sync::LinuxMutex<Option<Ctrl>>;
+type DeadSlot = crate::sync::LinuxMutex<Option<DeadCtrl>>;
 
 impl Shared {
-    /// The controller's state as sysfs `state` shows it (the reference driver's words).
-    pub(crate) fn state(&self) -> &'static str {
-        if self.resetting.load(Acquire) {
-            "resetting"
-        } else if self.is_live() {
-            "live"
-        } else if self.dead.lock(|d| d.is_some()) {
-            "dead"
-        } else {
-            "deleting"
-        }
-    }
-
-    /// Whether the device is being unbound.
-    pub(crate) fn is_stopping(&self) -> bool {
-        self.stopping.load(Relaxed)
-    }
-
-    /// Whether a reset is in progress or the controller is dead (the timeout ladder then
-    /// leaves commands to the reset).
-    pub(crate) fn is_recovering(&self) -> bool {
-        self.resetting.load(Acquire) || self.dead.lock(|d| d.is_some())
-    }
-
-    /// Sends Abort for command `cid` on submission queue `sqid` and waits for its
-    /// completion: `Ok(true)` when the controller says it aborted the command.
-    pub(crate) fn abort(&self, sqid: u16, cid: u16) -> core::result::Result<bool, CtrlError> {
-        self.with_ctrl(|c| crate::orion::recovery::abort(c, sqid, cid))
-            .unwrap_or(Err(CtrlError::Gone))
-    }
-
-    /// Queues a reset on the system workqueue (from the timeout handler and the event poll,
-    /// which must not run one themselves). A reset already queued is not queued twice.
-    pub(crate) fn schedule_reset(self: &Arc<Self>) {
-        if self.stopping.load(Relaxed) || self.is_recovering() {
-            return;
-        }
-        // Already queued: the reference comes back and is dropped.
-        let _ = work::system_dfl().enqueue::<_, 1>(self.clone());
-    }
-
-    /// Cancels a queued reset (releasing its reference) and waits for a running one.
-    pub(crate) fn cancel_reset_work(self: &Arc<Self>) {
-        work::cancel_sync::<_, 1>(self);
-    }
-
     /// Resets the controller and brings it back with its queues (see the module docs).
     /// `EBUSY` if a reset is already running, `ENODEV` if the controller is dead or being
     /// unbound, `EIO` if it did not come back (it is then dead).
@@ -112,8 +55,8 @@ impl Shared {
             return Err(EBUSY);
         }
         let r = self.io.lock(|io| match io {
-            // The `Io` is lent while it lives, taken back (under this lock) before teardown.
-            Some(p) if !self.stopping.load(Relaxed) => Ok(self.reset_locked(p.get(), why)),
+            // Taken out (under this lock) before teardown.
+            Some(p) if !self.stopping.load(Relaxed) => Ok(self.reset_locked(p, why)),
             _ => Err(ENODEV),
         });
         self.resetting.store(false, Release);
@@ -160,12 +103,12 @@ impl Shared {
     }
 
     /// The controller's slots, for the core's reset state machine.
-    fn slots(&self) -> Slots<'_, LinuxPlatform<'static>, LiveSlot, DeadSlot> {
+    fn slots(&self) -> Slots<'_, LinuxPlatform, LiveSlot, DeadSlot> {
         Slots::new(&self.ctrl, &self.dead)
     }
 
     /// A whole reset, with the block layer pinned.
-    fn reset_locked(&self, io: &Io<'static>, why: &str) -> Result<Outcome> {
+    fn reset_locked(&self, io: &Io<Shared>, why: &str) -> Result<Outcome> {
         pr_warn!(
             "orion_nvme: onvme{}: resetting the controller ({})\n",
             self.instance,
@@ -198,9 +141,9 @@ impl Shared {
             self.instance
         );
         let parked = self.io.lock(|io| match io {
-            // As in `reset`; the device cannot be unbound (so the `Io` stays lent) until
+            // As in `reset`; the device cannot be unbound (so the `Io` stays here) until
             // `function_reset_done`, because the PCI core holds its lock.
-            Some(p) if !self.stopping.load(Relaxed) => self.slots().park(p.get()).ok(),
+            Some(p) if !self.stopping.load(Relaxed) => self.slots().park(&**p).ok(),
             _ => None,
         });
         match parked {
@@ -217,7 +160,7 @@ impl Shared {
         };
         let o = self
             .io
-            .lock(|io| io.as_ref().map(|ptr| self.slots().unpark(ptr.get(), p)));
+            .lock(|io| io.as_deref().map(|io| self.slots().unpark(io, p)));
         self.resetting.store(false, Release);
         if let Some(o) = o {
             let _ = self.after_reset(o, why);
@@ -232,7 +175,7 @@ impl Shared {
             return false;
         };
         let counts = self.io.lock(|io| match io {
-            Some(ptr) => self.slots().give_up(ptr.get(), p),
+            Some(io) => self.slots().give_up(&**io, p),
             None => self.slots().give_up_without_io(p),
         });
         self.resetting.store(false, Release);
@@ -246,8 +189,8 @@ impl Shared {
     }
 
     /// The controller of a device being unbound after a failed reset, for the unbind to drop
-    /// (while everything it borrows still lives).
-    pub(crate) fn take_dead(&self) -> Option<DeadCtrl<'static>> {
+    /// (while the device is still bound, so its BAR is unmapped before it is disabled).
+    pub(crate) fn take_dead(&self) -> Option<DeadCtrl> {
         self.dead.lock(|d| d.take())
     }
 }
@@ -261,7 +204,7 @@ impl Shared {
     pub(crate) fn power_off(self: &Arc<Self>) {
         self.stop_events();
         let done = self.io.lock(|io| {
-            let io = io.as_ref().map(|p| p.get());
+            let io = io.as_deref();
             self.slots().power_off(io)
         });
         match done {

@@ -7,6 +7,7 @@
 //! Each wrapper owns or borrows the C object it stands for and states what makes its methods
 //! safe: a `// SAFETY:` proof on every `unsafe` block, `# Invariants` on the types.
 //!
+//! - [`bound`]: a PCI device usable after the callbacks return, for as long as it is bound.
 //! - [`pci`]: configuration space, bus mastering, saved state and the enable guard of a bound
 //!   PCI function, and its interrupt vectors (with affinity) and handlers.
 //! - [`pci_driver`]: a PCI driver registration with `shutdown` and the error handlers.
@@ -17,11 +18,10 @@
 //! - [`blk`]: request queue references and driver-private requests started without waiting.
 //! - [`work`]: cancelling work items whose queued runs hold an `Arc`; the default workqueue.
 //! - [`sched`]: sleeping, and the current task's capabilities.
-//! - [`lend`]: a reference lent by an owner that takes it back before the referent goes.
 
 pub(crate) mod blk;
+pub(crate) mod bound;
 pub(crate) mod dma;
-pub(crate) mod lend;
 pub(crate) mod misc;
 pub(crate) mod pci;
 pub(crate) mod pci_driver;

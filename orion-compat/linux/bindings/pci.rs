@@ -7,8 +7,10 @@
 //!
 //! The kernel crate's `alloc_irq_vectors` cannot ask for `PCI_IRQ_AFFINITY`, and its handler
 //! registrations borrow the vector allocation; here the allocation is reference counted and
-//! every registration holds a reference, so the vectors outlive their handlers.
+//! every registration holds a reference, so the vectors outlive their handlers. Neither
+//! borrows the device: they reach it through a [`BoundPci`].
 
+use super::bound::BoundPci;
 use core::ffi::{c_int, c_uint, c_void};
 use core::ptr;
 use kernel::{
@@ -211,8 +213,8 @@ pub(crate) trait Handler: Send + Sync + 'static {
 ///
 /// `pdev` has `count` vectors allocated by `pci_alloc_irq_vectors_affinity`, of `kind`, and
 /// `used` has `count` entries.
-struct Alloc<'b, T> {
-    pdev: &'b pci::Device<Bound>,
+struct Alloc<T> {
+    pdev: Arc<BoundPci>,
     count: u16,
     kind: VectorKind,
     /// Whether each vector has a handler.
@@ -220,27 +222,45 @@ struct Alloc<'b, T> {
     _owner: T,
 }
 
-impl<T> Drop for Alloc<'_, T> {
+impl<T> Drop for Alloc<T> {
     fn drop(&mut self) {
-        // SAFETY: by the type invariant the device has vectors allocated; every registration
-        // holds a reference on this allocation, so no handler is left on them.
-        unsafe { bindings::pci_free_irq_vectors(as_raw(self.pdev)) };
+        let freed = self.pdev.with(|pdev| {
+            // SAFETY: by the type invariant the device has vectors allocated; every
+            // registration holds a reference on this allocation, so no handler is left on
+            // them; the device is bound for the call.
+            unsafe { bindings::pci_free_irq_vectors(as_raw(pdev)) }
+        });
+        if freed.is_err() {
+            // The driver frees its vectors before its device is unbound; the PCI core frees
+            // what is left when the device goes.
+            pr_warn!("orion_nvme: interrupt vectors outlived their device\n");
+        }
     }
 }
 
 /// The interrupt vectors of a bound function, with `owner` (whatever the caller wants dropped
 /// right after the vectors are freed).
-pub(crate) struct Vectors<'b, T: Send + Sync> {
-    inner: Arc<Alloc<'b, T>>,
+pub(crate) struct Vectors<T: Send + Sync> {
+    inner: Arc<Alloc<T>>,
 }
 
-/// Allocates vectors on `pdev` (`pci_alloc_irq_vectors_affinity`). On failure `owner` is
-/// dropped and the errno returned.
-pub(crate) fn alloc_vectors<'b, T: Send + Sync>(
-    pdev: &'b pci::Device<Bound>,
+/// Allocates vectors on `dev` (`pci_alloc_irq_vectors_affinity`). On failure `owner` is
+/// dropped and the errno returned (ENODEV if the device is no longer bound).
+pub(crate) fn alloc_vectors<T: Send + Sync>(
+    dev: &Arc<BoundPci>,
     ask: &VectorAsk,
     owner: T,
-) -> Result<Vectors<'b, T>> {
+) -> Result<Vectors<T>> {
+    dev.with(|pdev| alloc_on(pdev, dev.clone(), ask, owner))?
+}
+
+/// [`alloc_vectors`] on the bound `pdev`, which `dev` names.
+fn alloc_on<T: Send + Sync>(
+    pdev: &pci::Device<Bound>,
+    dev: Arc<BoundPci>,
+    ask: &VectorAsk,
+    owner: T,
+) -> Result<Vectors<T>> {
     if ask.min == 0 || ask.min > ask.max || ask.pre_vectors > ask.max {
         return Err(code::EINVAL);
     }
@@ -296,7 +316,7 @@ pub(crate) fn alloc_vectors<'b, T: Send + Sync>(
     }
     // INVARIANT: `count` vectors of `kind` were just allocated; `used` has `count` entries.
     let alloc = Alloc {
-        pdev,
+        pdev: dev,
         count,
         kind,
         used,
@@ -332,7 +352,7 @@ unsafe extern "C" fn trampoline<H: Handler>(
     }
 }
 
-impl<'b, T: Send + Sync> Vectors<'b, T> {
+impl<T: Send + Sync> Vectors<T> {
     /// How many vectors were allocated.
     pub(crate) fn count(&self) -> u16 {
         self.inner.count
@@ -350,7 +370,7 @@ impl<'b, T: Send + Sync> Vectors<'b, T> {
         &self,
         vector: u16,
         handler: H,
-    ) -> Result<Registration<'b, T, H>, (Error, H)> {
+    ) -> Result<Registration<T, H>, (Error, H)> {
         let a = &self.inner;
         let Some(used) = a.used.get(usize::from(vector)) else {
             return Err((code::EINVAL, handler));
@@ -358,9 +378,18 @@ impl<'b, T: Send + Sync> Vectors<'b, T> {
         if used.cmpxchg(false, true, Full).is_err() {
             return Err((code::EBUSY, handler));
         }
-        // SAFETY: a valid device with `count` vectors allocated (type invariant of `Alloc`),
-        // and `vector` is below `count` (it has a `used` entry).
-        let irq = unsafe { bindings::pci_irq_vector(as_raw(a.pdev), c_uint::from(vector)) };
+        let irq = a.pdev.with(|pdev| {
+            // SAFETY: a valid, bound device with `count` vectors allocated (type invariant of
+            // `Alloc`), and `vector` is below `count` (it has a `used` entry).
+            unsafe { bindings::pci_irq_vector(as_raw(pdev), c_uint::from(vector)) }
+        });
+        let irq = match irq {
+            Ok(irq) => irq,
+            Err(e) => {
+                used.store(false, Relaxed);
+                return Err((e, handler));
+            }
+        };
         if irq < 0 {
             used.store(false, Relaxed);
             return Err((Error::from_errno(irq), handler));
@@ -417,14 +446,14 @@ impl<'b, T: Send + Sync> Vectors<'b, T> {
 /// # Invariants
 ///
 /// `irq` is requested with `trampoline::<H>` and the address of `*slot` as `dev_id`.
-pub(crate) struct Registration<'b, T: Send + Sync, H: Handler> {
+pub(crate) struct Registration<T: Send + Sync, H: Handler> {
     slot: KBox<Slot<H>>,
     irq: c_uint,
     vector: u16,
-    alloc: Arc<Alloc<'b, T>>,
+    alloc: Arc<Alloc<T>>,
 }
 
-impl<T: Send + Sync, H: Handler> Registration<'_, T, H> {
+impl<T: Send + Sync, H: Handler> Registration<T, H> {
     /// The handler.
     pub(crate) fn handler(&self) -> &H {
         &self.slot.handler
@@ -455,7 +484,7 @@ impl<T: Send + Sync, H: Handler> Registration<'_, T, H> {
     }
 }
 
-impl<T: Send + Sync, H: Handler> Drop for Registration<'_, T, H> {
+impl<T: Send + Sync, H: Handler> Drop for Registration<T, H> {
     fn drop(&mut self) {
         let dev_id = ptr::from_ref::<Slot<H>>(&self.slot)
             .cast_mut()

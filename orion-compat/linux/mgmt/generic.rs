@@ -27,15 +27,16 @@
 
 use super::uapi::{ioctl, IoVec, PassthruCmd64, UringCmd, MAX_IOVECS};
 use super::{
-    bounce, drain, fill, nvme_ioctl, refused, run_admin, scratch, segments_of, user_ptr, Bounce,
-    Ctrl, Shared, Via,
+    bounce, drain, fill, nvme_ioctl, refused, run_admin, scratch, segments_of, user_ptr, Via,
 };
 use crate::bindings::misc::{self, FileOps};
 use crate::bindings::sched::sys_admin;
 use crate::bindings::uring;
 use crate::blk::nowait::{self, QueueRef};
+use crate::ctrl::{Bounce, Queue, Shared};
 use crate::orion::passthru::{self, Caller, Checked, Direction, Node, QueueKind};
 use crate::orion_compat::Lock as _;
+use crate::platform::Ctrl;
 use kernel::{device::Bound, pci, prelude::*, str::CString, sync::Arc, uaccess::UserSlice};
 
 /// Where a command's data lives in the caller's memory.
@@ -129,7 +130,7 @@ impl Shared {
     /// A reference on namespace `nsid`'s queue, while it has a disk; ENODEV when it has none
     /// (any more). With `nowait`, EAGAIN instead of waiting for the disks' lock.
     fn queue_ref(&self, nsid: u32, nowait: bool) -> Result<QueueRef> {
-        let find = |d: &mut KVec<(u32, super::Queue)>| -> Result<QueueRef> {
+        let find = |d: &mut KVec<(u32, Queue)>| -> Result<QueueRef> {
             let q = d
                 .iter()
                 .find(|(n, _)| *n == nsid)
@@ -146,7 +147,7 @@ impl Shared {
 
     /// Runs `f` on the controller, if it is up; with `nowait`, EAGAIN instead of waiting for
     /// the controller's lock (an admin command may hold it for long).
-    fn ctrl_do<R>(&self, nowait: bool, f: impl FnOnce(&mut Ctrl<'static>) -> R) -> Result<R> {
+    fn ctrl_do<R>(&self, nowait: bool, f: impl FnOnce(&mut Ctrl) -> R) -> Result<R> {
         if nowait {
             self.ctrl
                 .try_lock(|c| c.as_mut().map(f))
