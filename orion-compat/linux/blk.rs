@@ -17,7 +17,7 @@
 //! The layer above (the controller's state, the ioctls, the nodes) is reached only through
 //! [`Owner`], which it implements: this module imports nothing above it.
 
-use crate::bindings::blk::Queue as BlkQueue;
+use crate::bindings::blk::{status_to_errno, DrvRequest, Queue as BlkQueue};
 use crate::bindings::sysfs::GroupList;
 use crate::mmio::{Bar0, BoundPci};
 use crate::orion::command::{CidSlot, IoOp, IoRequest, Segment};
@@ -1333,12 +1333,7 @@ fn reap(hq: &HwQueue) -> usize {
                     let p = unsafe { pdu(rq) };
                     // Passthrough failures are the caller's to report.
                     if status != BlockStatus::Ok && p.passthru.is_null() {
-                        pr_warn!(
-                            "qid {} tag {}: {}\n",
-                            hq.qid,
-                            tag,
-                            Show(&raw)
-                        );
+                        pr_warn!("qid {} tag {}: {}\n", hq.qid, tag, Show(&raw));
                     }
                     p.status = blk_sts(status);
                     p.nvme_status = raw.0;
@@ -1559,43 +1554,31 @@ pub(crate) fn execute_passthru(
     write: bool,
     timeout_ms: u32,
 ) -> Result<(u16, u64)> {
-    let op = if write {
-        bindings::req_op_REQ_OP_DRV_OUT
-    } else {
-        bindings::req_op_REQ_OP_DRV_IN
-    };
-    // SAFETY: `q` is the queue of a disk the caller has open; a dying queue refuses.
-    let rq = kernel::error::from_err_ptr(unsafe { bindings::blk_mq_alloc_request(q, op, 0) })?;
+    // SAFETY: `q` is the queue of one of our disks, which the caller has open (the queue an
+    // ioctl got, live for its call); our disks' tag set reserves a `Pdu` after every request.
+    // A dying queue refuses.
+    let mut rq = unsafe { DrvRequest::<Pdu>::alloc_on(q, write, false) }?;
     let pt = Passthru {
         sqe,
         segs: segs.as_ptr(),
         nsegs: segs.len(),
     };
-    // SAFETY: `rq` is a fresh request of our tag set, ours until freed below; `pt` outlives
-    // the synchronous execution.
-    let (sts, nvme, result) = unsafe {
-        let p = pdu(rq);
-        p.passthru = &pt;
-        p.nvme_status = 0;
-        p.result = 0;
-        if timeout_ms != 0 {
-            // CAST: jiffies for at most an hour fit a u32.
-            (*rq).timeout = bindings::__msecs_to_jiffies(timeout_ms) as c_uint;
-        }
-        let sts = bindings::blk_execute_rq(rq, false);
+    let p = rq.pdu();
+    // `pt` outlives the synchronous execution.
+    p.passthru = &pt;
+    p.nvme_status = 0;
+    p.result = 0;
+    rq.set_timeout_ms(timeout_ms);
+    let (sts, nvme, result) = rq.execute(|p, sts| {
         let out = (sts, p.nvme_status, p.result);
         p.passthru = ptr::null();
-        bindings::blk_mq_free_request(rq);
         out
-    };
+    });
     match sts {
         BLK_STS_OK => Ok((0, result)),
         BLK_STS_TIMEOUT => Err(ETIMEDOUT),
         _ if nvme != 0 => Ok((nvme, result)),
-        // SAFETY: a plain conversion.
-        s => Err(Error::from_errno(unsafe {
-            bindings::blk_status_to_errno(s)
-        })),
+        s => Err(status_to_errno(s)),
     }
 }
 
@@ -1817,11 +1800,10 @@ unsafe extern "C" fn blk_ioctl<O: Owner>(
             (*disk).part0 != bdev,
         )
     };
-    // SAFETY: `queuedata` carries the NSID (see `add_disk`).
-    // CAST: the pointer holds a u32 NSID.
-    let nsid = unsafe { (*q).queuedata.addr() as u32 };
     // SAFETY: the device is open, so its disk's queue is live for the call.
     let q = unsafe { BlkQueue::new(q) };
+    // CAST: `queuedata` carries a u32 NSID (see `add_disk`).
+    let nsid = q.queuedata() as u32;
     match O::disk_ioctl(
         owner,
         q,
