@@ -114,6 +114,19 @@ impl<'a> Queue<'a> {
         // SAFETY: the queue is live (type invariant); `queuedata` is set when it is made.
         unsafe { (*self.q).queuedata }.addr()
     }
+
+    /// The queue's request timeout, in jiffies.
+    pub(crate) fn rq_timeout(self) -> u32 {
+        // SAFETY: the queue is live (type invariant); read as the block layer's own readers
+        // do, without a lock.
+        unsafe { (*self.q).rq_timeout }
+    }
+
+    /// Dispatches the requests on the queue's requeue list (`blk_mq_kick_requeue_list`).
+    pub(crate) fn kick_requeue_list(self) {
+        // SAFETY: the queue is live (type invariant).
+        unsafe { bindings::blk_mq_kick_requeue_list(self.q) };
+    }
 }
 
 impl<P> Drop for QueueRef<P> {
