@@ -689,9 +689,11 @@ impl<T: Ops> TagSet<T> {
         // the tag set is freed by the caller's contract.
         b.dev = unsafe { &raw mut (*pdev).dev };
         let s = b.set.get();
+        // A promoted constant: in static memory (the type says so), as blk-mq keeps it.
+        let ops: &'static bindings::blk_mq_ops = &Vtable::<T>::OPS;
         // SAFETY: as above.
         let r = unsafe {
-            (*s).ops = &Vtable::<T>::OPS;
+            (*s).ops = ops;
             (*s).nr_hw_queues = p.nr_hw_queues;
             (*s).nr_maps = p.nr_maps;
             (*s).queue_depth = p.queue_depth;
@@ -831,6 +833,8 @@ impl<T: Ops> GenDisk<T> {
             )
         };
         let disk = kernel::error::from_err_ptr(disk)?;
+        // A promoted constant: in static memory (the type says so).
+        let fops: &'static Fops = &Vtable::<T>::FOPS;
         let parent = ptr::from_ref(p.parent)
             .cast::<bindings::device>()
             .cast_mut();
@@ -842,7 +846,7 @@ impl<T: Ops> GenDisk<T> {
             for (d, s) in (*disk).disk_name.iter_mut().take(31).zip(p.name.to_bytes()) {
                 *d = *s;
             }
-            (*disk).fops = &Vtable::<T>::FOPS.0;
+            (*disk).fops = &fops.0;
             // One reference on the owner per disk, dropped by `free_disk`.
             (*disk).private_data = Arc::into_raw(p.owner).cast_mut().cast();
             bindings::set_capacity(disk, p.capacity);
