@@ -1235,10 +1235,11 @@ impl<O: Owner> mq::Ops for Io<O> {
         rq: Request<'a, Pdu>,
         last: bool,
     ) -> Result<(), Refused<'a, Pdu>> {
-        let Some(hq) = self.queues.get(hw.queue_num() as usize) else {
+        let qn = hw.queue_num();
+        let Some(hq) = self.queues.get(qn as usize) else {
             return Err(Refused::unstarted(rq, BLK_STS_IOERR));
         };
-        if hw.queue_num() >= self.live.load(Relaxed) {
+        if qn >= self.live.load(Relaxed) {
             return self.give_back(rq);
         }
         let (op, flags, sector, bytes, tag) = (
