@@ -1229,6 +1229,7 @@ impl<O: Owner> mq::Ops for Io<O> {
     type Module = crate::OrionModule;
 
     /// Maps the request's data and submits its command.
+    #[inline]
     fn queue_rq<'a>(
         &self,
         hw: HwCtx<'a>,
@@ -1324,6 +1325,7 @@ impl<O: Owner> mq::Ops for Io<O> {
     }
 
     /// Rings the doorbell owed for the last requests queued.
+    #[inline]
     fn commit_rqs(&self, hw: HwCtx<'_>) {
         let Some(hq) = self.queues.get(hw.queue_num() as usize) else {
             return;
@@ -1336,6 +1338,7 @@ impl<O: Owner> mq::Ops for Io<O> {
     }
 
     /// Unmaps the data and ends the request with the status stored by [`reap`].
+    #[inline]
     fn complete(&self, mut rq: Owned<Pdu>) {
         if self.queues.get(rq.queue_num() as usize).is_some() {
             rq.pdu().sg.unmap();
@@ -1345,6 +1348,7 @@ impl<O: Owner> mq::Ops for Io<O> {
     }
 
     /// Reaps a poll queue.
+    #[inline]
     fn poll(&self, hw: HwCtx<'_>) -> c_int {
         let Some(hq) = self.queues.get(hw.queue_num() as usize) else {
             return 0;
