@@ -1261,7 +1261,8 @@ impl<O: Owner> mq::Ops for Io<O> {
         // The first dispatch of a request (not a resubmission after a reset) starts its retry
         // count; RQF_DONTPREP marks it prepared and survives requeues.
         let first = rq.first_dispatch();
-        let p = rq.pdu();
+        // The driver data once for the whole dispatch (one `blk_mq_rq_to_pdu`).
+        let (p, data) = rq.pdu_and_data();
         p.status = BLK_STS_OK;
         p.sg.clear();
         p.aborted = false;
@@ -1297,7 +1298,6 @@ impl<O: Owner> mq::Ops for Io<O> {
         let mut segs = [Segment { addr: 0, len: 0 }; MAX_SEGS];
         let mut nsegs = 0;
         if matches!(io_op, IoOp::Read | IoOp::Write) {
-            let (p, data) = rq.pdu_and_data();
             match p.sg.map(&data, io_op == IoOp::Write) {
                 Ok(mapped) => {
                     for (s, (addr, len)) in segs.iter_mut().zip(p.sg.dma_segments(mapped)) {
