@@ -1,23 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Block I/O on Linux: interrupt vectors, the I/O queues, a blk-mq tag set and one gendisk per
-//! namespace, on raw bindings.
+//! namespace.
 //!
 //! The kernel crate's `block::mq` cannot set queue limits, has no timeout or `map_queues` hook
 //! and no per-request driver data (see KERNEL-API-MAP §4), so this module drives blk-mq
-//! directly. The NVMe work (building commands, PRP lists, CIDs, reaping, status mapping) is the
-//! core's [`IoQueue`]; this module only moves requests between blk-mq and it.
+//! through the driver's own wrappers ([`crate::bindings::mq`]): [`Io`] implements their
+//! [`mq::Ops`]. The NVMe work (building commands, PRP lists, CIDs, reaping, status mapping) is
+//! the core's [`IoQueue`]; this module only moves requests between blk-mq and it.
 //!
-//! Lifetimes: the [`Io`] value is boxed and never moves. Its address is the tag set's
-//! `driver_data` and every hardware context's `driver_data`; each [`HwQueue`] is shared with
-//! its interrupt handler. [`Io::teardown`] removes the disks, frees the tag set and the
-//! interrupts before the queues, so no callback can run once the memory those pointers name
-//! is freed.
+//! Lifetimes: the [`Io`] value is boxed and never moves. Its address is the tag set's driver
+//! data, which every callback gets; each [`HwQueue`] is shared with its interrupt handler.
+//! [`Io::teardown`] removes the disks, frees the tag set and the interrupts before the queues,
+//! so no callback can run once the memory those pointers name is freed.
 //!
 //! The layer above (the controller's state, the ioctls, the nodes) is reached only through
 //! [`Owner`], which it implements: this module imports nothing above it.
 
-use crate::bindings::blk::Queue as BlkQueue;
+use crate::bindings::blk::{status_to_errno, DrvRequest, Queue as BlkQueue};
+use crate::bindings::mq::{
+    self, BioList, DiskParams, GenDisk, HwCtx, MapError, MapType, Owned, QueueMaps, Refused,
+    Request, SgTable, TagSet, TagSetParams, TimedOut, TimeoutReturn,
+};
 use crate::bindings::sysfs::GroupList;
 use crate::mmio::{Bar0, BoundPci};
 use crate::orion::command::{CidSlot, IoOp, IoRequest, Segment};
@@ -36,7 +40,7 @@ use crate::orion_compat::{Dma as _, IrqVectors as _, Lock as _, Locks as _, Pci 
 use crate::pcidev::{LinuxPci, LinuxRegistration, LinuxVectors};
 use crate::platform::{LinuxCoherent, LinuxPlatform, Show};
 use crate::sync::{LinuxMutex, LinuxSpin, LinuxSync};
-use core::ffi::{c_int, c_uint, c_void};
+use core::ffi::{c_int, c_uint};
 use core::ptr;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::ArcBorrow;
@@ -130,7 +134,6 @@ const BLK_FEAT_WRITE_CACHE: u32 = 1 << 0;
 const BLK_FEAT_FUA: u32 = 1 << 1;
 const REQ_OP_MASK: u32 = (1 << bindings::REQ_OP_BITS) - 1;
 const REQ_FUA: u32 = 1 << bindings::req_flag_bits___REQ_FUA;
-const RQF_DONTPREP: bindings::req_flags_t = 1 << bindings::rqf_flags___RQF_DONTPREP;
 
 /// The Linux status for a core status.
 fn blk_sts(s: BlockStatus) -> u8 {
@@ -179,18 +182,14 @@ type Queue = IoQueue<LinuxCoherent, Slots, Lists>;
 /// One I/O queue's mutable state, under its lock.
 struct Inner {
     q: Option<Queue>,
-    /// The request each tag in flight belongs to (null when free).
-    rqs: KVec<*mut bindings::request>,
+    /// The request each tag in flight belongs to (`None` when free).
+    rqs: KVec<Option<Owned<Pdu>>>,
     /// Commands submitted on this queue since it was created.
     submitted: u64,
     /// What the queue keeps while the controller grants fewer queues than probe did (see
     /// [`ResetIo::restore`]): it is out of service until a later reset grants it again.
     parked: Option<Kept>,
 }
-
-// SAFETY: the request pointers are only dereferenced while blk-mq guarantees the request is
-// alive (between `queue_rq` and its completion), from whichever CPU holds the lock.
-unsafe impl Send for Inner {}
 
 /// One hardware queue: an NVMe I/O queue pair.
 pub(crate) struct HwQueue {
@@ -208,10 +207,6 @@ pub(crate) struct HwQueue {
 pub(crate) struct Pdu {
     /// The `blk_status_t` to end the request with.
     status: u8,
-    /// Scatterlist entries handed to `dma_map_sg` (0: nothing is mapped).
-    nents: c_int,
-    /// Direction of the mapping.
-    dir: bindings::dma_data_direction,
     /// A driver-private (passthrough) request's command; null for block I/O.
     passthru: *const Passthru,
     /// The NVMe status of the completion (raw Status Field, 0 success).
@@ -222,8 +217,14 @@ pub(crate) struct Pdu {
     retries: u8,
     /// An Abort was sent for this submission of the request (the timeout ladder's step 2).
     aborted: bool,
-    sg: [bindings::scatterlist; MAX_SEGS],
+    /// The request's data, mapped for DMA by `queue_rq`.
+    sg: SgTable<MAX_SEGS>,
 }
+
+// SAFETY: `passthru` names a `Passthru` (which is `Send`) that its issuer keeps alive until
+// the request ends, in whatever context that happens; the rest is plain data or `Send`.
+#[allow(unsafe_code)]
+unsafe impl Send for Pdu {}
 
 /// A passthrough command riding a driver-private request: built by the ioctl, which waits
 /// for the request and keeps this (and the segments' memory) alive until it ends.
@@ -235,6 +236,7 @@ struct Passthru {
 
 // SAFETY: the segments are coherent memory the command's owner keeps until the request ends,
 // from whichever context it ends in.
+#[allow(unsafe_code)]
 unsafe impl Send for Passthru {}
 
 /// The interrupt handler of one I/O queue: reaps it. It shares the queue with the block
@@ -257,8 +259,8 @@ pub(crate) struct Io<O: Owner> {
     /// The PCI device, bound while this value lives (it is torn down before the unbind
     /// completes).
     dev: Arc<BoundPci>,
-    set: KBox<bindings::blk_mq_tag_set>,
-    set_live: bool,
+    /// The tag set; its driver data is this value (boxed, so it never moves).
+    set: TagSet<Self>,
     /// Every queue probe created, interrupt-driven ones first, then the polled ones; queue
     /// `i` is I/O queue `i + 1` and hardware context `i`.
     queues: KVec<Arc<HwQueue>>,
@@ -284,9 +286,7 @@ pub(crate) struct Io<O: Owner> {
     /// The shadow doorbell buffers every queue uses, if the controller took them.
     shadow: Option<Arc<ShadowDoorbells<LinuxCoherent>>>,
     /// The disks, changed by probe, rescans and teardown.
-    disks: LinuxMutex<KVec<Disk<O::DiskFront>>>,
-    /// The tag set, for the C side (which changes it): taken once from `set` in `setup`.
-    set_ptr: *mut bindings::blk_mq_tag_set,
+    disks: LinuxMutex<KVec<Disk<O>>>,
     /// The controller's memory page size.
     page: u64,
     instance: u32,
@@ -300,25 +300,18 @@ pub(crate) struct Io<O: Owner> {
     pub(crate) timeouts: kernel::sync::atomic::Atomic<u32>,
 }
 
-// SAFETY: the raw pointers name the tag set and disks this value owns; all of them may be
-// used from any thread.
-unsafe impl<O: Owner> Send for Io<O> {}
-// SAFETY: as above; shared access only reads them or goes through the queues' locks.
-unsafe impl<O: Owner> Sync for Io<O> {}
-
 /// One namespace's disk.
-struct Disk<F> {
+struct Disk<O: Owner> {
     nsid: u32,
-    disk: *mut bindings::gendisk,
+    /// Shared only while a rescan or a reset uses it (both under the shared state's I/O
+    /// lock); the last reference removes the disk.
     /// Logical block size it was created with.
     lbs: u32,
     /// Its front-end (on Linux: the generic node `/dev/ong<C>n<NSID>`; none if registering it
     /// failed), dropped before the disk is removed.
-    front: Option<F>,
+    front: Option<O::DiskFront>,
+    disk: Arc<GenDisk<Io<O>>>,
 }
-
-// SAFETY: a gendisk may be managed from any thread.
-unsafe impl<F: Send> Send for Disk<F> {}
 
 /// What the probe asks for.
 pub(crate) struct IoParams {
@@ -333,9 +326,9 @@ pub(crate) struct IoParams {
 type Ctrl = Controller<LinuxPlatform, Enabled>;
 
 impl<O: Owner> Io<O> {
-    /// The device's `struct pci_dev`: bound while `self` lives (see [`Io::dev`]).
-    fn pdev(&self) -> *mut bindings::pci_dev {
-        self.dev.as_raw()
+    /// The device, bound while `self` lives (see [`Io::dev`]).
+    fn device(&self) -> &kernel::device::Device {
+        self.dev.device().as_ref()
     }
 
     /// Sets up vectors, I/O queues, the tag set and a disk per usable namespace. On error,
@@ -352,8 +345,7 @@ impl<O: Owner> Io<O> {
         let mut io = KBox::new(
             Io {
                 dev,
-                set: KBox::new(bindings::blk_mq_tag_set::default(), GFP_KERNEL)?,
-                set_live: false,
+                set: TagSet::new()?,
                 queues: KVec::new(),
                 nr_default: 0,
                 nr_poll: 0,
@@ -367,7 +359,6 @@ impl<O: Owner> Io<O> {
                     c"orion_nvme::disks",
                     kernel::static_lock_class!(),
                 )?,
-                set_ptr: ptr::null_mut(),
                 page: 4096,
                 instance: p.instance,
                 owner,
@@ -487,7 +478,7 @@ impl<O: Owner> Io<O> {
             };
             let mut rqs = KVec::with_capacity(tags, GFP_KERNEL)?;
             for _ in 0..tags {
-                rqs.push(ptr::null_mut(), GFP_KERNEL)?;
+                rqs.push(None, GFP_KERNEL)?;
             }
             let inner = LinuxSync
                 .new_spin_lock(Inner {
@@ -547,27 +538,22 @@ impl<O: Owner> Io<O> {
         self.live.store(total, Relaxed);
 
         // The tag set.
-        let me = ptr::from_mut(self).cast::<c_void>();
-        self.set_ptr = &raw mut *self.set;
-        let set = &mut *self.set;
-        set.ops = &Self::OPS;
-        set.nr_hw_queues = total;
-        set.nr_maps = if nr_poll > 0 {
-            bindings::hctx_type_HCTX_MAX_TYPES
-        } else {
-            1
+        let me = ptr::from_mut(self).cast_const();
+        let params = TagSetParams {
+            nr_hw_queues: total,
+            nr_maps: if nr_poll > 0 { mq::ALL_MAPS } else { 1 },
+            queue_depth: depth - 1,
         };
-        set.queue_depth = depth - 1;
-        set.cmd_size = core::mem::size_of::<Pdu>() as c_uint;
-        set.numa_node = bindings::NUMA_NO_NODE;
-        set.driver_data = me;
-        // SAFETY: `set` is initialised as the function requires and stays at this address
-        // (boxed) until `blk_mq_free_tag_set` in `teardown`.
-        let r = unsafe { bindings::blk_mq_alloc_tag_set(set) };
-        if r != 0 {
-            return Err(Error::from_errno(r));
-        }
-        self.set_live = true;
+        // SAFETY:
+        // 1. `self` is boxed by `start` and never moves; `teardown` frees the tag set (after
+        //    removing the disks) before the box is dropped, and `drop` leaks what a missed
+        //    teardown leaves.
+        // 2. The device stays bound while `self` lives: it is torn down before the unbind
+        //    completes (see `Io::dev`).
+        // 3. All zeroes is a valid `Pdu`: integers, `false`, a null pointer and an unmapped
+        //    table.
+        #[allow(unsafe_code)]
+        unsafe { self.set.alloc(me, &dev, &params) }?;
 
         self.page = page;
         if let Some(info) = ctrl.info() {
@@ -608,9 +594,7 @@ impl<O: Owner> Io<O> {
         self.disks.lock(|d| {
             for x in d.iter() {
                 let shift = x.lbs.trailing_zeros().saturating_sub(9);
-                // SAFETY: the disk is ours and live (removal happens only here and in
-                // teardown, both under the shared state's I/O lock).
-                let sectors = unsafe { (*(*x.disk).part0).bd_nr_sectors };
+                let sectors = x.disk.nr_sectors();
                 let p = Present {
                     nsid: x.nsid,
                     block_size: x.lbs,
@@ -629,16 +613,16 @@ impl<O: Owner> Io<O> {
                     r.removed += 1;
                 }
                 Change::Resize { nsid, blocks } => {
-                    let disk = self
-                        .disks
-                        .lock(|d| d.iter().find(|x| x.nsid == nsid).map(|x| (x.disk, x.lbs)));
+                    let disk = self.disks.lock(|d| {
+                        d.iter()
+                            .find(|x| x.nsid == nsid)
+                            .map(|x| (x.disk.clone(), x.lbs))
+                    });
                     if let Some((disk, lbs)) = disk {
                         // Compared capped: a lying NSZE is not resized again at every rescan.
                         let sectors = sectors_of(blocks, lbs);
-                        // SAFETY: as above.
-                        if unsafe { (*(*disk).part0).bd_nr_sectors } != sectors {
-                            // SAFETY: as above.
-                            unsafe { bindings::set_capacity_and_notify(disk, sectors) };
+                        if disk.nr_sectors() != sectors {
+                            disk.set_capacity_and_notify(sectors);
                             r.resized += 1;
                         }
                     }
@@ -670,11 +654,8 @@ impl<O: Owner> Io<O> {
                 self.instance,
                 nsid
             );
-            // SAFETY: the disk was added by `add_disk` and is removed once (it left the list).
-            unsafe {
-                bindings::del_gendisk(x.disk);
-                bindings::put_disk(x.disk);
-            }
+            // Removed (`del_gendisk`, `put_disk`) with the last reference, this one.
+            drop(x.disk);
         }
     }
 
@@ -713,47 +694,29 @@ impl<O: Owner> Io<O> {
         if g.fua {
             lim.features |= BLK_FEAT_FUA;
         }
-        let key = kernel::static_lock_class!();
-        // SAFETY: the tag set is live; `lim` is a valid, initialised limits struct; the NSID
-        // travels as the queue's `queuedata` (an integer, never dereferenced).
-        let disk = unsafe {
-            bindings::__blk_mq_alloc_disk(
-                self.set_ptr,
-                &mut lim,
-                ptr::without_provenance_mut(ns.nsid as usize),
-                key.as_ptr(),
-            )
-        };
-        let disk = kernel::error::from_err_ptr(disk)?;
         let name = CString::try_from_fmt(fmt!("onvme{}n{}", self.instance, ns.nsid))?;
-        // SAFETY: `disk` is a freshly allocated gendisk we own; the name is NUL terminated
-        // (the last byte stays 0) and fits `disk_name`.
-        let r = unsafe {
-            for (d, s) in (*disk).disk_name.iter_mut().take(31).zip(name.to_bytes()) {
-                *d = *s;
-            }
-            (*disk).fops = &Self::FOPS.0;
-            // One reference on the owner per disk, dropped by `free_disk`.
-            (*disk).private_data = Arc::into_raw(self.owner.clone()).cast_mut().cast();
-            bindings::set_capacity(disk, sectors_of(ns.blocks, g.logical_block_size));
-            bindings::device_add_disk(&raw mut (*self.pdev()).dev, disk, self.ns_groups.as_ptr())
-        };
-        if r != 0 {
-            // SAFETY: the disk was never added, so `free_disk` will not run: release the
-            // owner's reference here, then drop our reference on the disk.
-            unsafe {
-                drop(Arc::from_raw((*disk).private_data.cast::<O>()));
-                (*disk).private_data = ptr::null_mut();
-                bindings::put_disk(disk);
-            }
-            return Err(Error::from_errno(r));
-        }
+        let disk = GenDisk::add(
+            &self.set,
+            DiskParams {
+                lim,
+                // The NSID travels as the queue's `queuedata`.
+                queuedata: ns.nsid as usize,
+                name: &name,
+                capacity: sectors_of(ns.blocks, g.logical_block_size),
+                // One reference on the owner per disk, dropped by `free_disk`.
+                owner: self.owner.clone(),
+                parent: self.device(),
+                groups: self.ns_groups,
+            },
+        )?;
+        // Without memory for it, the disk is removed again.
+        let disk = Arc::new(disk, GFP_KERNEL)?;
         let lbs = g.logical_block_size;
         let pushed = self.disks.lock(|d| {
             d.push(
                 Disk {
                     nsid: ns.nsid,
-                    disk,
+                    disk: disk.clone(),
                     lbs,
                     front: None,
                 },
@@ -761,16 +724,11 @@ impl<O: Owner> Io<O> {
             )
         });
         if pushed.is_err() {
-            // SAFETY: added above, not yet known to anyone else: remove it again.
-            unsafe {
-                bindings::del_gendisk(disk);
-                bindings::put_disk(disk);
-            }
+            // Not yet known to anyone else: removed again as `disk` goes.
             return Err(ENOMEM);
         }
-        // SAFETY: the disk is live, so its queue is; the tag set of our disks reserves a
-        // `Pdu` after every request (`cmd_size`). A fresh disk's queue is not dying.
-        let q = unsafe { nowait::QueueRef::get((*disk).queue) }.ok_or(ENODEV)?;
+        // A fresh disk's queue is not dying.
+        let q = disk.queue_ref().ok_or(ENODEV)?;
         self.owner.disk_added(ns.nsid, q)?;
         // The front-end last: its commands find the queue through the owner.
         let front = self
@@ -779,7 +737,7 @@ impl<O: Owner> Io<O> {
             .and_then(|r| r);
         match front {
             Ok(n) => self.disks.lock(|d| {
-                if let Some(x) = d.iter_mut().find(|x| x.disk == disk) {
+                if let Some(x) = d.iter_mut().find(|x| Arc::ptr_eq(&x.disk, &disk)) {
                     x.front = Some(n);
                 }
             }),
@@ -812,17 +770,11 @@ impl<O: Owner> Io<O> {
         self.owner.disks_removing();
         while let Some(x) = self.disks.lock(|d| d.pop()) {
             drop(x.front);
-            // SAFETY: each disk was added by `add_disk` and is removed once.
-            unsafe {
-                bindings::del_gendisk(x.disk);
-                bindings::put_disk(x.disk);
-            }
+            // Removed with the last reference, this one.
+            drop(x.disk);
         }
-        if self.set_live {
-            // SAFETY: allocated by `blk_mq_alloc_tag_set`, no queue uses it any more.
-            unsafe { bindings::blk_mq_free_tag_set(&mut *self.set) };
-            self.set_live = false;
-        }
+        // No queue uses it any more.
+        self.set.free();
         if let (true, Some(c)) = (self.pin_based, ctrl.as_deref()) {
             // Admin commands follow; with no handler of ours left, keep the (possibly shared)
             // line quiet: mask at the controller again (see probe).
@@ -859,36 +811,26 @@ pub(crate) struct Kept {
     depth: u32,
 }
 
-/// Bios waiting to be submitted again (a `bio_list`: chained through `bi_next`).
+/// Bios waiting to be submitted again.
 #[derive(Default)]
 struct Orphans {
-    list: bindings::bio_list,
+    list: BioList,
     /// Requests that could not be given back to the block layer this way and failed.
     failed: u32,
 }
 
-// SAFETY: the bios are owned by this list (taken off their ended requests) until submitted
-// again; any thread may do that.
-unsafe impl Send for Orphans {}
-
 impl<O: Owner> Io<O> {
-    /// Ends or resubmits one request a reset interrupted.
-    ///
-    /// # Safety
-    ///
-    /// `rq` is one of our requests that was in flight and is owned by the caller.
-    unsafe fn interrupted(&self, rq: *mut bindings::request, n: &mut Interruptions) {
-        // SAFETY: caller's contract.
-        unsafe { unmap(self, rq) };
-        // SAFETY: as above.
-        let p = unsafe { pdu(rq) };
+    /// Ends or resubmits one request a reset interrupted (taken off its queue).
+    fn interrupted(&self, mut rq: Owned<Pdu>, n: &mut Interruptions) {
+        let p = rq.pdu();
+        p.sg.unmap();
         match recovery::after_reset(p.retries, !p.passthru.is_null()) {
             Interrupted::Retry => {
                 p.retries += 1;
                 n.retried += 1;
-                // SAFETY: a started request of ours, not on the device; blk-mq dispatches it
-                // again once the queues are unquiesced and the requeue list kicked.
-                unsafe { bindings::blk_mq_requeue_request(rq, false) };
+                // Not on the device; blk-mq dispatches it again once the queues are
+                // unquiesced and the requeue list kicked.
+                rq.requeue(false);
             }
             Interrupted::Fail => {
                 n.failed += 1;
@@ -897,8 +839,7 @@ impl<O: Owner> Io<O> {
                 // reference driver reports it.
                 p.nvme_status = recovery::ENDED_BY_RESET.0;
                 p.result = 0;
-                // SAFETY: ours to end, once.
-                unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };
+                rq.end(BLK_STS_IOERR);
             }
         }
     }
@@ -908,37 +849,27 @@ impl<O: Owner> Io<O> {
     /// [`ResetIo::remap`]) and the empty request ends. A request with no bios of its own (the
     /// flush machinery's cache flush) or a passthrough command cannot be sent elsewhere:
     /// it fails, as a passthrough command interrupted by a reset does.
-    ///
-    /// # Safety
-    ///
-    /// `rq` is a request blk-mq handed to `queue_rq`, owned by us.
-    unsafe fn give_back(&self, rq: *mut bindings::request) -> bindings::blk_status_t {
-        // SAFETY: caller's contract.
-        let (op, has_bio) = unsafe {
-            bindings::blk_mq_start_request(rq);
-            ((*rq).cmd_flags & REQ_OP_MASK, !(*rq).bio.is_null())
-        };
-        // SAFETY: as above.
-        let p = unsafe { pdu(rq) };
+    fn give_back<'a>(&self, rq: Request<'a, Pdu>) -> Result<(), Refused<'a, Pdu>> {
+        let mut rq = rq.start();
+        let (op, has_bio) = (rq.cmd_flags() & REQ_OP_MASK, rq.has_bio());
         let passthru =
             op == bindings::req_op_REQ_OP_DRV_IN || op == bindings::req_op_REQ_OP_DRV_OUT;
         if has_bio && !passthru {
-            // SAFETY: the request is ours and not on the device; its bios move to the list
-            // (the list lock orders this against `remap` taking it).
-            self.orphans
-                .lock(|o| unsafe { bindings::blk_steal_bios(&mut o.list, rq) });
-            p.status = BLK_STS_OK;
-            // SAFETY: ours to end, once; it has no bios left to complete.
-            unsafe { bindings::blk_mq_end_request(rq, BLK_STS_OK) };
+            // The request is not on the device; its bios move to the list (the list lock
+            // orders this against `remap` taking it).
+            self.orphans.lock(|o| rq.steal_bios(&mut o.list));
+            rq.pdu().status = BLK_STS_OK;
+            // It has no bios left to complete.
+            rq.end(BLK_STS_OK);
         } else {
             self.orphans.lock(|o| o.failed += 1);
+            let p = rq.pdu();
             p.status = BLK_STS_IOERR;
             p.nvme_status = recovery::ENDED_BY_RESET.0;
             p.result = 0;
-            // SAFETY: as above.
-            unsafe { bindings::blk_mq_end_request(rq, BLK_STS_IOERR) };
+            rq.end(BLK_STS_IOERR);
         }
-        BLK_STS_OK
+        Ok(())
     }
 }
 
@@ -949,8 +880,7 @@ impl<O: Owner> ResetIo<LinuxPlatform> for Io<O> {
     /// Reset step 1: no new dispatch (requests wait in blk-mq), then what the controller has
     /// already completed is reaped and ended normally.
     fn quiesce(&self) {
-        // SAFETY: the tag set is live while `self` is (freed only by `teardown`).
-        unsafe { bindings::blk_mq_quiesce_tagset(self.set_ptr) };
+        self.set.quiesce();
         for hq in self.queues.iter() {
             reap(hq);
         }
@@ -973,7 +903,7 @@ impl<O: Owner> ResetIo<LinuxPlatform> for Io<O> {
         let mut n = Interruptions::default();
         for hq in self.queues.iter() {
             loop {
-                let mut batch = [ptr::null_mut::<bindings::request>(); BATCH];
+                let mut batch: [Option<Owned<Pdu>>; BATCH] = [const { None }; BATCH];
                 let mut got = 0;
                 hq.inner.lock(|inner| {
                     let Inner { q, rqs, .. } = inner;
@@ -981,7 +911,7 @@ impl<O: Owner> ResetIo<LinuxPlatform> for Io<O> {
                         if got == BATCH {
                             break;
                         }
-                        if slot.is_null() {
+                        if slot.is_none() {
                             continue;
                         }
                         if let Some(q) = q.as_mut() {
@@ -994,10 +924,9 @@ impl<O: Owner> ResetIo<LinuxPlatform> for Io<O> {
                         }
                     }
                 });
-                for &rq in batch.iter().take(got) {
-                    // SAFETY: `rq` was in flight on this queue and has just been taken off
-                    // it under the lock, so nothing else ends it; its mapping is ours.
-                    unsafe { self.interrupted(rq, &mut n) };
+                for rq in batch.iter_mut().take(got).filter_map(Option::take) {
+                    // In flight on this queue and just taken off it under the lock.
+                    self.interrupted(rq, &mut n);
                 }
                 if got < BATCH {
                     break;
@@ -1084,18 +1013,15 @@ impl<O: Owner> ResetIo<LinuxPlatform> for Io<O> {
         self.disks.lock(|d| {
             for x in d.iter() {
                 if dead {
-                    // SAFETY: the disk is live (removed only under the shared I/O lock,
-                    // which the caller holds).
-                    unsafe { bindings::blk_mark_disk_dead(x.disk) };
+                    x.disk.mark_dead();
                 }
             }
         });
-        // SAFETY: the tag set is live; it was quiesced by `quiesce`.
-        unsafe { bindings::blk_mq_unquiesce_tagset(self.set_ptr) };
+        // Quiesced by `quiesce`.
+        self.set.unquiesce();
         self.disks.lock(|d| {
             for x in d.iter() {
-                // SAFETY: as above; the disk's queue lives as long as the disk.
-                unsafe { bindings::blk_mq_kick_requeue_list((*x.disk).queue) };
+                x.disk.queue().kick_requeue_list();
             }
         });
     }
@@ -1114,39 +1040,35 @@ impl<O: Owner> ResetIo<LinuxPlatform> for Io<O> {
     /// bound a controller that stops completing here would hang the reset for good.
     fn remap(&self, stuck: &mut dyn FnMut(u32)) -> Option<Remapped> {
         let to = self.live.load(Relaxed);
-        // SAFETY: the tag set is live while `self` is; `nr_hw_queues` only changes here.
-        let from = unsafe { (*self.set_ptr).nr_hw_queues };
+        // `nr_hw_queues` only changes here.
+        let from = self.set.nr_hw_queues();
         if to == from || to == 0 {
             return None;
         }
         self.remapped.store(true, Relaxed);
         // The disks cannot go away meanwhile: they are removed only under the shared state's
-        // I/O lock, which the reset holds. Without memory for the list, no bound.
-        let mut queues: KVec<*mut bindings::request_queue> = KVec::new();
+        // I/O lock, which the reset holds (and these references would only delay it). Without
+        // memory for the list, no bound.
+        let mut disks: KVec<Arc<GenDisk<Self>>> = KVec::new();
         let complete = self.disks.lock(|d| {
-            d.iter().all(|x| {
-                // SAFETY: the disk is live (see above); its queue lives as long as it does.
-                queues.push(unsafe { (*x.disk).queue }, GFP_KERNEL).is_ok()
-            })
+            d.iter()
+                .all(|x| disks.push(x.disk.clone(), GFP_KERNEL).is_ok())
         });
         if !complete {
-            queues.clear();
+            disks.clear();
         }
         let mut budget: c_uint = 0;
-        for &q in queues.iter() {
-            // SAFETY: `q` is a live queue of one of our disks (see above). The freeze is
-            // undone below, in this function; `_non_owner` because lockdep must not see it
-            // as held across the controller teardown `stuck` may do.
-            unsafe {
-                budget = budget.max((*q).rq_timeout);
-                bindings::blk_freeze_queue_start_non_owner(q);
-            }
+        for d in disks.iter() {
+            budget = budget.max(d.queue().rq_timeout());
+            // Undone below, in this function; `_non_owner` because lockdep must not see it as
+            // held across the controller teardown `stuck` may do.
+            d.start_freeze();
         }
         // CAST: a u32 fits the kernel's 64-bit unsigned long.
         let mut left = budget as kernel::ffi::c_ulong;
-        for &q in queues.iter() {
-            // SAFETY: as above; sleeping is allowed (process context, no spin lock held).
-            let r = unsafe { bindings::blk_mq_freeze_queue_wait_timeout(q, left) };
+        for d in disks.iter() {
+            // Process context, no spin lock held.
+            let r = d.freeze_wait_timeout(left);
             if r <= 0 {
                 // CAST: jiffies to milliseconds; an io_timeout fits a u32 in either.
                 stuck((u64::from(budget) * 1000 / u64::from(bindings::CONFIG_HZ)) as u32);
@@ -1155,31 +1077,17 @@ impl<O: Owner> ResetIo<LinuxPlatform> for Io<O> {
             // CAST: positive, the jiffies left of `left`.
             left = r as kernel::ffi::c_ulong;
         }
-        // CAST: to <= queues.len() <= 65535.
-        // SAFETY: as above; called from process context without spin locks, dispatch
-        // running (the freeze inside waits for requests to end).
-        unsafe { bindings::blk_mq_update_nr_hw_queues(self.set_ptr, to as c_int) };
-        for &q in queues.iter() {
-            // SAFETY: frozen (started) above, once.
-            unsafe { bindings::blk_mq_unfreeze_queue_non_owner(q) };
+        // Process context without spin locks, dispatch running (the freeze inside waits for
+        // requests to end).
+        self.set.update_nr_hw_queues(to);
+        for d in disks.iter() {
+            d.unfreeze();
         }
         self.owner.queues_changed(to, self.depth);
         let (list, failed) = self
             .orphans
             .lock(|o| (core::mem::take(&mut o.list), core::mem::take(&mut o.failed)));
-        let mut bio = list.head;
-        let mut resubmitted = 0;
-        while !bio.is_null() {
-            // SAFETY: the bios on the list are ours (taken off ended requests) and chained
-            // through `bi_next`; each is unlinked before it is handed back to the block layer.
-            unsafe {
-                let next = (*bio).bi_next;
-                (*bio).bi_next = ptr::null_mut();
-                bindings::submit_bio_noacct(bio);
-                bio = next;
-            }
-            resubmitted += 1;
-        }
+        let resubmitted = list.submit_all();
         Some(Remapped {
             from,
             to,
@@ -1234,10 +1142,15 @@ impl<O: Owner> Drop for Io<O> {
     fn drop(&mut self) {
         // `teardown` must have run; if not (a bug), at least never free memory a live
         // registration points at: leak instead.
-        if self.set_live || self.disks.lock(|d| !d.is_empty()) || !self.irqs.is_empty() {
+        if self.set.is_live() || self.disks.lock(|d| !d.is_empty()) || !self.irqs.is_empty() {
             pr_err!("block state dropped without teardown; leaking it\n");
             let q = core::mem::take(&mut self.queues);
             core::mem::forget(q);
+            // The disks are leaked too (their fronts are dropped).
+            for x in self.disks.lock(core::mem::take) {
+                drop(x.front);
+                core::mem::forget(x.disk);
+            }
             let i = core::mem::take(&mut self.irqs);
             core::mem::forget(i);
             core::mem::forget(self.vectors.take());
@@ -1260,59 +1173,12 @@ pub(crate) fn mask_pin_interrupts(ctrl: &Ctrl) {
     let _ = ctrl.mask_interrupts();
 }
 
-/// The `Io` a hardware context belongs to.
-///
-/// # Safety
-///
-/// `hctx` is a live hardware context of one of our tag sets.
-unsafe fn io_of<'a, O: Owner>(
-    hctx: *mut bindings::blk_mq_hw_ctx,
-) -> Option<(&'a Io<O>, &'a HwQueue)> {
-    // SAFETY: `init_hctx` stored the `Io` address in `driver_data`; the `Io` outlives the tag
-    // set. `queue_num` indexes the queues (one per hardware queue, same order).
-    unsafe {
-        let io = &*(*hctx).driver_data.cast::<Io<O>>();
-        let hq = &**io.queues.get((*hctx).queue_num as usize)?;
-        Some((io, hq))
-    }
-}
-
-/// # Safety
-///
-/// `rq` is a request of one of our tag sets.
-unsafe fn pdu<'a>(rq: *mut bindings::request) -> &'a mut Pdu {
-    // SAFETY: the tag set's `cmd_size` reserves a `Pdu` after every request.
-    unsafe { &mut *bindings::blk_mq_rq_to_pdu(rq).cast::<Pdu>() }
-}
-
-/// Unmaps a request's data, if mapped.
-///
-/// # Safety
-///
-/// `rq` is one of our requests and `io` its controller's state.
-unsafe fn unmap<O: Owner>(io: &Io<O>, rq: *mut bindings::request) {
-    // SAFETY: caller's contract.
-    let p = unsafe { pdu(rq) };
-    if p.nents > 0 {
-        // SAFETY: `sg[..nents]` was mapped with this device and direction in `queue_rq`.
-        unsafe {
-            bindings::dma_unmap_sg_attrs(
-                &raw mut (*io.pdev()).dev,
-                p.sg.as_mut_ptr(),
-                p.nents,
-                p.dir,
-                0,
-            )
-        };
-        p.nents = 0;
-    }
-}
-
-/// Reaps `hq`'s completion queue and ends the requests found; returns the entries consumed.
+/// Reaps `hq`'s completion queue and completes the requests found; returns the entries
+/// consumed.
 fn reap(hq: &HwQueue) -> usize {
     let mut total = 0;
     loop {
-        let mut done = [ptr::null_mut::<bindings::request>(); BATCH];
+        let mut done: [Option<Owned<Pdu>>; BATCH] = [const { None }; BATCH];
         let mut n = 0;
         let consumed = hq.inner.lock(|inner| {
             let Inner { q, rqs, .. } = inner;
@@ -1325,26 +1191,19 @@ fn reap(hq: &HwQueue) -> usize {
                     let Some(slot) = rqs.get_mut(usize::from(tag)) else {
                         return;
                     };
-                    let rq = core::mem::take(slot);
-                    if rq.is_null() {
+                    let Some(mut rq) = slot.take() else {
                         return;
-                    }
-                    // SAFETY: `rq` was in flight on this tag, so it is alive.
-                    let p = unsafe { pdu(rq) };
+                    };
+                    let p = rq.pdu();
                     // Passthrough failures are the caller's to report.
                     if status != BlockStatus::Ok && p.passthru.is_null() {
-                        pr_warn!(
-                            "qid {} tag {}: {}\n",
-                            hq.qid,
-                            tag,
-                            Show(&raw)
-                        );
+                        pr_warn!("qid {} tag {}: {}\n", hq.qid, tag, Show(&raw));
                     }
                     p.status = blk_sts(status);
                     p.nvme_status = raw.0;
                     p.result = result;
                     if let Some(d) = done.get_mut(n) {
-                        *d = rq;
+                        *d = Some(rq);
                         n += 1;
                     }
                 },
@@ -1352,9 +1211,9 @@ fn reap(hq: &HwQueue) -> usize {
             );
             r.unwrap_or(0)
         });
-        for &rq in &done[..n] {
-            // SAFETY: `rq` is in flight and completed exactly once (its tag was cleared above).
-            unsafe { bindings::blk_mq_complete_request(rq) };
+        // Each completed exactly once: its tag was cleared above.
+        for rq in done.iter_mut().take(n).filter_map(Option::take) {
+            rq.complete();
         }
         total += consumed;
         if consumed < BATCH {
@@ -1363,168 +1222,227 @@ fn reap(hq: &HwQueue) -> usize {
     }
 }
 
-/// blk-mq `init_hctx`: every hardware context points at the controller's [`Io`].
-///
-/// # Safety
-///
-/// Called by blk-mq for a hardware context of our tag set.
-unsafe extern "C" fn init_hctx(
-    hctx: *mut bindings::blk_mq_hw_ctx,
-    data: *mut c_void,
-    _idx: c_uint,
-) -> c_int {
-    // SAFETY: blk-mq passes a live context and our tag set's `driver_data`.
-    unsafe { (*hctx).driver_data = data };
-    0
-}
+/// The blk-mq callbacks of the controller's tag set and the disks' operations.
+impl<O: Owner> mq::Ops for Io<O> {
+    type Pdu = Pdu;
+    type DiskOwner = O;
+    type Module = crate::OrionModule;
 
-/// blk-mq `queue_rq`: maps the request's data and submits its command.
-///
-/// # Safety
-///
-/// Called by blk-mq with a context of our tag set and a request it hands us.
-unsafe extern "C" fn queue_rq<O: Owner>(
-    hctx: *mut bindings::blk_mq_hw_ctx,
-    bd: *const bindings::blk_mq_queue_data,
-) -> bindings::blk_status_t {
-    // SAFETY: blk-mq calls with a live context of our tag set and a request it owns.
-    let Some((io, hq)) = (unsafe { io_of::<O>(hctx) }) else {
-        return BLK_STS_IOERR;
-    };
-    // SAFETY: as above.
-    let (rq, last) = unsafe { ((*bd).rq, (*bd).last) };
-    // SAFETY: as above.
-    if unsafe { (*hctx).queue_num } >= io.live.load(Relaxed) {
-        // SAFETY: as above.
-        return unsafe { io.give_back(rq) };
-    }
-    // SAFETY: `rq` is owned by us until ended.
-    let (op, flags, sector, bytes, q, tag) = unsafe {
-        let r = &*rq;
-        (
-            r.cmd_flags & REQ_OP_MASK,
-            r.cmd_flags,
-            r.__sector,
-            r.__data_len,
-            r.q,
-            r.tag,
-        )
-    };
-    // SAFETY: `q` is the request's live queue; `queuedata` carries the NSID.
-    // CAST: the pointer holds a u32 NSID.
-    let (nsid, lbs) = unsafe { ((*q).queuedata.addr() as u32, (*q).limits.logical_block_size) };
-    let shift = lbs.trailing_zeros().saturating_sub(9);
-    let Ok(tag) = u16::try_from(tag) else {
-        return BLK_STS_IOERR;
-    };
-    // SAFETY: `rq` is ours to start.
-    unsafe { bindings::blk_mq_start_request(rq) };
-    // SAFETY: as above.
-    let p = unsafe { pdu(rq) };
-    p.status = BLK_STS_OK;
-    p.nents = 0;
-    p.aborted = false;
-    // SAFETY: as above. The first dispatch of a request (not a resubmission after a reset)
-    // starts its retry count; RQF_DONTPREP marks it prepared and survives requeues.
-    unsafe {
-        if (*rq).rq_flags & RQF_DONTPREP == 0 {
+    /// Maps the request's data and submits its command.
+    #[inline]
+    fn queue_rq<'a>(
+        &self,
+        hw: HwCtx<'a>,
+        rq: Request<'a, Pdu>,
+        last: bool,
+    ) -> Result<(), Refused<'a, Pdu>> {
+        let qn = hw.queue_num();
+        let Some(hq) = self.queues.get(qn as usize) else {
+            return Err(Refused::unstarted(rq, BLK_STS_IOERR));
+        };
+        if qn >= self.live.load(Relaxed) {
+            return self.give_back(rq);
+        }
+        let (op, flags, sector, bytes, tag) = (
+            rq.cmd_flags() & REQ_OP_MASK,
+            rq.cmd_flags(),
+            rq.sector(),
+            rq.data_len(),
+            rq.tag(),
+        );
+        let q = rq.queue();
+        // CAST: `queuedata` carries a u32 NSID.
+        let (nsid, lbs) = (q.queuedata() as u32, q.logical_block_size());
+        let shift = lbs.trailing_zeros().saturating_sub(9);
+        let Ok(tag) = u16::try_from(tag) else {
+            return Err(Refused::unstarted(rq, BLK_STS_IOERR));
+        };
+        let mut rq = rq.start();
+        // The first dispatch of a request (not a resubmission after a reset) starts its retry
+        // count; RQF_DONTPREP marks it prepared and survives requeues.
+        let first = rq.first_dispatch();
+        // The driver data once for the whole dispatch (one `blk_mq_rq_to_pdu`).
+        let (p, data) = rq.pdu_and_data();
+        p.status = BLK_STS_OK;
+        p.sg.clear();
+        p.aborted = false;
+        if first {
             p.retries = 0;
-            (*rq).rq_flags |= RQF_DONTPREP;
         }
-    }
-    if op == bindings::req_op_REQ_OP_DRV_IN || op == bindings::req_op_REQ_OP_DRV_OUT {
-        // SAFETY: the ioctl that built this request keeps its `Passthru` alive until the
-        // request ends.
-        let Some(pt) = (unsafe { p.passthru.as_ref() }) else {
-            return BLK_STS_IOERR;
-        };
-        // SAFETY: as above, `segs[..nsegs]` lives as long.
-        let segs = unsafe { core::slice::from_raw_parts(pt.segs, pt.nsegs) };
-        return submit(hq, tag, rq, last, |q| q.submit_raw(tag, pt.sqe, segs));
-    }
-    let lba = sector >> shift;
-    let blocks = bytes >> (shift + 9);
-    let io_op = match op {
-        bindings::req_op_REQ_OP_READ => IoOp::Read,
-        bindings::req_op_REQ_OP_WRITE => IoOp::Write,
-        bindings::req_op_REQ_OP_FLUSH => IoOp::Flush,
-        bindings::req_op_REQ_OP_DISCARD => IoOp::Discard,
-        bindings::req_op_REQ_OP_WRITE_ZEROES => IoOp::WriteZeroes,
-        _ => return BLK_STS_NOTSUPP,
-    };
-    let mut segs = [Segment { addr: 0, len: 0 }; MAX_SEGS];
-    let mut nsegs = 0;
-    if matches!(io_op, IoOp::Read | IoOp::Write) {
-        p.dir = if io_op == IoOp::Read {
-            bindings::dma_data_direction::DMA_FROM_DEVICE
-        } else {
-            bindings::dma_data_direction::DMA_TO_DEVICE
-        };
-        let mut last_sg = ptr::null_mut();
-        // Only as many entries as the request has segments are initialised (most requests
-        // have one): the table is reused, so its end marker must be where mapping stops.
-        // SAFETY: `rq` is ours.
-        let nseg = unsafe { (*rq).nr_phys_segments };
-        if usize::from(nseg) > MAX_SEGS {
-            return BLK_STS_IOERR;
+        if op == bindings::req_op_REQ_OP_DRV_IN || op == bindings::req_op_REQ_OP_DRV_OUT {
+            // SAFETY: the ioctl or the generic node that built this request keeps its
+            // `Passthru`, and the memory `segs[..nsegs]` describes, alive until the request
+            // ends (see `execute_passthru` and `nowait::Request::start`).
+            #[allow(unsafe_code)]
+            let cmd = unsafe {
+                p.passthru
+                    .as_ref()
+                    .map(|pt| (pt.sqe, core::slice::from_raw_parts(pt.segs, pt.nsegs)))
+            };
+            let Some((sqe, segs)) = cmd else {
+                return Err(Refused::started(rq, BLK_STS_IOERR));
+            };
+            return submit(hq, tag, rq, last, |q| q.submit_raw(tag, sqe, segs))
+                .map_err(|(rq, st)| Refused::started(rq, st));
         }
-        // SAFETY: `sg` has at least `nseg.max(1)` entries (checked above, and the queue's
-        // max_segments is at most MAX_SEGS); the request's bios are stable while we own it.
-        let n = unsafe {
-            bindings::sg_init_table(p.sg.as_mut_ptr(), c_uint::from(nseg.max(1)));
-            bindings::__blk_rq_map_sg(rq, p.sg.as_mut_ptr(), &mut last_sg)
+        let lba = sector >> shift;
+        let blocks = bytes >> (shift + 9);
+        let io_op = match op {
+            bindings::req_op_REQ_OP_READ => IoOp::Read,
+            bindings::req_op_REQ_OP_WRITE => IoOp::Write,
+            bindings::req_op_REQ_OP_FLUSH => IoOp::Flush,
+            bindings::req_op_REQ_OP_DISCARD => IoOp::Discard,
+            bindings::req_op_REQ_OP_WRITE_ZEROES => IoOp::WriteZeroes,
+            _ => return Err(Refused::started(rq, BLK_STS_NOTSUPP)),
         };
-        if n <= 0 {
-            return BLK_STS_IOERR;
-        }
-        // SAFETY: `sg[..n]` describes the request's pages; the device is bound (requests
-        // arrive only while the tag set lives, and `Io` frees it before the unbind ends).
-        let mapped = unsafe {
-            bindings::dma_map_sg_attrs(&raw mut (*io.pdev()).dev, p.sg.as_mut_ptr(), n, p.dir, 0)
-        };
-        if mapped == 0 {
-            return BLK_STS_RESOURCE;
-        }
-        p.nents = n;
-        for (i, s) in segs.iter_mut().enumerate().take(mapped as usize) {
-            // SAFETY: entry `i` is among the `mapped` entries dma_map_sg filled in.
-            unsafe {
-                let e = p.sg.as_mut_ptr().add(i);
-                *s = Segment {
-                    addr: bindings::sg_dma_address(e),
-                    len: bindings::sg_dma_len(e),
-                };
+        let mut segs = [Segment { addr: 0, len: 0 }; MAX_SEGS];
+        let mut nsegs = 0;
+        if matches!(io_op, IoOp::Read | IoOp::Write) {
+            match p.sg.map(&data, io_op == IoOp::Write) {
+                Ok(mapped) => {
+                    for (s, (addr, len)) in segs.iter_mut().zip(p.sg.dma_segments(mapped)) {
+                        *s = Segment { addr, len };
+                        nsegs += 1;
+                    }
+                }
+                Err(MapError::Segments) => return Err(Refused::started(rq, BLK_STS_IOERR)),
+                Err(MapError::Dma) => return Err(Refused::started(rq, BLK_STS_RESOURCE)),
             }
-            nsegs += 1;
+        }
+        let req = IoRequest {
+            op: io_op,
+            nsid,
+            lba,
+            blocks,
+            fua: flags & REQ_FUA != 0 && io_op == IoOp::Write,
+            segs: &segs[..nsegs],
+        };
+        submit(hq, tag, rq, last, |q| q.submit(tag, &req)).map_err(|(mut rq, st)| {
+            // The request was not handed to the device.
+            rq.pdu().sg.unmap();
+            Refused::started(rq, st)
+        })
+    }
+
+    /// Rings the doorbell owed for the last requests queued.
+    #[inline]
+    fn commit_rqs(&self, hw: HwCtx<'_>) {
+        let Some(hq) = self.queues.get(hw.queue_num() as usize) else {
+            return;
+        };
+        hq.inner.lock(|inner| {
+            if let Some(q) = inner.q.as_mut() {
+                let _ = q.ring(&hq.bar, hq.shadow.as_deref());
+            }
+        });
+    }
+
+    /// Unmaps the data and ends the request with the status stored by [`reap`].
+    #[inline]
+    fn complete(&self, mut rq: Owned<Pdu>) {
+        if self.queues.get(rq.queue_num() as usize).is_some() {
+            rq.pdu().sg.unmap();
+        }
+        let status = rq.pdu().status;
+        rq.end(status);
+    }
+
+    /// Reaps a poll queue.
+    #[inline]
+    fn poll(&self, hw: HwCtx<'_>) -> c_int {
+        let Some(hq) = self.queues.get(hw.queue_num() as usize) else {
+            return 0;
+        };
+        // CAST: bounded by the queue depth.
+        reap(hq) as c_int
+    }
+
+    /// The core's timeout ladder ([`ladder::expired`]): the queue is reaped first (a missed
+    /// interrupt); a command really outstanding gets one Abort and another period; if it is
+    /// still outstanding then, the controller is reset, which resubmits or fails it. While
+    /// the device is being unbound the command is cancelled and fails.
+    fn timeout(&self, rq: TimedOut<'_, Pdu>) -> TimeoutReturn {
+        let Some(hq) = self.queues.get(rq.queue_num() as usize) else {
+            return TimeoutReturn::Done;
+        };
+        let Ok(tag) = u16::try_from(rq.tag()) else {
+            return TimeoutReturn::Done;
+        };
+        let host = LadderCtrl {
+            io: self,
+            qid: hq.qid,
+            tag,
+        };
+        let mut req = LadderRq {
+            hq,
+            rq,
+            tag,
+            taken: None,
+        };
+        match ladder::expired(&host, &mut req, hq.qid) {
+            TimeoutAction::Done => TimeoutReturn::Done,
+            TimeoutAction::ResetTimer => TimeoutReturn::ResetTimer,
         }
     }
-    let req = IoRequest {
-        op: io_op,
-        nsid,
-        lba,
-        blocks,
-        fua: flags & REQ_FUA != 0 && io_op == IoOp::Write,
-        segs: &segs[..nsegs],
-    };
-    match submit(hq, tag, rq, last, |q| q.submit(tag, &req)) {
-        BLK_STS_OK => BLK_STS_OK,
-        st => {
-            // SAFETY: the request was not handed to the device; its mapping is ours.
-            unsafe { unmap(io, rq) };
-            st
+
+    /// Interrupt queues follow their vectors' CPU affinity, poll queues are spread evenly.
+    fn map_queues(&self, maps: &mut QueueMaps<'_>) {
+        // The queues in service are a prefix: interrupt-driven ones first (at least one).
+        let live = self.live.load(Relaxed).max(1);
+        let nr_default = self.nr_default.min(live);
+        let nr_poll = self.nr_poll.min(live - nr_default);
+        let mut def = maps.map(MapType::Default);
+        def.set_nr_queues(nr_default);
+        def.set_queue_offset(0);
+        // With fewer queues than vectors, some CPUs' vectors serve no queue, and once the
+        // queue count changed (see `remapped`): spread the CPUs evenly instead of by affinity.
+        if self.spread && nr_default == self.nr_default && !self.remapped.load(Relaxed) {
+            // Follow the vectors' CPU affinity (vector 0 is the admin queue's).
+            def.map_hw_queues(self.device(), 1);
+        } else {
+            def.map_queues();
+        }
+        if maps.nr_maps() > bindings::hctx_type_HCTX_TYPE_POLL {
+            maps.map(MapType::Read).set_nr_queues(0);
+            let mut pollm = maps.map(MapType::Poll);
+            pollm.set_nr_queues(nr_poll);
+            pollm.set_queue_offset(nr_default);
+            if nr_poll > 0 {
+                pollm.map_queues();
+            }
+        }
+    }
+
+    /// The disks' `ioctl`: the NVMe ioctls (anything else is ENOTTY).
+    fn ioctl(
+        owner: ArcBorrow<'_, O>,
+        q: BlkQueue<'_>,
+        partition: bool,
+        writable: bool,
+        cmd: u32,
+        arg: usize,
+    ) -> c_int {
+        // CAST: `queuedata` carries a u32 NSID (see `add_disk`).
+        let nsid = q.queuedata() as u32;
+        match O::disk_ioctl(owner, q, nsid, partition, writable, cmd, arg) {
+            // CAST: the value is an NSID or a 15-bit status.
+            Ok(v) => v as c_int,
+            Err(e) => e.to_errno(),
         }
     }
 }
 
 /// Submits a request's command on `hq` under `tag` with `build`, records the request and
-/// rings the doorbell if it is the last of a batch.
+/// rings the doorbell if it is the last of a batch. On error, the request comes back with
+/// the status to end it with.
 fn submit(
     hq: &HwQueue,
     tag: u16,
-    rq: *mut bindings::request,
+    rq: Owned<Pdu>,
     last: bool,
     build: impl FnOnce(&mut Queue) -> Result<(), io::SubmitError>,
-) -> u8 {
+) -> Result<(), (Owned<Pdu>, u8)> {
+    let mut rq = Some(rq);
     let res = hq.inner.lock(|inner| {
         let Some(q) = inner.q.as_mut() else {
             return Err(BLK_STS_IOERR);
@@ -1536,16 +1454,16 @@ fn submit(
             pr_warn!("qid {} tag {}: not submitted: {:?}\n", hq.qid, tag, e);
             blk_sts(e.block_status())
         })?;
-        *slot = rq;
+        *slot = rq.take();
         inner.submitted += 1;
         if last {
             let _ = q.ring(&hq.bar, hq.shadow.as_deref());
         }
         Ok(())
     });
-    match res {
-        Ok(()) => BLK_STS_OK,
-        Err(s) => s,
+    match (res, rq) {
+        (Err(s), Some(rq)) => Err((rq, s)),
+        _ => Ok(()),
     }
 }
 
@@ -1559,94 +1477,33 @@ pub(crate) fn execute_passthru(
     write: bool,
     timeout_ms: u32,
 ) -> Result<(u16, u64)> {
-    let op = if write {
-        bindings::req_op_REQ_OP_DRV_OUT
-    } else {
-        bindings::req_op_REQ_OP_DRV_IN
-    };
-    // SAFETY: `q` is the queue of a disk the caller has open; a dying queue refuses.
-    let rq = kernel::error::from_err_ptr(unsafe { bindings::blk_mq_alloc_request(q, op, 0) })?;
+    // SAFETY: `q` is the queue of one of our disks, which the caller has open (the queue an
+    // ioctl got, live for its call); our disks' tag set reserves a `Pdu` after every request.
+    // A dying queue refuses.
+    #[allow(unsafe_code)]
+    let mut rq = unsafe { DrvRequest::<Pdu>::alloc_on(q, write, false) }?;
     let pt = Passthru {
         sqe,
         segs: segs.as_ptr(),
         nsegs: segs.len(),
     };
-    // SAFETY: `rq` is a fresh request of our tag set, ours until freed below; `pt` outlives
-    // the synchronous execution.
-    let (sts, nvme, result) = unsafe {
-        let p = pdu(rq);
-        p.passthru = &pt;
-        p.nvme_status = 0;
-        p.result = 0;
-        if timeout_ms != 0 {
-            // CAST: jiffies for at most an hour fit a u32.
-            (*rq).timeout = bindings::__msecs_to_jiffies(timeout_ms) as c_uint;
-        }
-        let sts = bindings::blk_execute_rq(rq, false);
+    let p = rq.pdu();
+    // `pt` outlives the synchronous execution.
+    p.passthru = &pt;
+    p.nvme_status = 0;
+    p.result = 0;
+    rq.set_timeout_ms(timeout_ms);
+    let (sts, nvme, result) = rq.execute(|p, sts| {
         let out = (sts, p.nvme_status, p.result);
         p.passthru = ptr::null();
-        bindings::blk_mq_free_request(rq);
         out
-    };
+    });
     match sts {
         BLK_STS_OK => Ok((0, result)),
         BLK_STS_TIMEOUT => Err(ETIMEDOUT),
         _ if nvme != 0 => Ok((nvme, result)),
-        // SAFETY: a plain conversion.
-        s => Err(Error::from_errno(unsafe {
-            bindings::blk_status_to_errno(s)
-        })),
+        s => Err(status_to_errno(s)),
     }
-}
-
-/// blk-mq `commit_rqs`: rings the doorbell owed for the last requests queued.
-///
-/// # Safety
-///
-/// Called by blk-mq with a context of our tag set.
-unsafe extern "C" fn commit_rqs<O: Owner>(hctx: *mut bindings::blk_mq_hw_ctx) {
-    // SAFETY: a live context of our tag set.
-    let Some((_, hq)) = (unsafe { io_of::<O>(hctx) }) else {
-        return;
-    };
-    hq.inner.lock(|inner| {
-        if let Some(q) = inner.q.as_mut() {
-            let _ = q.ring(&hq.bar, hq.shadow.as_deref());
-        }
-    });
-}
-
-/// blk-mq `complete`: unmaps the data and ends the request with the status stored by
-/// [`reap`].
-///
-/// # Safety
-///
-/// Called by blk-mq for a request of our tag set that was completed.
-unsafe extern "C" fn complete<O: Owner>(rq: *mut bindings::request) {
-    // SAFETY: `rq` is ours and was completed by `reap` or the timeout handler.
-    unsafe {
-        if let Some((io, _)) = io_of::<O>((*rq).mq_hctx) {
-            unmap(io, rq);
-        }
-        bindings::blk_mq_end_request(rq, pdu(rq).status);
-    }
-}
-
-/// blk-mq `poll`: reaps a poll queue.
-///
-/// # Safety
-///
-/// Called by blk-mq with a context of our tag set.
-unsafe extern "C" fn poll<O: Owner>(
-    hctx: *mut bindings::blk_mq_hw_ctx,
-    _iob: *mut bindings::io_comp_batch,
-) -> c_int {
-    // SAFETY: a live context of our tag set.
-    let Some((_, hq)) = (unsafe { io_of::<O>(hctx) }) else {
-        return 0;
-    };
-    // CAST: bounded by the queue depth.
-    reap(hq) as c_int
 }
 
 /// The controller's side of the timeout ladder, for one expired request.
@@ -1717,234 +1574,49 @@ impl<O: Owner> LadderHost for LadderCtrl<'_, O> {
 }
 
 /// The expired request, as blk-mq's timeout handler holds it.
-struct LadderRq<'a, O: Owner> {
-    io: &'a Io<O>,
+struct LadderRq<'a> {
     hq: &'a HwQueue,
-    rq: *mut bindings::request,
+    rq: TimedOut<'a, Pdu>,
     tag: u16,
+    /// The request's handle, once [`Expired::reap_and_find`] cancelled its command.
+    taken: Option<Owned<Pdu>>,
 }
 
-impl<O: Owner> Expired for LadderRq<'_, O> {
+impl Expired for LadderRq<'_> {
     fn reap_and_find(&mut self, cancel: bool) -> Option<u16> {
         reap(self.hq);
-        let (rq, tag) = (self.rq, self.tag);
+        let (rq, tag, taken) = (&self.rq, self.tag, &mut self.taken);
         self.hq.inner.lock(|inner| {
             let q = inner.q.as_mut()?;
             let slot = inner.rqs.get_mut(usize::from(tag))?;
-            if *slot != rq || !q.in_flight(tag) {
+            if !slot.as_ref().is_some_and(|o| rq.is(o)) || !q.in_flight(tag) {
                 return None;
             }
             let cid = q.cid_of(tag);
             if cancel {
                 q.cancel(tag);
-                *slot = ptr::null_mut();
+                *taken = slot.take();
             }
             cid
         })
     }
 
     fn aborted(&self) -> bool {
-        // SAFETY: the request is ours while blk-mq's timeout holds it.
-        unsafe { pdu(self.rq) }.aborted
+        // Written only by `queue_rq` (before the request is out) and here.
+        self.rq.pdu_ref().aborted
     }
 
     fn set_aborted(&mut self) {
-        // SAFETY: as above.
-        unsafe { pdu(self.rq) }.aborted = true;
+        self.rq.pdu().aborted = true;
     }
 
     fn fail_timed_out(&mut self) {
-        // SAFETY: the request is ours again (its CID was cancelled); ended once.
-        unsafe {
-            pdu(self.rq).status = BLK_STS_TIMEOUT;
-            unmap(self.io, self.rq);
-            bindings::blk_mq_end_request(self.rq, BLK_STS_TIMEOUT);
+        // The request is ours again (its CID was cancelled); ended once.
+        if let Some(mut rq) = self.taken.take() {
+            let p = rq.pdu();
+            p.status = BLK_STS_TIMEOUT;
+            p.sg.unmap();
+            rq.end(BLK_STS_TIMEOUT);
         }
     }
-}
-
-/// blk-mq `timeout`: the core's timeout ladder ([`ladder::expired`]): the queue is reaped
-/// first (a missed interrupt); a command really outstanding gets one Abort and another
-/// period; if it is still outstanding then, the controller is reset, which resubmits or
-/// fails it. While the device is being unbound the command is cancelled and fails.
-///
-/// # Safety
-///
-/// Called by blk-mq for a request of our tag set, holding a reference on it.
-unsafe extern "C" fn timeout<O: Owner>(
-    rq: *mut bindings::request,
-) -> bindings::blk_eh_timer_return {
-    // SAFETY: blk-mq holds a reference on `rq` for the duration of the call.
-    let Some((io, hq)) = (unsafe { io_of::<O>((*rq).mq_hctx) }) else {
-        return bindings::blk_eh_timer_return_BLK_EH_DONE;
-    };
-    // SAFETY: as above.
-    let Ok(tag) = u16::try_from(unsafe { (*rq).tag }) else {
-        return bindings::blk_eh_timer_return_BLK_EH_DONE;
-    };
-    let host = LadderCtrl {
-        io,
-        qid: hq.qid,
-        tag,
-    };
-    let mut req = LadderRq { io, hq, rq, tag };
-    match ladder::expired(&host, &mut req, hq.qid) {
-        TimeoutAction::Done => bindings::blk_eh_timer_return_BLK_EH_DONE,
-        TimeoutAction::ResetTimer => bindings::blk_eh_timer_return_BLK_EH_RESET_TIMER,
-    }
-}
-
-/// The disks' `ioctl`: the NVMe ioctls (anything else is ENOTTY).
-///
-/// # Safety
-///
-/// Called by the block layer for an open block device of one of our disks.
-unsafe extern "C" fn blk_ioctl<O: Owner>(
-    bdev: *mut bindings::block_device,
-    mode: bindings::blk_mode_t,
-    cmd: c_uint,
-    arg: kernel::ffi::c_ulong,
-) -> c_int {
-    /// `BLK_OPEN_WRITE` of `<linux/blkdev.h>`.
-    const BLK_OPEN_WRITE: bindings::blk_mode_t = 1 << 1;
-    // SAFETY: the device is open, so its disk, the disk's queue and `private_data` (a
-    // reference on the owner from `Arc::into_raw`, dropped only by `free_disk`) are alive.
-    let (owner, q, partition) = unsafe {
-        let disk = (*bdev).bd_disk;
-        (
-            ArcBorrow::from_raw((*disk).private_data.cast::<O>()),
-            (*disk).queue,
-            (*disk).part0 != bdev,
-        )
-    };
-    // SAFETY: `queuedata` carries the NSID (see `add_disk`).
-    // CAST: the pointer holds a u32 NSID.
-    let nsid = unsafe { (*q).queuedata.addr() as u32 };
-    // SAFETY: the device is open, so its disk's queue is live for the call.
-    let q = unsafe { BlkQueue::new(q) };
-    match O::disk_ioctl(
-        owner,
-        q,
-        nsid,
-        partition,
-        mode & BLK_OPEN_WRITE != 0,
-        cmd,
-        arg,
-    ) {
-        // CAST: the value is an NSID or a 15-bit status.
-        Ok(v) => v as c_int,
-        Err(e) => e.to_errno(),
-    }
-}
-
-/// The disks' `free_disk`: drops the disk's reference on the owner.
-///
-/// # Safety
-///
-/// Called once by the block layer when one of our disks is freed.
-unsafe extern "C" fn free_disk<O: Owner>(disk: *mut bindings::gendisk) {
-    // SAFETY: `add_disk` stored a reference from `Arc::into_raw` here; this is its only
-    // release.
-    unsafe {
-        let p = (*disk).private_data.cast::<O>();
-        if !p.is_null() {
-            drop(Arc::from_raw(p));
-        }
-    }
-}
-
-/// blk-mq `map_queues`: interrupt queues follow their vectors' CPU affinity, poll queues
-/// are spread evenly.
-///
-/// # Safety
-///
-/// Called by blk-mq for our tag set.
-unsafe extern "C" fn map_queues<O: Owner>(set: *mut bindings::blk_mq_tag_set) {
-    // SAFETY: our tag set; `driver_data` is its `Io`.
-    unsafe {
-        let io = &*(*set).driver_data.cast::<Io<O>>();
-        let maps = &mut (*set).map;
-        // The queues in service are a prefix: interrupt-driven ones first (at least one).
-        let live = io.live.load(Relaxed).max(1);
-        let nr_default = io.nr_default.min(live);
-        let nr_poll = io.nr_poll.min(live - nr_default);
-        let def = &mut maps[bindings::hctx_type_HCTX_TYPE_DEFAULT as usize];
-        def.nr_queues = nr_default;
-        def.queue_offset = 0;
-        // With fewer queues than vectors, some CPUs' vectors serve no queue, and once the
-        // queue count changed (see `remapped`): spread the CPUs evenly instead of by affinity.
-        if io.spread && nr_default == io.nr_default && !io.remapped.load(Relaxed) {
-            // Follow the vectors' CPU affinity (vector 0 is the admin queue's).
-            bindings::blk_mq_map_hw_queues(def, &raw mut (*io.pdev()).dev, 1);
-        } else {
-            bindings::blk_mq_map_queues(def);
-        }
-        if (*set).nr_maps > bindings::hctx_type_HCTX_TYPE_POLL {
-            maps[bindings::hctx_type_HCTX_TYPE_READ as usize].nr_queues = 0;
-            let pollm = &mut maps[bindings::hctx_type_HCTX_TYPE_POLL as usize];
-            pollm.nr_queues = nr_poll;
-            pollm.queue_offset = nr_default;
-            if nr_poll > 0 {
-                bindings::blk_mq_map_queues(pollm);
-            }
-        }
-    }
-}
-
-/// [`Io::FOPS`] (its module pointer makes it `!Sync` as bindgen sees it).
-struct Fops(bindings::block_device_operations);
-
-// SAFETY: the table is never written; the module it names lives as long as the table.
-unsafe impl Sync for Fops {}
-
-impl<O: Owner> Io<O> {
-    /// The disks' operations. In static memory (a promoted constant): a disk held open (a
-    /// file descriptor kept across unbind) outlives the controller's block state, and its
-    /// last close still calls through them (`release`) and `free_disk`.
-    const FOPS: Fops = Fops(bindings::block_device_operations {
-        submit_bio: None,
-        poll_bio: None,
-        open: None,
-        release: None,
-        ioctl: Some(blk_ioctl::<O>),
-        compat_ioctl: None,
-        check_events: None,
-        unlock_native_capacity: None,
-        getgeo: None,
-        set_read_only: None,
-        free_disk: Some(free_disk::<O>),
-        swap_slot_free_notify: None,
-        report_zones: None,
-        devnode: None,
-        get_unique_id: None,
-        // The module cannot be unloaded while a disk is open.
-        owner: <crate::OrionModule as kernel::ModuleMetadata>::THIS_MODULE.as_ptr(),
-        pr_ops: ptr::null(),
-        alternative_gpt_sector: None,
-    });
-
-    /// The blk-mq callbacks, in static memory (a promoted constant). Fields that only some
-    /// configurations have (`show_rq` exists only with `CONFIG_BLK_DEBUG_FS`) are never
-    /// named: they start zeroed.
-    #[allow(clippy::needless_update)]
-    const OPS: bindings::blk_mq_ops = bindings::blk_mq_ops {
-        queue_rq: Some(queue_rq::<O>),
-        commit_rqs: Some(commit_rqs::<O>),
-        queue_rqs: None,
-        get_budget: None,
-        put_budget: None,
-        set_rq_budget_token: None,
-        get_rq_budget_token: None,
-        timeout: Some(timeout::<O>),
-        poll: Some(poll::<O>),
-        complete: Some(complete::<O>),
-        init_hctx: Some(init_hctx),
-        exit_hctx: None,
-        init_request: None,
-        exit_request: None,
-        cleanup_rq: None,
-        busy: None,
-        map_queues: Some(map_queues::<O>),
-        ..pin_init::zeroed()
-    };
 }

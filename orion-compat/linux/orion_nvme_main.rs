@@ -30,7 +30,6 @@ use orion::{controller, spec};
 mod attrs;
 #[allow(unsafe_code)]
 mod bindings;
-#[allow(unsafe_code)]
 mod blk;
 mod ctrl;
 mod error;

@@ -107,6 +107,26 @@ impl<'a> Queue<'a> {
         // own readers do (`queue_logical_block_size`), without a lock.
         unsafe { (*self.q).limits.logical_block_size }
     }
+
+    /// The queue's `queuedata`, as the integer its disk was made with.
+    #[inline]
+    pub(crate) fn queuedata(self) -> usize {
+        // SAFETY: the queue is live (type invariant); `queuedata` is set when it is made.
+        unsafe { (*self.q).queuedata }.addr()
+    }
+
+    /// The queue's request timeout, in jiffies.
+    pub(crate) fn rq_timeout(self) -> u32 {
+        // SAFETY: the queue is live (type invariant); read as the block layer's own readers
+        // do, without a lock.
+        unsafe { (*self.q).rq_timeout }
+    }
+
+    /// Dispatches the requests on the queue's requeue list (`blk_mq_kick_requeue_list`).
+    pub(crate) fn kick_requeue_list(self) {
+        // SAFETY: the queue is live (type invariant).
+        unsafe { bindings::blk_mq_kick_requeue_list(self.q) };
+    }
 }
 
 impl<P> Drop for QueueRef<P> {
@@ -151,6 +171,22 @@ impl<P> DrvRequest<P> {
     /// is `REQ_NOWAIT` and EAGAIN comes at once when no tag is free; ENODEV when the queue is
     /// dying.
     pub(crate) fn alloc(q: &QueueRef<P>, write: bool, nowait: bool) -> Result<Self> {
+        // SAFETY: `q` holds a reference on a live queue whose requests carry a `P` (type
+        // invariant of `QueueRef`).
+        unsafe { Self::alloc_on(q.as_ptr(), write, nowait) }
+    }
+
+    /// As [`Self::alloc`], on the queue `q`.
+    ///
+    /// # Safety
+    ///
+    /// `q` is a live request queue (for the call) whose tag set reserves an initialised `P`
+    /// after every request.
+    pub(crate) unsafe fn alloc_on(
+        q: *mut bindings::request_queue,
+        write: bool,
+        nowait: bool,
+    ) -> Result<Self> {
         let mut op = if write {
             bindings::req_op_REQ_OP_DRV_OUT
         } else {
@@ -161,13 +197,11 @@ impl<P> DrvRequest<P> {
             op |= 1 << bindings::req_flag_bits___REQ_NOWAIT;
             flags = bindings::BLK_MQ_REQ_NOWAIT;
         }
-        // SAFETY: `q` holds a reference on a live queue (type invariant); a dying queue
-        // refuses with ENODEV.
-        let rq = kernel::error::from_err_ptr(unsafe {
-            bindings::blk_mq_alloc_request(q.as_ptr(), op, flags)
-        })?;
-        // INVARIANT: a fresh request of `q`'s tag set, which reserves a `P` (invariant of
-        // `QueueRef`).
+        // SAFETY: `q` is live (caller's contract); a dying queue refuses with ENODEV.
+        let rq =
+            kernel::error::from_err_ptr(unsafe { bindings::blk_mq_alloc_request(q, op, flags) })?;
+        // INVARIANT: a fresh request of `q`'s tag set, which reserves a `P` (caller's
+        // contract).
         Ok(Self {
             rq,
             _pdu: PhantomData,
@@ -190,6 +224,16 @@ impl<P> DrvRequest<P> {
             // SAFETY: the request is ours alone until started (type invariant).
             unsafe { (*self.rq).timeout = j };
         }
+    }
+
+    /// Runs the request and waits for it to end (`blk_execute_rq`), then gives `f` its data
+    /// and status, then frees it. Sleeps.
+    pub(crate) fn execute<R>(mut self, f: impl FnOnce(&mut P, bindings::blk_status_t) -> R) -> R {
+        // SAFETY: the request is ours and not started (type invariant), started once here
+        // (`self` is consumed); once ended, blk-mq leaves it to us to free (no `end_io`),
+        // which `drop` does below.
+        let sts = unsafe { bindings::blk_execute_rq(self.rq, false) };
+        f(self.pdu(), sts)
     }
 
     /// Starts the request (`blk_execute_rq_nowait`); when it ends, `E::end(owner, ..)` runs

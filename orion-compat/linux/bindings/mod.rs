@@ -16,6 +16,7 @@
 //! - [`misc`]: a misc device with ioctl and io_uring command file operations.
 //! - [`uring`]: the io_uring command an issue hook gets, and its completion.
 //! - [`blk`]: request queue references and driver-private requests started without waiting.
+//! - [`mq`]: a blk-mq tag set with safe callbacks, its requests and data mapping, gendisks.
 //! - [`work`]: cancelling work items whose queued runs hold an `Arc`; the default workqueue.
 //! - [`sched`]: sleeping, and the current task's capabilities.
 
@@ -23,6 +24,7 @@ pub(crate) mod blk;
 pub(crate) mod bound;
 pub(crate) mod dma;
 pub(crate) mod misc;
+pub(crate) mod mq;
 pub(crate) mod pci;
 pub(crate) mod pci_driver;
 pub(crate) mod sched;
