@@ -3,10 +3,10 @@
 //! orion_nvme: the orion-nvme driver core as a Rust-for-Linux PCI driver.
 //!
 //! This crate is the Linux implementation of the Orion driver API and the only place in the
-//! project where `unsafe` is allowed: in [`bindings`] (and, until it moves there, `blk`).
-//! The root denies it but for the one place where it owns the bound device's lifecycle:
-//! the DMA mask at probe. (It cannot `forbid` unsafe code: that would reach into
-//! `bindings`.) The portable core (`src/`) and the API traits
+//! project where `unsafe` is allowed: in [`bindings`] (and, until they move there, five
+//! blocks in `blk`, each with its own `allow`). The root denies it but for the one place
+//! where it owns the bound device's lifecycle: the DMA mask at probe. (It cannot `forbid`
+//! unsafe code: that would reach into `bindings`.) The portable core (`src/`) and the API traits
 //! (`orion-compat/src/`) are compiled into this crate as modules, unchanged.
 
 #![deny(unsafe_code)]
